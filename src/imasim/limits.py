@@ -1,0 +1,32 @@
+"""Resource bounds passed to parsers, so untrusted input cannot exhaust memory or time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DEFAULT_LIMITS", "Limits"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """Upper bounds a parser enforces (``LimitExceededError`` when one is crossed).
+
+    The defaults follow the kernel where it has a limit: ``MAX_TEMPLATE_NAME_LEN`` is 255,
+    ``IMA_TEMPLATE_NUM_FIELDS_MAX`` is 15, template data is capped at ``MAX_TEMPLATE_DATA``
+    in ``ima_restore_template_data`` (imasim allows more, since lists are read offline,
+    but never more than the input holds).
+    """
+
+    max_entries: int = 100_000_000
+    max_template_name: int = 255
+    max_template_fields: int = 15
+    max_template_data: int = 64 * 1024 * 1024
+    max_asn1_depth: int = 32
+    max_asn1_length: int = 64 * 1024 * 1024
+    max_pe_sections: int = 96
+    max_pe_certificates: int = 64
+    max_policy_lines: int = 100_000
+    max_line_length: int = 1024 * 1024
+
+
+DEFAULT_LIMITS = Limits()
