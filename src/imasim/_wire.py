@@ -28,7 +28,7 @@ class Reader:
     :meth:`view` share memory with the input (no copy); :meth:`take` returns ``bytes``.
     """
 
-    __slots__ = ("_data", "_end", "base", "order", "pos", "path")
+    __slots__ = ("_data", "_end", "base", "order", "path", "pos")
 
     def __init__(
         self,

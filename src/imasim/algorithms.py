@@ -58,7 +58,7 @@ class HashAlgorithm(enum.Enum):
     # -- lookup -----------------------------------------------------------------------
     @classmethod
     def from_name(cls, name: str) -> HashAlgorithm:
-        """Look up by kernel name (``sha256``, ``sm3``, ``sm3-256``, ``sm3_256``), case-insensitive."""
+        """Look up by kernel name (``sha256``, ``sm3``, ``sm3-256``), case-insensitive."""
         key = name.strip().lower()
         found = _BY_NAME.get(key)
         if found is None:
