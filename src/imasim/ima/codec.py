@@ -1,0 +1,469 @@
+"""security/integrity/ima/ima_fs.c: binary_runtime_measurements and ascii_runtime_measurements.
+
+Binary record (ima_measurements_show)::
+
+    u32 pcr | template digest (20 B, or the bank size in *_<alg> lists) | u32 name_len |
+    name (no NUL) | u32 data_len | template data          (legacy 'ima': no data_len,
+                                                          20 B digest, u32 len, name)
+
+Integers are in the kernel's native order (little endian on x86; ``byte_order="big"``
+for a big-endian kernel without ``ima_canonical_fmt``).
+
+:func:`parse_measurement_list` validates every record (lengths, template names, the
+field structure of the template data) in one pass and returns a :class:`MeasurementList`
+that keeps the input bytes once and an offset per entry; entries are built on access.
+:func:`iter_measurement_list` streams entries from bytes or a binary file in constant
+memory. Only :class:`~imasim.errors.ParseError` escapes either.
+"""
+
+from __future__ import annotations
+
+import struct
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from typing import BinaryIO, Final, overload
+
+from ..algorithms import HashAlgorithm
+from ..errors import LimitExceededError, ParseError, TruncatedError, UnknownTemplateError
+from ..limits import DEFAULT_LIMITS, Limits
+from .entry import MeasurementEntry
+from .fields import ByteOrder
+from .templates import lookup_template
+
+__all__ = [
+    "MeasurementList",
+    "iter_measurement_list",
+    "parse_ascii_measurement_list",
+    "parse_measurement_list",
+]
+
+_U32: Final = {"little": struct.Struct("<I"), "big": struct.Struct(">I")}
+_CHUNK: Final = 1 << 20
+
+
+def _check_order(byte_order: str) -> ByteOrder:
+    if byte_order not in ("little", "big"):
+        raise ParseError("byte_order must be 'little' or 'big'", field="byte_order",
+                         actual=byte_order)
+    return "little" if byte_order == "little" else "big"
+
+
+class _Scanner:
+    """Finds and validates record boundaries in a buffer; shared by both readers."""
+
+    __slots__ = ("dsize", "limits", "names", "order", "unpack")
+
+    def __init__(self, order: ByteOrder, dsize: int, limits: Limits) -> None:
+        self.order: ByteOrder = order
+        self.dsize = dsize
+        self.limits = limits
+        self.unpack = _U32[order].unpack_from
+        self.names: dict[bytes, tuple[str, int]] = {}  # name bytes -> (name, nfields or -1)
+
+    def _template(self, raw: bytes, offset: int) -> tuple[str, int]:
+        try:
+            name = raw.decode("ascii")
+        except UnicodeDecodeError:
+            raise UnknownTemplateError("template name is not ASCII", offset=offset,
+                                       field="template_name") from None
+        if name == "ima":
+            found = (name, -1)
+        else:
+            try:
+                found = (name, len(lookup_template(name).fields))
+            except UnknownTemplateError as exc:
+                raise UnknownTemplateError(exc.message, offset=offset,
+                                           field="template_name", actual=name[:80]) from None
+        if len(self.names) < 4096:
+            self.names[raw] = found
+        return found
+
+    def scan(self, buf: bytes | bytearray | memoryview, pos: int, end: int, base: int,
+             final: bool, offsets: array[int] | None, index: int
+             ) -> tuple[int, list[MeasurementEntry] | None]:
+        """Validate records from ``pos``; return the offset after the last complete one.
+
+        With ``offsets`` given, record starts are appended there (no entries built);
+        otherwise entries are built and returned. When ``final`` is false, an incomplete
+        record at the end is left for the next chunk instead of raising.
+        """
+        unpack, dsize, limits, names = self.unpack, self.dsize, self.limits, self.names
+        max_name, max_data = limits.max_template_name, limits.max_template_data
+        order = self.order
+        out: list[MeasurementEntry] | None = None if offsets is not None else []
+        while pos < end:
+            start = pos
+            if end - pos < 8 + dsize:
+                if not final:
+                    break
+                raise TruncatedError(f"entry[{index}] header needs {8 + dsize} bytes, "
+                                     f"{end - pos} remain", offset=base + pos,
+                                     field="entry_header")
+            (nlen,) = unpack(buf, pos + 4 + dsize)
+            p = pos + 8 + dsize
+            if nlen == 0 or nlen > max_name:
+                raise LimitExceededError(f"entry[{index}] template name length {nlen}",
+                                         offset=base + p - 4, field="template_name_len",
+                                         expected=f"1..{max_name}", actual=nlen)
+            if end - p < nlen + 4:
+                if not final:
+                    break
+                raise TruncatedError(f"entry[{index}] template name of {nlen} bytes "
+                                     "and data length do not fit", offset=base + p - 4,
+                                     field="template_name_len")
+            raw_name = bytes(buf[p:p + nlen])
+            tmpl = names.get(raw_name)
+            if tmpl is None:
+                tmpl = self._template(raw_name, base + p)
+            p += nlen
+            name, nfields = tmpl
+            if nfields < 0:  # legacy 'ima': 20-byte digest, u32 len, name
+                if end - p < 24:
+                    if not final:
+                        break
+                    raise TruncatedError(f"entry[{index}] 'ima' record truncated",
+                                         offset=base + p, field="ima_digest")
+                (flen,) = unpack(buf, p + 20)
+                if flen > max_name:
+                    raise LimitExceededError(f"entry[{index}] 'ima' file name length {flen}",
+                                             offset=base + p + 20, field="ima_name_len",
+                                             expected="<= 255", actual=flen)
+                dstart, dend = p, p + 24 + flen
+                if dend > end:
+                    if not final:
+                        break
+                    raise TruncatedError(f"entry[{index}] 'ima' file name truncated",
+                                         offset=base + p + 20, field="ima_name_len")
+            else:
+                (dlen,) = unpack(buf, p)
+                if dlen > max_data:
+                    raise LimitExceededError(f"entry[{index}] template data length {dlen}",
+                                             offset=base + p, field="template_data_len",
+                                             expected=f"<= {max_data}", actual=dlen)
+                dstart, dend = p + 4, p + 4 + dlen
+                if dend > end:
+                    if not final:
+                        break
+                    raise TruncatedError(f"entry[{index}] template data length {dlen} exceeds "
+                                         f"the remaining {end - dstart} bytes",
+                                         offset=base + p, field="template_data_len")
+                self._check_fields(buf, dstart, dend, nfields, base, index)
+            if index >= limits.max_entries:
+                raise LimitExceededError("too many entries", offset=base + start,
+                                         field="entry", expected=limits.max_entries)
+            if offsets is not None:
+                offsets.append(start)
+            else:
+                assert out is not None
+                (pcr,) = unpack(buf, start)
+                out.append(MeasurementEntry(pcr, name, bytes(buf[start + 4:start + 4 + dsize]),
+                                            bytes(buf[dstart:dend]), order))
+            pos = dend
+            index += 1
+        return pos, out
+
+    def _check_fields(self, buf: bytes | bytearray | memoryview, pos: int, end: int,
+                      nfields: int, base: int, index: int) -> None:
+        unpack = self.unpack
+        for i in range(nfields):
+            if end - pos < 4:
+                raise ParseError(f"entry[{index}] template data ends before field {i}",
+                                 offset=base + pos, field="field_len", expected=nfields,
+                                 actual=i)
+            (n,) = unpack(buf, pos)
+            if n > end - pos - 4:
+                raise ParseError(f"entry[{index}] field {i} length {n} exceeds the template "
+                                 f"data ({end - pos - 4} bytes left)", offset=base + pos,
+                                 field="field_len")
+            pos += 4 + n
+        if pos != end:
+            raise ParseError(f"entry[{index}] {end - pos} bytes after the last field",
+                             offset=base + pos, field="template_data")
+
+
+class MeasurementList(Sequence[MeasurementEntry]):
+    """An immutable measurement list: the serialised records once, plus an offset index.
+
+    ``digest_alg`` is the algorithm of the stored template digests (SHA-1 for the
+    classic list and the kexec buffer; the bank's for ``*_<alg>`` lists).
+    """
+
+    __slots__ = ("_buf", "_dsize", "_offsets", "byte_order", "digest_alg")
+
+    def __init__(self, entries: Iterable[MeasurementEntry] = (), *,
+                 digest_alg: HashAlgorithm = HashAlgorithm.SHA1,
+                 byte_order: ByteOrder = "little") -> None:
+        self.digest_alg = digest_alg
+        self.byte_order: ByteOrder = _check_order(byte_order)
+        self._dsize = digest_alg.digest_size
+        parts: list[bytes] = []
+        offsets = array("Q")
+        pos = 0
+        for e in entries:
+            if len(e.template_digest) != self._dsize:
+                raise ParseError("template digest size does not match the list's algorithm",
+                                 field="template_digest", expected=self._dsize,
+                                 actual=len(e.template_digest))
+            rec = e.to_bytes(byte_order=byte_order)
+            offsets.append(pos)
+            parts.append(rec)
+            pos += len(rec)
+        self._buf = b"".join(parts)
+        self._offsets = offsets
+
+    @classmethod
+    def _from_parsed(cls, buf: bytes, offsets: array[int], digest_alg: HashAlgorithm,
+                     byte_order: ByteOrder) -> MeasurementList:
+        self = cls.__new__(cls)
+        self.digest_alg = digest_alg
+        self.byte_order = byte_order
+        self._dsize = digest_alg.digest_size
+        self._buf = buf
+        self._offsets = offsets
+        return self
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    @overload
+    def __getitem__(self, i: int) -> MeasurementEntry: ...
+    @overload
+    def __getitem__(self, i: slice) -> MeasurementList: ...
+
+    def __getitem__(self, i: int | slice) -> MeasurementEntry | MeasurementList:
+        if isinstance(i, slice):
+            return MeasurementList(
+                (self[k] for k in range(*i.indices(len(self)))),
+                digest_alg=self.digest_alg, byte_order=self.byte_order)
+        n = len(self._offsets)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("measurement list index out of range")
+        return self._entry_at(self._offsets[i])
+
+    def _entry_at(self, start: int) -> MeasurementEntry:
+        buf, dsize = self._buf, self._dsize
+        unpack = _U32[self.byte_order].unpack_from
+        (pcr,) = unpack(buf, start)
+        (nlen,) = unpack(buf, start + 4 + dsize)
+        p = start + 8 + dsize
+        name = buf[p:p + nlen].decode("ascii")
+        p += nlen
+        if name == "ima":
+            (flen,) = unpack(buf, p + 20)
+            data = buf[p:p + 24 + flen]
+        else:
+            (dlen,) = unpack(buf, p)
+            data = buf[p + 4:p + 4 + dlen]
+        return MeasurementEntry(pcr, name, buf[start + 4:start + 4 + dsize], data,
+                                self.byte_order)
+
+    def __iter__(self) -> Iterator[MeasurementEntry]:
+        entry_at = self._entry_at
+        for off in self._offsets:
+            yield entry_at(off)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MeasurementList):
+            return NotImplemented
+        return (self._buf == other._buf and self.digest_alg == other.digest_alg
+                and self.byte_order == other.byte_order)
+
+    def __hash__(self) -> int:
+        return hash((self._buf, self.digest_alg, self.byte_order))
+
+    def __repr__(self) -> str:
+        return (f"<MeasurementList {len(self)} entries, {self.digest_alg.kernel_name} "
+                f"template digests, {self.byte_order} endian>")
+
+    # -- conversions ------------------------------------------------------------------
+    def to_bytes(self, *, byte_order: ByteOrder | None = None) -> bytes:
+        """The binary list; the original bytes when parsed and the order is unchanged."""
+        if byte_order is None or byte_order == self.byte_order:
+            return self._buf
+        return b"".join(e.to_bytes(byte_order=byte_order) for e in self)
+
+    def to_ascii(self) -> str:
+        """The text of ascii_runtime_measurements (or its ``_<alg>`` variant)."""
+        return "".join(e.ascii_line() for e in self)
+
+    def for_bank(self, alg: HashAlgorithm) -> MeasurementList:
+        """The per-bank list ``binary_runtime_measurements_<alg>`` of a 6.10+ kernel."""
+        return MeasurementList((e.with_digest_for(alg) for e in self), digest_alg=alg,
+                               byte_order=self.byte_order)
+
+    def __add__(self, other: MeasurementList) -> MeasurementList:
+        if not isinstance(other, MeasurementList):
+            return NotImplemented
+        if (other.digest_alg, other.byte_order) != (self.digest_alg, self.byte_order):
+            raise ParseError("cannot join lists of different digest algorithms or orders")
+        shift = len(self._buf)
+        offsets = array("Q", self._offsets)
+        offsets.extend(o + shift for o in other._offsets)
+        return MeasurementList._from_parsed(self._buf + other._buf, offsets, self.digest_alg,
+                                            self.byte_order)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        rows = []
+        for i, e in enumerate(self):
+            if i == 200:
+                rows.append(f"<tr><td colspan=5>... {len(self) - 200} more</td></tr>")
+                break
+            style = ' style="color:#b00"' if e.is_violation else ""
+            rows.append(f"<tr{style}><td>{i}</td><td>{e.pcr}</td>"
+                        f"<td><code>{e.template_digest.hex()[:16]}…</code></td>"
+                        f"<td>{escape(e.template_name)}</td><td>{escape(e._safe_name())}</td></tr>")
+        return ("<table><thead><tr><th>#</th><th>PCR</th><th>template digest</th>"
+                "<th>template</th><th>event</th></tr></thead><tbody>" + "".join(rows)
+                + f"</tbody></table><p>{len(self)} entries</p>")
+
+
+def parse_measurement_list(
+    data: bytes | bytearray | memoryview,
+    *,
+    byte_order: str = "little",
+    digest_alg: HashAlgorithm = HashAlgorithm.SHA1,
+    limits: Limits = DEFAULT_LIMITS,
+) -> MeasurementList:
+    """Parse a binary measurement list (binary_runtime_measurements[_<alg>]).
+
+    ``digest_alg`` is the algorithm of the stored template digests: SHA-1 for the
+    classic file, the bank's for a per-bank file. Only :class:`ParseError` escapes.
+
+    >>> from imasim.ima import MeasurementEntry, DigestWithAlgo
+    >>> e = MeasurementEntry.create("ima-ng", [DigestWithAlgo("sha1", bytes(20)), "/x"])
+    >>> lst = parse_measurement_list(e.to_bytes())
+    >>> len(lst), lst[0] == e, lst.to_bytes() == e.to_bytes()
+    (1, True, True)
+    """
+    order = _check_order(byte_order)
+    buf = bytes(data)
+    offsets = array("Q")
+    _Scanner(order, digest_alg.digest_size, limits).scan(buf, 0, len(buf), 0, True, offsets, 0)
+    return MeasurementList._from_parsed(buf, offsets, digest_alg, order)
+
+
+def iter_measurement_list(
+    source: bytes | bytearray | memoryview | BinaryIO,
+    *,
+    byte_order: str = "little",
+    digest_alg: HashAlgorithm = HashAlgorithm.SHA1,
+    limits: Limits = DEFAULT_LIMITS,
+    chunk_size: int = _CHUNK,
+) -> Iterator[MeasurementEntry]:
+    """Stream entries from bytes (no copy of the input) or a binary file (constant memory).
+
+    Errors carry absolute offsets in the stream. The memory held at any time is one
+    chunk plus one record (records larger than ``limits.max_template_data`` are refused).
+    """
+    order = _check_order(byte_order)
+    scanner = _Scanner(order, digest_alg.digest_size, limits)
+    if isinstance(source, bytes | bytearray | memoryview):
+        mv = memoryview(source).cast("B") if isinstance(source, memoryview) else source
+        pos, index, total = 0, 0, len(mv)
+        while pos < total:
+            # scan a window at a time so entries are produced lazily
+            end = min(total, pos + chunk_size)
+            new_pos, entries = scanner.scan(mv, pos, end, 0, end == total, None, index)
+            if new_pos == pos:  # one record larger than the window: widen it
+                new_pos, entries = scanner.scan(mv, pos, total, 0, True, None, index)
+            assert entries is not None
+            yield from entries
+            index += len(entries)
+            pos = new_pos
+        return
+    buf = bytearray()
+    base = 0  # absolute offset of buf[0]
+    index = 0
+    eof = False
+    while True:
+        if not eof:
+            chunk = source.read(chunk_size)
+            if not chunk:
+                eof = True
+            else:
+                buf += chunk
+        if not buf:
+            return
+        pos, entries = scanner.scan(buf, 0, len(buf), base, eof, None, index)
+        assert entries is not None
+        yield from entries
+        index += len(entries)
+        if pos:
+            del buf[:pos]
+            base += pos
+        if eof and not buf:
+            return
+        if not eof and len(buf) > limits.max_template_data + chunk_size + 4096:
+            raise LimitExceededError("a record is larger than the template data limit",
+                                     offset=base, field="entry")
+
+
+def parse_ascii_measurement_list(
+    text: str,
+    *,
+    byte_order: str = "little",
+    digest_alg: HashAlgorithm | None = None,
+) -> MeasurementList:
+    """Parse ascii_runtime_measurements back into entries.
+
+    The ASCII form carries everything for the built-in templates (names never contain
+    spaces: the kernel stores them as ``_``), so the result serialises to the binary
+    list the kernel wrote beside it. ``digest_alg`` defaults to the one whose size
+    matches the template-digest column. Errors carry ``line`` (1-based).
+    """
+    order = _check_order(byte_order)
+    entries: list[MeasurementEntry] = []
+    dsize: int | None = None
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if not line:
+            continue
+        tokens = line.split(" ")
+        if len(tokens) < 3:
+            raise ParseError("expected 'PCR DIGEST TEMPLATE ...'", line=lineno)
+        # "%2d " pads single-digit PCRs with a leading space
+        if tokens[0] == "" and len(tokens) > 3:
+            tokens = tokens[1:]
+        pcr_text, digest_text, name = tokens[0], tokens[1], tokens[2]
+        try:
+            pcr = int(pcr_text, 10)
+            digest = bytes.fromhex(digest_text)
+        except ValueError:
+            raise ParseError("bad PCR or template digest", line=lineno,
+                             actual=line[:80]) from None
+        if dsize is None:
+            dsize = len(digest)
+        elif len(digest) != dsize:
+            raise ParseError("template digest size changes", line=lineno, expected=dsize,
+                             actual=len(digest))
+        try:
+            desc = lookup_template(name)
+        except UnknownTemplateError as exc:
+            raise UnknownTemplateError(exc.message, line=lineno, field="template_name",
+                                       actual=name[:80]) from None
+        values = tokens[3:]
+        if len(values) != len(desc.fields):
+            raise ParseError(f"template {name} has {len(desc.fields)} fields, the line "
+                             f"{len(values)}", line=lineno)
+        try:
+            raws = [spec.from_ascii(v, order) for spec, v in zip(desc.fields, values, strict=True)]
+        except ParseError as exc:
+            raise ParseError(exc.message, line=lineno, field=exc.field,
+                             actual=exc.actual) from None
+        u32 = _U32[order].pack
+        if desc.is_legacy_ima:
+            d, n = raws
+            data = d + u32(max(len(n) - 1, 0)) + n[:-1]
+        else:
+            data = b"".join(u32(len(r)) + r for r in raws)
+        entries.append(MeasurementEntry(pcr, name, digest, data, order))
+    if digest_alg is None:
+        by_size = {20: HashAlgorithm.SHA1, 32: HashAlgorithm.SHA256, 48: HashAlgorithm.SHA384,
+                   64: HashAlgorithm.SHA512}
+        digest_alg = by_size.get(dsize or 20, HashAlgorithm.SHA1)
+    return MeasurementList(entries, digest_alg=digest_alg, byte_order=order)
+
+
