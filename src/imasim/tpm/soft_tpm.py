@@ -9,7 +9,7 @@ verifies nothing; :func:`imasim.tpm.verify_quote` is the verifier's side.
 >>> tpm = SoftTpm()
 >>> tpm.extend(10, {H.SHA256: H.SHA256.hash(b"x")})
 >>> tpm.read(H.SHA256, 10).hex()[:16]
-'a4cd6aa46ee71f6b'
+'7f85193790de75e4'
 >>> tpm.read(H.SHA1, 17) == b"\\xff" * 20
 True
 """
