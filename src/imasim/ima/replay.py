@@ -1,0 +1,395 @@
+"""Replay a measurement list into PCR banks and match it against quoted values.
+
+The kernel extends every allocated bank with that bank's hash over the template data
+(ima_calc_field_array_hash, ima_pcr_extend), 0xff..ff for a violation, and, for a bank
+whose hash it could not allocate at IMA init, the SHA-1 template digest zero-padded to
+the bank size ("padded SHA-1"; Debian 12's 6.1 kernel does this for sha384). Replay does
+the same in one streaming pass over all banks, checks every stored template digest
+against its template data, and, when matching against quoted values, records after how
+many entries each bank matched (a quote taken while the list grew matches a prefix).
+
+>>> from imasim.algorithms import HashAlgorithm as H
+>>> from imasim.ima import MeasurementEntry, DigestWithAlgo
+>>> e = MeasurementEntry.create("ima-ng", [DigestWithAlgo("sha256", bytes(32)), "/bin/sh"])
+>>> r = replay([e], banks=(H.SHA1, H.SHA256))
+>>> r.pcrs[H.SHA256][10] == H.SHA256.hash(bytes(32) + e.template_hash(H.SHA256))
+True
+>>> r.bad_digests
+()
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..algorithms import HashAlgorithm
+from ..errors import ParseError, UnsupportedAlgorithmError, UsageError
+from .entry import MeasurementEntry
+from .fields import DigestWithAlgo
+
+__all__ = [
+    "BankMatch",
+    "BootAggregate",
+    "MatchResult",
+    "MatchStatus",
+    "PcrMismatch",
+    "ReplayResult",
+    "ReplayState",
+    "boot_aggregate",
+    "check_boot_aggregate",
+    "match",
+    "replay",
+]
+
+PcrValues = Mapping[HashAlgorithm, Mapping[int, bytes]]
+Padding = Literal["native", "padded", "auto"]
+
+
+def _padded(sha1_digest: bytes, alg: HashAlgorithm) -> bytes:
+    return sha1_digest.ljust(alg.digest_size, b"\0")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayState:
+    """PCR values after ``count`` entries; save it and resume with :func:`replay`."""
+
+    count: int
+    pcrs: Mapping[HashAlgorithm, Mapping[int, bytes]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count,
+                "pcrs": {a.kernel_name: {str(i): v.hex() for i, v in sorted(b.items())}
+                         for a, b in self.pcrs.items()}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ReplayState:
+        try:
+            return cls(int(d["count"]), {
+                HashAlgorithm.from_name(a): {int(i): bytes.fromhex(v) for i, v in b.items()}
+                for a, b in d["pcrs"].items()})
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            raise ParseError(f"bad replay state: {exc!r}", field="replay_state") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    """Computed PCR values per bank (only the PCRs the list touched, plus 10)."""
+
+    state: ReplayState
+    #: indices of entries whose stored template digest is not the hash of their data
+    bad_digests: tuple[int, ...]
+    padded_banks: frozenset[HashAlgorithm]
+
+    @property
+    def pcrs(self) -> Mapping[HashAlgorithm, Mapping[int, bytes]]:
+        return self.state.pcrs
+
+    @property
+    def count(self) -> int:
+        return self.state.count
+
+    def to_dict(self) -> dict[str, dict[str, str]]:
+        """``{"sha256": {"10": "<hex>"}, ...}`` as ``imasim log replay --json`` prints."""
+        return {a.kernel_name: {str(i): v.hex() for i, v in sorted(b.items())}
+                for a, b in self.state.pcrs.items()}
+
+
+class _Replayer:
+    """The streaming core shared by replay() and match()."""
+
+    def __init__(self, banks: Sequence[HashAlgorithm], padded: Iterable[HashAlgorithm],
+                 digest_alg: HashAlgorithm, start: ReplayState | None) -> None:
+        self.banks = tuple(banks)
+        self.padded = frozenset(padded)
+        self.digest_alg = digest_alg
+        self.count = 0 if start is None else start.count
+        self.values: dict[HashAlgorithm, dict[int, bytes]] = {a: {} for a in self.banks}
+        if start is not None:
+            for a in self.banks:
+                self.values[a].update(start.pcrs.get(a, {}))
+        self.bad: list[int] = []
+        self.unknown_algs: frozenset[HashAlgorithm] = frozenset()
+
+    def feed(self, entry: MeasurementEntry) -> tuple[int, dict[HashAlgorithm, bytes]]:
+        """Extend one entry into every bank; return its PCR and the extended values."""
+        pcr = entry.pcr
+        out: dict[HashAlgorithm, bytes] = {}
+        if entry.is_violation:
+            for a in self.banks:
+                # ima_init_digests fills the whole bank size with 0xff when the kernel
+                # knows the algorithm (even if it failed to allocate it, the padded case
+                # seen on Debian 12's 6.1); only an algorithm unknown to the kernel gets
+                # 0xff over the first 20 bytes (unknown_algs).
+                ext = (_padded(HashAlgorithm.SHA1.ones, a) if a in self.unknown_algs
+                       else a.ones)
+                out[a] = self._extend(a, pcr, ext)
+        else:
+            hashes: dict[HashAlgorithm, bytes] = {}
+            stored_alg = self.digest_alg
+            stored = entry.template_hash(stored_alg)
+            hashes[stored_alg] = stored
+            if stored != entry.template_digest:
+                self.bad.append(self.count)
+            sha1 = hashes.get(HashAlgorithm.SHA1)
+            for a in self.banks:
+                if a in self.padded:
+                    if sha1 is None:
+                        sha1 = hashes[HashAlgorithm.SHA1] = entry.template_hash(
+                            HashAlgorithm.SHA1)
+                    ext = _padded(sha1, a)
+                else:
+                    ext = hashes.get(a) or entry.template_hash(a)
+                    hashes[a] = ext
+                out[a] = self._extend(a, pcr, ext)
+        self.count += 1
+        return pcr, out
+
+    def _extend(self, a: HashAlgorithm, pcr: int, value: bytes) -> bytes:
+        bank = self.values[a]
+        new = a.hash(bank.get(pcr, a.zero) + value)
+        bank[pcr] = new
+        return new
+
+    def state(self) -> ReplayState:
+        return ReplayState(self.count, {a: dict(v) for a, v in self.values.items()})
+
+
+def replay(
+    entries: Iterable[MeasurementEntry],
+    *,
+    banks: Sequence[HashAlgorithm] = (HashAlgorithm.SHA1, HashAlgorithm.SHA256),
+    padded_banks: Iterable[HashAlgorithm] = (),
+    digest_alg: HashAlgorithm = HashAlgorithm.SHA1,
+    start: ReplayState | None = None,
+) -> ReplayResult:
+    """Replay ``entries`` into ``banks`` from zero (or from ``start``).
+
+    ``padded_banks`` are extended with the zero-padded SHA-1 template digest.
+    ``digest_alg`` is the algorithm of the stored template digests (the list's).
+    """
+    if not banks:
+        raise UsageError("replay needs at least one bank")
+    r = _Replayer(banks, padded_banks, digest_alg, start)
+    for a in r.banks:
+        r.values[a].setdefault(10, a.zero)
+    for e in entries:
+        r.feed(e)
+    return ReplayResult(r.state(), tuple(r.bad), r.padded)
+
+
+class MatchStatus(enum.Enum):
+    MATCH = "match"  # every bank matches after the whole list
+    PREFIX = "prefix"  # every bank matches after the same prefix of the list
+    MISMATCH = "mismatch"
+
+
+@dataclass(frozen=True, slots=True)
+class PcrMismatch:
+    bank: HashAlgorithm
+    pcr: int
+    expected: bytes
+    computed: bytes
+    entries_replayed: int
+
+
+@dataclass(frozen=True, slots=True)
+class BankMatch:
+    """How one bank fared: the entry count at which all its quoted PCRs matched."""
+
+    bank: HashAlgorithm
+    matched_at: int | None
+    padded: bool
+    last_match: int | None = None
+
+    @property
+    def matched(self) -> bool:
+        return self.matched_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class MatchResult:
+    status: MatchStatus
+    banks: tuple[BankMatch, ...]
+    mismatches: tuple[PcrMismatch, ...]
+    bad_digests: tuple[int, ...]
+    entries: int
+    replay: ReplayResult = field(repr=False)
+
+    @property
+    def matched(self) -> bool:
+        return self.status is not MatchStatus.MISMATCH and not self.bad_digests
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "matched": self.matched,
+            "entries": self.entries,
+            "banks": {b.bank.kernel_name: {"matched_at": b.matched_at, "padded_sha1": b.padded}
+                      for b in self.banks},
+            "mismatches": [{"bank": m.bank.kernel_name, "pcr": m.pcr,
+                            "expected": m.expected.hex(), "computed": m.computed.hex()}
+                           for m in self.mismatches],
+            "bad_digests": list(self.bad_digests),
+        }
+
+
+def match(
+    entries: Iterable[MeasurementEntry],
+    quoted: PcrValues,
+    *,
+    padding: Mapping[HashAlgorithm, Padding] | Padding = "auto",
+    pcrs: Iterable[int] | None = None,
+    digest_alg: HashAlgorithm = HashAlgorithm.SHA1,
+    start: ReplayState | None = None,
+) -> MatchResult:
+    """Does the list replay to ``quoted`` (bank -> PCR -> value)?
+
+    Compares the PCRs the list extends (or ``pcrs``) in every quoted bank. A bank
+    matches at entry count k when all its compared PCRs equal the replayed values after
+    k entries; the last such k is reported, so a quote taken part-way is recognised.
+    With ``padding="auto"`` a non-SHA-1 bank is tried both natively and with padded
+    SHA-1 digests, and whichever matches is reported.
+    """
+    entries = list(entries) if not isinstance(entries, Sequence) else entries
+    banks = [a for a in quoted if a in quoted]
+    want_pcrs = set(pcrs) if pcrs is not None else ({e.pcr for e in entries} | {10})
+
+    def mode(a: HashAlgorithm) -> Padding:
+        m = padding if isinstance(padding, str) else padding.get(a, "auto")
+        return "native" if a is HashAlgorithm.SHA1 and m == "auto" else m
+
+    variants: list[tuple[HashAlgorithm, bool]] = []
+    for a in banks:
+        m = mode(a)
+        if m in ("native", "auto"):
+            variants.append((a, False))
+        if m in ("padded", "auto") and a is not HashAlgorithm.SHA1:
+            variants.append((a, True))
+    native = _Replayer([a for a, p in variants if not p], (), digest_alg, start)
+    padded = _Replayer([a for a, p in variants if p], [a for a, p in variants if p],
+                       digest_alg, start)
+    targets = {a: {i: quoted[a][i] for i in want_pcrs if i in quoted[a]} for a in banks}
+    last: dict[tuple[HashAlgorithm, bool], int | None] = {}
+    ok_count: dict[tuple[HashAlgorithm, bool], int] = {}
+    for a, p in variants:
+        vals = (padded if p else native).values[a]
+        ok_count[(a, p)] = sum(1 for i, v in targets[a].items() if vals.get(i, a.zero) == v)
+        last[(a, p)] = native.count if ok_count[(a, p)] == len(targets[a]) else None
+    for e in entries:
+        before = {(a, p): (padded if p else native).values[a].get(e.pcr, a.zero)
+                  for a, p in variants}
+        pcr, new_native = native.feed(e)
+        _, new_padded = padded.feed(e) if padded.banks else (pcr, {})
+        for a, p in variants:
+            t = targets[a].get(pcr)
+            if t is None:
+                continue
+            new = (new_padded if p else new_native)[a]
+            was, now = before[(a, p)] == t, new == t
+            if was != now:
+                ok_count[(a, p)] += 1 if now else -1
+            if ok_count[(a, p)] == len(targets[a]):
+                last[(a, p)] = native.count
+    n = native.count if native.banks else padded.count
+    bank_results: list[BankMatch] = []
+    mismatches: list[PcrMismatch] = []
+    for a in banks:
+        cands = [(p, last[(a, p)]) for aa, p in variants if aa is a]
+        good = [(p, k) for p, k in cands if k is not None]
+        if good:
+            p, k = max(good, key=lambda pk: (pk[1] or 0, not pk[0]))
+            bank_results.append(BankMatch(a, k, p))
+        else:
+            p = cands[0][0] if cands else False
+            bank_results.append(BankMatch(a, None, p))
+            vals = (padded if p else native).values[a]
+            for i, t in sorted(targets[a].items()):
+                c = vals.get(i, a.zero)
+                if c != t:
+                    mismatches.append(PcrMismatch(a, i, t, c, n))
+    ks = {b.matched_at for b in bank_results}
+    if mismatches or None in ks or not bank_results:
+        status = MatchStatus.MISMATCH
+    elif ks == {n}:
+        status = MatchStatus.MATCH
+    elif len(ks) == 1:
+        status = MatchStatus.PREFIX
+    else:
+        status = MatchStatus.MISMATCH
+    bad = tuple(sorted(set(native.bad) | set(padded.bad)))
+    merged = {**native.state().pcrs}
+    merged.update({a: v for a, v in padded.state().pcrs.items()
+                   if any(b.bank is a and b.padded for b in bank_results)})
+    rr = ReplayResult(ReplayState(n, merged), bad,
+                      frozenset(b.bank for b in bank_results if b.padded))
+    return MatchResult(status, tuple(bank_results), tuple(mismatches), bad, n, rr)
+
+
+# -- boot_aggregate ---------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class BootAggregate:
+    """ima_calc_boot_aggregate's result: the bank used and the digest."""
+
+    alg: HashAlgorithm
+    digest: bytes
+
+    def __str__(self) -> str:
+        return f"{self.alg.kernel_name}:{self.digest.hex()}"
+
+
+def boot_aggregate(
+    pcrs: PcrValues,
+    *,
+    banks: Sequence[HashAlgorithm] | None = None,
+    ima_hash: HashAlgorithm = HashAlgorithm.SHA256,
+    kernel_version: tuple[int, int] = (6, 1),
+) -> BootAggregate:
+    """ima_calc_boot_aggregate from PCR 0-9 values (bank -> index -> value).
+
+    Bank choice (5.8+): the first allocated bank whose algorithm is ``ima_hash``, else
+    SHA-256, else SHA-1. H(PCR0 || ... || PCR7), plus PCR8 and PCR9 for a non-SHA-1 bank.
+    Before 5.8: SHA-1 over PCR0-7. ``banks`` is the TPM's bank order (default: the keys of
+    ``pcrs``).
+    """
+    order = list(banks) if banks is not None else list(pcrs)
+    if kernel_version < (5, 8):
+        chosen: HashAlgorithm | None = HashAlgorithm.SHA1 if HashAlgorithm.SHA1 in order else None
+    else:
+        chosen = next((a for a in order if a is ima_hash), None)
+        if chosen is None:
+            chosen = next((a for a in order if a is HashAlgorithm.SHA256), None)
+        if chosen is None:
+            chosen = next((a for a in order if a is HashAlgorithm.SHA1), None)
+    if chosen is None:
+        return BootAggregate(ima_hash, ima_hash.zero)
+    last = 8 if chosen is HashAlgorithm.SHA1 or kernel_version < (5, 8) else 10
+    bank = pcrs[chosen]
+    try:
+        data = b"".join(bank[i] for i in range(last))
+    except KeyError as exc:
+        raise UsageError(f"boot_aggregate needs {chosen.kernel_name} PCR {exc}") from None
+    return BootAggregate(chosen, chosen.hash(data))
+
+
+def check_boot_aggregate(entry: MeasurementEntry, pcrs: PcrValues, *,
+                         banks: Sequence[HashAlgorithm] | None = None,
+                         kernel_version: tuple[int, int] = (6, 1)) -> bool:
+    """Is ``entry`` a boot_aggregate whose digest equals the one PCRs 0-9 give?"""
+    if entry.event_name != "boot_aggregate":
+        return False
+    digest = entry.file_digest
+    if digest is None:
+        return False
+    if entry.template_name == "ima":
+        want = boot_aggregate(pcrs, banks=[HashAlgorithm.SHA1], kernel_version=kernel_version)
+        return want.digest == digest.digest
+    try:
+        ima_hash = HashAlgorithm.from_name(digest.algo)
+    except UnsupportedAlgorithmError:
+        return False
+    want = boot_aggregate(pcrs, banks=banks, ima_hash=ima_hash, kernel_version=kernel_version)
+    return DigestWithAlgo(want.alg.kernel_name, want.digest) == DigestWithAlgo(
+        digest.algo, digest.digest)
