@@ -45,7 +45,7 @@ def value_for(spec: FieldSpec) -> st.SearchStrategy[object]:
 
 @st.composite
 def entries(draw: st.DrawFn, order: str = "little") -> MeasurementEntry:
-    name = draw(st.sampled_from(sorted(BUILTIN_TEMPLATES) + ["d-ng|n-ng|iuid|imode"]))
+    name = draw(st.sampled_from([*sorted(BUILTIN_TEMPLATES), "d-ng|n-ng|iuid|imode"]))
     from imasim.ima import lookup_template
 
     desc = lookup_template(name)

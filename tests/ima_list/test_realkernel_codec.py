@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 
 import pytest
-from realdata import Stage, stages
 
 from imasim.algorithms import HashAlgorithm
 from imasim.ima import (
@@ -13,6 +12,7 @@ from imasim.ima import (
     parse_ascii_measurement_list,
     parse_measurement_list,
 )
+from realdata import Stage, stages
 
 STAGES = stages()
 
