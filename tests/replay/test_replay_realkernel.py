@@ -1,0 +1,94 @@
+"""Each real capture gets the verdict its notes.md describes, in every captured bank."""
+
+from __future__ import annotations
+
+import pytest
+
+from imasim.algorithms import HashAlgorithm as H
+from imasim.ima.replay import MatchStatus, boot_aggregate, check_boot_aggregate, match, replay
+from realdata import stage, stages
+
+WHOLE_HISTORY = [s for s in stages() if s.id != "kexec-carry/stage2"]
+
+
+@pytest.mark.parametrize("st", WHOLE_HISTORY, ids=[s.id for s in WHOLE_HISTORY])
+def test_whole_history_lists_replay_to_the_captured_pcrs(st) -> None:  # type: ignore[no-untyped-def]
+    lst, pcrs = st.entries(), st.pcrs()
+    result = match(lst, pcrs)
+    assert result.status is MatchStatus.MATCH
+    assert {b.bank for b in result.banks} == {H.SHA1, H.SHA256, H.SHA384}
+    assert all(b.matched_at == len(lst) for b in result.banks)
+    assert result.bad_digests == ()
+    assert check_boot_aggregate(lst[0], pcrs)
+
+
+def test_debian_6_1_sha384_bank_is_padded_sha1_and_detected() -> None:
+    st = stage("boot-tcb-ima-ng-sha256")
+    result = match(st.entries(), st.pcrs())
+    padded = {b.bank for b in result.banks if b.padded}
+    assert padded == {H.SHA384}
+    # forcing native sha384 does not match
+    forced = match(st.entries(), st.pcrs(), padding={H.SHA384: "native"})
+    assert forced.status is MatchStatus.MISMATCH
+    assert {(m.bank, m.pcr) for m in forced.mismatches} == {(H.SHA384, 10)}
+
+
+def test_debian_6_12_sha384_is_native() -> None:
+    st = stage("k612-boot-tcb-ima-ng-sha256")
+    result = match(st.entries(), st.pcrs())
+    assert not any(b.padded for b in result.banks)
+
+
+def test_kexec_without_ima_kexec_does_not_match_alone_but_does_after_the_old_list() -> None:
+    s1, s2 = stage("kexec-carry", "stage1"), stage("kexec-carry", "stage2")
+    alone = match(s2.entries(), s2.pcrs())
+    assert alone.status is MatchStatus.MISMATCH
+    assert {m.bank for m in alone.mismatches} == {H.SHA1, H.SHA256, H.SHA384}
+    both = match(list(s1.entries()) + list(s2.entries()), s2.pcrs())
+    assert both.status is MatchStatus.MATCH
+    # the new kernel starts its own list with the same boot_aggregate
+    assert check_boot_aggregate(s2.entries()[0], s2.pcrs())
+
+
+def test_carried_list_replays_from_zero_after_kexec() -> None:
+    s1, s2 = stage("custom-ima-kexec-carry", "stage1"), stage("custom-ima-kexec-carry", "stage2")
+    l1, l2 = s1.entries(), s2.entries()
+    assert l2.to_bytes().startswith(l1.to_bytes())
+    assert match(l2, s2.pcrs()).status is MatchStatus.MATCH
+    # the second boot_aggregate, appended after the carried entries
+    assert check_boot_aggregate(l2[len(l1)], s2.pcrs())
+    # the stage-1 list is a prefix of what the stage-2 PCRs cover
+    prefix = match(l2, s1.pcrs())
+    assert prefix.status is MatchStatus.PREFIX
+    assert {b.matched_at for b in prefix.banks} == {len(l1)}
+
+
+def test_boot_aggregate_values() -> None:
+    pcrs = stage("boot-tcb-ima-ng-sha256").pcrs()
+    assert str(boot_aggregate(pcrs)) == (
+        "sha256:835fcff8ab9c1370366ec5f4819f14b2a293f14319b791942b90e8b5bf8438d9")
+    assert boot_aggregate(pcrs, ima_hash=H.SHA1, banks=[H.SHA1]).digest.hex() == (
+        "5e838e19d723d55ed19c1ab4340d7c3c2243a12f")
+
+
+def test_incremental_replay_equals_one_pass() -> None:
+    lst = stage("custom-ima-kexec-carry", "stage2").entries()
+    whole = replay(lst, banks=(H.SHA1, H.SHA256, H.SHA384))
+    first = replay(list(lst)[:10], banks=(H.SHA1, H.SHA256, H.SHA384))
+    saved = type(first.state).from_dict(first.state.to_dict())
+    rest = replay(list(lst)[10:], banks=(H.SHA1, H.SHA256, H.SHA384), start=saved)
+    assert rest.pcrs == whole.pcrs and rest.count == len(lst)
+
+
+def test_tampered_entries_are_named() -> None:
+    lst = list(stage("boot-tcb-ima-ng-sha256").entries())
+    pcrs = stage("boot-tcb-ima-ng-sha256").pcrs()
+    bad = lst[3]._replace(template_data=lst[3].template_data.replace(b"hello", b"hellO"))
+    tampered = [*lst[:3], bad, *lst[4:]]
+    result = match(tampered, pcrs)
+    assert result.status is MatchStatus.MISMATCH
+    assert result.bad_digests == (3,)
+    dropped = match(lst[:3] + lst[4:], pcrs)
+    assert dropped.status is MatchStatus.MISMATCH
+    swapped = match([lst[0], lst[2], lst[1], *lst[3:]], pcrs)
+    assert swapped.status is MatchStatus.MISMATCH
