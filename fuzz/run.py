@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from targets import ROOT, TARGETS, Target, seeds  # noqa: E402
+from targets import ROOT, TARGETS, Target, seeds
 
-from imasim.errors import ImasimError  # noqa: E402
+from imasim.errors import ImasimError
 
 CORPUS = ROOT / "tests" / "corpus"
 
@@ -122,7 +122,8 @@ def run_atheris(target: Target, seconds: float) -> int:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("target", nargs="?", help="target name, or 'all'")
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--engine", choices=("atheris", "mutate"), default=None)

@@ -62,12 +62,14 @@ class Target:
     seeds: tuple[str, ...]  # globs under tests/vectors
 
 
+_LISTS = "realkernel/*/stage*/ima/"
+
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
-        Target("list-binary", _list_roundtrip, ("realkernel/*/stage*/ima/binary_runtime_measurements*",)),
-        Target("list-stream", _list_stream, ("realkernel/*/stage*/ima/binary_runtime_measurements",)),
-        Target("list-ascii", _ascii_list, ("realkernel/*/stage*/ima/ascii_runtime_measurements*",)),
+        Target("list-binary", _list_roundtrip, (_LISTS + "binary_runtime_measurements",)),
+        Target("list-stream", _list_stream, (_LISTS + "binary_runtime_measurements",)),
+        Target("list-ascii", _ascii_list, (_LISTS + "ascii_runtime_measurements*",)),
         Target("kexec-buffer", _call("imasim.kexec", "restore_kexec_buffer"), ("kexec/*.bin",)),
         Target("pkcs7", _call("imasim.sig.pkcs7", "parse_pkcs7"), ("sig/**/*.p7s", "sig/**/*.p7")),
         Target("modsig", _call("imasim.sig.modsig", "parse_modsig"), ("sig/**/*.ko",)),
@@ -79,7 +81,8 @@ TARGETS: dict[str, Target] = {
         Target("x509-key", _call("imasim.keys", "parse_key"), ("keys/*.der", "debian/*.pem")),
         Target("ima-policy", _text("imasim.ima.policy", "parse_ima_policy"),
                ("../../src/imasim/ima/*.policy", "policy/*.policy")),
-        Target("ipe-policy", _text("imasim.ipe", "parse_ipe_policy"), ("ipe/*.pol", "ipe/*.policy")),
+        Target("ipe-policy", _text("imasim.ipe", "parse_ipe_policy"),
+               ("ipe/*.pol", "ipe/*.policy")),
         Target("keyring-restriction", _text("imasim.keys", "parse_restriction"), ()),
     )
 }

@@ -1,4 +1,4 @@
-"""The kexec buffer: pack, restore with the kernel's checks, never a partial restore on bad input."""
+"""The kexec buffer: pack, restore with the kernel's checks, no partial restore of bad input."""
 
 from __future__ import annotations
 
