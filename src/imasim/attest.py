@@ -1,0 +1,213 @@
+"""One attestation call: quote + AK public + nonce + measurement list + reference values.
+
+:func:`attest` answers the questions a verifier (think Keylime) asks, in order, and
+never raises for a failed check: every outcome is evidence in the
+:class:`AttestationReport`.
+
+1. Does the quote verify (signature with the AK, the verifier's nonce, the PCR values
+   sent beside it hash to the quoted pcrDigest)?
+2. Does the measurement list replay to the quoted PCRs, in every quoted bank, and after
+   how many entries (a list that grew after the quote matches a prefix)?
+3. Does the first entry's boot_aggregate (and the one after each kexec) equal what the
+   quoted PCRs 0-9 give?
+4. Which entries fail the reference values (unknown path, wrong digest, stored template
+   digest that does not match its data)?
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .algorithms import HashAlgorithm
+from .errors import ParseError, VerificationError
+from .ima.entry import MeasurementEntry
+from .ima.replay import MatchResult, check_boot_aggregate, match
+from .tpm.verify import PublicKey, verify_quote
+
+__all__ = [
+    "AttestationReport",
+    "EntryVerdict",
+    "ReferenceValues",
+    "Verdict",
+    "appraise_list",
+    "attest",
+]
+
+
+class Verdict(enum.Enum):
+    OK = "ok"
+    EXCLUDED = "excluded"
+    UNKNOWN_PATH = "unknown-path"
+    DIGEST_MISMATCH = "digest-mismatch"
+    VIOLATION = "violation"
+    BAD_TEMPLATE_DIGEST = "bad-template-digest"
+    BOOT_AGGREGATE_MISMATCH = "boot-aggregate-mismatch"
+    IGNORED_KEYRING = "ignored-keyring"
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceValues:
+    """Allowed file digests per path and excluded path patterns (a runtime policy)."""
+
+    digests: Mapping[str, frozenset[str]]
+    excludes: tuple[str, ...] = ()
+    ignored_keyrings: frozenset[str] = frozenset()
+    allow_violations: bool = False
+    _pattern: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.excludes:
+            try:
+                object.__setattr__(self, "_pattern",
+                                   re.compile("|".join(f"(?:{e})" for e in self.excludes)))
+            except re.error as exc:
+                raise ParseError(f"bad exclude pattern: {exc}", field="excludes") from None
+
+    @classmethod
+    def from_keylime_json(cls, text: str | bytes) -> ReferenceValues:
+        """Keylime's runtime policy (``{"meta": {"version": 1}, "digests": {path: [hex]},
+        "excludes": [regex], "ima": {"ignored_keyrings": [...]}}``)."""
+        try:
+            doc = json.loads(text)
+            digests = {str(p): frozenset(str(d).lower() for d in ds)
+                       for p, ds in doc.get("digests", {}).items()}
+            excludes = tuple(str(e) for e in doc.get("excludes", []))
+            ignored = frozenset(doc.get("ima", {}).get("ignored_keyrings", []))
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise ParseError(f"not a Keylime runtime policy: {exc}", field="policy") from None
+        return cls(digests, excludes, ignored)
+
+    def is_excluded(self, path: str) -> bool:
+        return self._pattern is not None and self._pattern.match(path) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class EntryVerdict:
+    index: int
+    path: str
+    verdict: Verdict
+    detail: str = ""
+
+
+def appraise_list(entries: Iterable[MeasurementEntry], reference: ReferenceValues
+                  ) -> tuple[EntryVerdict, ...]:
+    """A verdict per entry (only the non-OK ones are returned; OK is the rest)."""
+    out: list[EntryVerdict] = []
+    digests = reference.digests
+    for i, e in enumerate(entries):
+        if e.is_violation:
+            if not reference.allow_violations:
+                out.append(EntryVerdict(i, e.event_name, Verdict.VIOLATION))
+            continue
+        name = e.event_name
+        if name == "boot_aggregate":
+            continue
+        if e.template_name == "ima-buf" and name in reference.ignored_keyrings:
+            continue
+        if reference.is_excluded(name):
+            continue
+        fd = e.file_digest
+        allowed = digests.get(name)
+        if allowed is None:
+            out.append(EntryVerdict(i, name, Verdict.UNKNOWN_PATH))
+        elif fd is None or fd.digest.hex() not in allowed:
+            out.append(EntryVerdict(i, name, Verdict.DIGEST_MISMATCH,
+                                    fd.digest.hex() if fd else ""))
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class AttestationReport:
+    quote_valid: bool
+    quote_error: str | None
+    replay: MatchResult | None
+    boot_aggregate_ok: bool
+    failures: tuple[EntryVerdict, ...]
+
+    @property
+    def trusted(self) -> bool:
+        return (self.quote_valid and self.replay is not None and self.replay.matched
+                and self.boot_aggregate_ok and not self.failures)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trusted": self.trusted,
+            "quote": {"valid": self.quote_valid, "error": self.quote_error},
+            "replay": None if self.replay is None else self.replay.to_dict(),
+            "boot_aggregate_ok": self.boot_aggregate_ok,
+            "failures": [{"index": f.index, "path": f.path, "verdict": f.verdict.value,
+                          "detail": f.detail} for f in self.failures],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def summary(self) -> str:
+        lines = [f"quote: {'valid' if self.quote_valid else 'INVALID: ' + str(self.quote_error)}"]
+        if self.replay is not None:
+            for b in self.replay.banks:
+                state = (f"matches after {b.matched_at} of {self.replay.entries} entries"
+                         if b.matched else "does NOT match")
+                pad = " (padded SHA-1)" if b.padded else ""
+                lines.append(f"  {b.bank.kernel_name}{pad}: {state}")
+            if self.replay.bad_digests:
+                lines.append(f"  entries whose template digest is wrong: "
+                             f"{list(self.replay.bad_digests)}")
+        lines.append(f"boot_aggregate: {'ok' if self.boot_aggregate_ok else 'MISMATCH'}")
+        for f in self.failures[:20]:
+            lines.append(f"  entry {f.index} {f.path}: {f.verdict.value} {f.detail}".rstrip())
+        lines.append("TRUSTED" if self.trusted else "NOT TRUSTED")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        return f"<pre>{escape(self.summary())}</pre>"
+
+
+def attest(
+    *,
+    quote_attest: bytes,
+    quote_signature: bytes,
+    ak_public: PublicKey | bytes,
+    nonce: bytes,
+    pcr_values: Mapping[HashAlgorithm, Mapping[int, bytes]],
+    entries: Sequence[MeasurementEntry],
+    reference: ReferenceValues | None = None,
+    kernel_version: tuple[int, int] = (6, 1),
+) -> AttestationReport:
+    """Check a quote and a measurement list together; see the module docstring."""
+    quote_ok, err = True, None
+    try:
+        verify_quote(quote_attest, quote_signature, ak_public, nonce=nonce,
+                     pcr_values=pcr_values)
+    except (VerificationError, ParseError) as exc:
+        quote_ok, err = False, f"{type(exc).__name__}: {exc}"
+    ima_pcrs = {e.pcr for e in entries} | {10}
+    quoted = {a: {i: v for i, v in b.items() if i in ima_pcrs} for a, b in pcr_values.items()}
+    quoted = {a: b for a, b in quoted.items() if b}
+    result = match(entries, quoted) if quoted else None
+    failures: list[EntryVerdict] = []
+    if result is not None:
+        failures += [EntryVerdict(i, entries[i].event_name, Verdict.BAD_TEMPLATE_DIGEST)
+                     for i in result.bad_digests]
+    agg_ok = True
+    have_pcrs = all(all(i in b for i in range(10)) for b in pcr_values.values()) and pcr_values
+    for i, e in enumerate(entries):
+        if e.event_name == "boot_aggregate" and not e.is_violation:
+            ok = bool(have_pcrs) and check_boot_aggregate(e, pcr_values,
+                                                          kernel_version=kernel_version)
+            if not ok:
+                agg_ok = False
+                failures.append(EntryVerdict(i, e.event_name, Verdict.BOOT_AGGREGATE_MISMATCH))
+    if not entries or entries[0].event_name != "boot_aggregate":
+        agg_ok = False
+    if reference is not None:
+        failures += appraise_list(entries, reference)
+    failures.sort(key=lambda f: f.index)
+    return AttestationReport(quote_ok, err, result, agg_ok, tuple(failures))

@@ -1,0 +1,184 @@
+"""``imasim tpm``: the software TPM, spelled like tpm2-tools so scripts can switch."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..algorithms import HashAlgorithm
+from ..errors import UsageError, VerificationError
+from ..tpm.marshal import PcrSelection, SigScheme
+from ..tpm.soft_tpm import SoftTpm
+from ..tpm.verify import parse_pcr_file, verify_quote, write_pcr_file
+
+_EPILOG = """examples:
+  imasim tpm init --state tpm.json --banks sha1,sha256
+  imasim tpm extend --state tpm.json 10:sha256=<64 hex>
+  imasim tpm read --state tpm.json sha256:0,10
+  imasim tpm ak --state tpm.json --alg ecc -u ak.pem
+  imasim tpm quote --state tpm.json -l sha256:0,10 -q 0011 -m q.msg -s q.sig -o q.pcrs
+  imasim tpm checkquote -u ak.pem -m q.msg -s q.sig -f q.pcrs -g sha256 -q 0011
+"""
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    p = sub.add_parser("tpm", help="a software TPM 2.0 spelled like tpm2-tools",
+                       epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="A software TPM whose state lives in a JSON file.")
+    ts = p.add_subparsers(dest="tpm_command", metavar="SUBCOMMAND")
+
+    def state(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--state", type=Path, required=True, help="the TPM state file")
+
+    i = ts.add_parser("init", help="a new TPM (Startup CLEAR)")
+    state(i)
+    i.add_argument("--banks", default="sha1,sha256")
+    i.add_argument("--locality", type=int, default=0, help="startup locality (PCR 0)")
+    i.set_defaults(func=_init)
+    e = ts.add_parser("extend", help="as tpm2_pcrextend: PCR:ALG=HEX[,ALG=HEX]...")
+    state(e)
+    e.add_argument("spec", nargs="+")
+    e.add_argument("--locality", type=int, default=0)
+    e.set_defaults(func=_extend)
+    r = ts.add_parser("read", help="as tpm2_pcrread: [ALG:PCRS[+ALG:PCRS]]")
+    state(r)
+    r.add_argument("selection", nargs="?")
+    r.set_defaults(func=_read)
+    z = ts.add_parser("reset", help="as tpm2_pcrreset: PCR (locality rules apply)")
+    state(z)
+    z.add_argument("pcr", type=int)
+    z.add_argument("--locality", type=int, default=0)
+    z.set_defaults(func=_reset)
+    b = ts.add_parser("reboot", help="power-cycle (Startup CLEAR) or soft reboot (kexec)")
+    state(b)
+    b.add_argument("--soft", action="store_true")
+    b.set_defaults(func=_reboot)
+    a = ts.add_parser("ak", help="create an attestation key (as tpm2_createak)")
+    state(a)
+    a.add_argument("--alg", choices=("rsa", "ecc"), default="rsa")
+    a.add_argument("--scheme", choices=("rsassa", "rsapss", "ecdsa"))
+    a.add_argument("--seed", help="derive the key from this text (deterministic)")
+    a.add_argument("-u", "--public", type=Path, required=True, help="write the PEM here")
+    a.add_argument("--tss", type=Path, help="also write the TPM2B_PUBLIC here")
+    a.set_defaults(func=_ak)
+    q = ts.add_parser("quote", help="as tpm2_quote")
+    state(q)
+    q.add_argument("-c", "--key", help="AK handle (default: the last one created)")
+    q.add_argument("-l", "--pcr-list", required=True)
+    q.add_argument("-q", "--qualification", default="", help="nonce in hex")
+    q.add_argument("-m", "--message", type=Path, required=True)
+    q.add_argument("-s", "--signature", type=Path, required=True)
+    q.add_argument("-o", "--pcr", type=Path, required=True)
+    q.add_argument("-g", "--hash-algorithm", default="sha256")
+    q.set_defaults(func=_quote)
+    c = ts.add_parser("checkquote", help="as tpm2_checkquote (exit 0 verified, 1 not)")
+    c.add_argument("-u", "--public", type=Path, required=True)
+    c.add_argument("-m", "--message", type=Path, required=True)
+    c.add_argument("-s", "--signature", type=Path, required=True)
+    c.add_argument("-f", "--pcr", type=Path)
+    c.add_argument("-l", "--pcr-list")
+    c.add_argument("-g", "--hash-algorithm", default="sha256")
+    c.add_argument("-q", "--qualification", default="")
+    c.set_defaults(func=_checkquote)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _load(path: Path) -> SoftTpm:
+    return SoftTpm.from_json(path.read_bytes())
+
+
+def _save(tpm: SoftTpm, path: Path) -> None:
+    path.write_text(tpm.to_json())
+
+
+def _init(args: argparse.Namespace) -> int:
+    banks = [HashAlgorithm.from_name(b) for b in args.banks.split(",")]
+    _save(SoftTpm(banks, startup_locality=args.locality), args.state)
+    return 0
+
+
+def _extend(args: argparse.Namespace) -> int:
+    tpm = _load(args.state)
+    for spec in args.spec:
+        pcr_text, sep, rest = spec.partition(":")
+        if not sep:
+            raise UsageError(f"expected PCR:ALG=HEX, got {spec!r}")
+        digests = {}
+        for part in rest.split(","):
+            alg, _, hexval = part.partition("=")
+            digests[HashAlgorithm.from_name(alg)] = bytes.fromhex(hexval)
+        tpm.extend(int(pcr_text), digests, locality=args.locality)
+    _save(tpm, args.state)
+    return 0
+
+
+def _read(args: argparse.Namespace) -> int:
+    tpm = _load(args.state)
+    sel = (PcrSelection.from_string(args.selection) if args.selection
+           else PcrSelection({a: range(24) for a in tpm.banks}))
+    for alg, idx in sel.items():
+        print(f"  {alg.kernel_name}:")
+        for i in idx:
+            print(f"    {i:<2}: 0x{tpm.read(alg, i).hex().upper()}")
+    return 0
+
+
+def _reset(args: argparse.Namespace) -> int:
+    tpm = _load(args.state)
+    tpm.reset(args.pcr, locality=args.locality)
+    _save(tpm, args.state)
+    return 0
+
+
+def _reboot(args: argparse.Namespace) -> int:
+    tpm = _load(args.state)
+    tpm.soft_reboot() if args.soft else tpm.power_cycle()
+    _save(tpm, args.state)
+    return 0
+
+
+def _ak(args: argparse.Namespace) -> int:
+    tpm = _load(args.state)
+    scheme = SigScheme[args.scheme.upper()] if args.scheme else None
+    ak = tpm.create_ak(args.alg, seed=args.seed.encode() if args.seed else None, scheme=scheme,
+                       handle=f"ak{len(tpm.keys)}")
+    args.public.write_bytes(ak.public_pem)
+    if args.tss:
+        args.tss.write_bytes(ak.tpm2b_public)
+    _save(tpm, args.state)
+    print(f"name: {ak.name.hex()}\nqualified name: {ak.qualified_name.hex()}")
+    return 0
+
+
+def _quote(args: argparse.Namespace) -> int:
+    tpm = _load(args.state)
+    keys = tpm.keys
+    if not keys:
+        raise UsageError("no AK: run 'imasim tpm ak' first")
+    ak = keys[args.key] if args.key else list(keys.values())[-1]
+    q = tpm.quote(ak, PcrSelection.from_string(args.pcr_list),
+                  bytes.fromhex(args.qualification),
+                  hash_alg=HashAlgorithm.from_name(args.hash_algorithm))
+    args.message.write_bytes(q.attest)
+    args.signature.write_bytes(q.signature)
+    args.pcr.write_bytes(write_pcr_file(q.selection, [v for _, _, v in q.pcr_values]))
+    _save(tpm, args.state)
+    return 0
+
+
+def _checkquote(args: argparse.Namespace) -> int:
+    values = None
+    if args.pcr:
+        sel = PcrSelection.from_string(args.pcr_list) if args.pcr_list else None
+        _, values = parse_pcr_file(args.pcr.read_bytes(), sel)
+    try:
+        verify_quote(args.message.read_bytes(), args.signature.read_bytes(),
+                     args.public.read_bytes(), nonce=bytes.fromhex(args.qualification),
+                     pcr_values=values)
+    except VerificationError as exc:
+        print(f"quote NOT verified: {exc}", file=sys.stderr)
+        return 1
+    print("quote verified")
+    return 0

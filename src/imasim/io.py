@@ -1,0 +1,72 @@
+"""The edge: reading and writing the files imasim's formats live in.
+
+The core takes bytes and objects; this module turns paths into them (and back), for the
+CLI and for users who want one call: measurement lists (binary or ASCII, detected),
+PCR value files (``{"sha256": {"10": "<hex>"}}``, the shape ``imasim log replay --json``
+prints and the real-kernel captures' ``pcrs.json`` use).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from .algorithms import HashAlgorithm
+from .errors import ParseError, UnsupportedAlgorithmError
+from .ima.codec import MeasurementList, parse_ascii_measurement_list, parse_measurement_list
+
+__all__ = ["dump_pcrs_json", "load_pcrs_json", "read_measurement_list"]
+
+PcrMap = dict[HashAlgorithm, dict[int, bytes]]
+
+
+def read_measurement_list(path: str | Path, *, byte_order: str = "little",
+                          digest_alg: HashAlgorithm | None = None) -> MeasurementList:
+    """A binary or ASCII list from a file (ASCII when it starts like ``10 <hex> ``)."""
+    data = Path(path).read_bytes()
+    head = data[:64]
+    is_ascii = bool(head) and head[:3].replace(b" ", b"").isdigit() and all(
+        32 <= b < 127 or b in (9, 10) for b in head)
+    if is_ascii:
+        try:
+            text = data.decode("utf-8", "surrogateescape")
+        except UnicodeDecodeError:  # pragma: no cover - surrogateescape never fails
+            raise ParseError("not UTF-8", field="ascii list") from None
+        return parse_ascii_measurement_list(text, byte_order=byte_order, digest_alg=digest_alg)
+    if digest_alg is None:
+        digest_alg = HashAlgorithm.SHA1
+        name = Path(path).name
+        if name.startswith("binary_runtime_measurements_"):
+            digest_alg = HashAlgorithm.from_name(name.rsplit("_", 1)[1])
+    return parse_measurement_list(data, byte_order=byte_order, digest_alg=digest_alg)
+
+
+def load_pcrs_json(text: str | bytes) -> PcrMap:
+    """``{"sha256": {"10": "<hex>", ...}, ...}`` into bank -> index -> value."""
+    try:
+        doc = json.loads(text)
+        if not isinstance(doc, dict):
+            raise ParseError("expected a JSON object of banks", field="pcrs")
+        out: PcrMap = {}
+        for bank, values in doc.items():
+            alg = HashAlgorithm.from_name(bank)
+            out[alg] = {}
+            for idx, hexval in values.items():
+                v = bytes.fromhex(hexval.removeprefix("0x"))
+                if len(v) != alg.digest_size:
+                    raise ParseError(f"{bank} PCR {idx} has {len(v)} bytes", field="pcrs",
+                                     expected=alg.digest_size, actual=len(v))
+                out[alg][int(idx)] = v
+        return out
+    except ParseError:
+        raise
+    except UnsupportedAlgorithmError as exc:
+        raise ParseError(str(exc), field="pcrs") from None
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise ParseError(f"bad PCR JSON: {exc}", field="pcrs") from None
+
+
+def dump_pcrs_json(pcrs: Mapping[HashAlgorithm, Mapping[int, bytes]]) -> str:
+    return json.dumps({a.kernel_name: {str(i): v.hex() for i, v in sorted(b.items())}
+                       for a, b in pcrs.items()}, indent=1)
