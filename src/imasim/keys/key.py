@@ -1,0 +1,193 @@
+"""crypto/asymmetric_keys/x509_public_key.c: asymmetric keys from X.509 certificates.
+
+A :class:`Key` carries what the kernel derives from a certificate: the description
+``"<CN or O>: <SKID hex>"`` (x509_key_preparse, x509_fabricate_name), the key ids
+(id[0] = serial || issuer, id[1] = SKID, id[2] = subject, as
+asymmetric_key_generate_id builds them from the raw DER contents), and the authority
+key identifier used to find the issuer.
+
+>>> from pathlib import Path
+>>> pem = Path("tests/vectors/debian/debian-secure-boot-ca.pem").read_bytes()
+>>> key = Key.from_certificate(pem)
+>>> key.description
+'Debian Secure Boot CA: 6ccece7e4c6c0d1f6149f3dd27dfcc5cbb419ea1'
+>>> key.key_id_v2.hex()
+'bb419ea1'
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import NameOID
+
+from ..errors import ParseError, SignatureInvalidError, UnsupportedAlgorithmError
+from ..sig._der import SEQUENCE, Tlv, parse_tlv
+
+__all__ = ["Key", "PublicKey", "parse_key", "verify_signature"]
+
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+
+
+def _fabricate_name(cert: x509.Certificate) -> str:
+    """x509_fabricate_name: CN, O, or "O: CN" unless CN starts with (7 chars of) O."""
+
+    def first(oid: x509.ObjectIdentifier) -> str:
+        attrs = cert.subject.get_attributes_for_oid(oid)
+        value = attrs[0].value if attrs else ""
+        return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+
+    cn, o = first(NameOID.COMMON_NAME), first(NameOID.ORGANIZATION_NAME)
+    if cn and o:
+        cb, ob = cn.encode(), o.encode()
+        if (len(cb) >= len(ob) and cb[:len(ob)] == ob) or (
+                len(cb) >= 7 and len(ob) >= 7 and cb[:7] == ob[:7]):
+            return cn
+        return f"{o}: {cn}"
+    return cn or o or first(NameOID.EMAIL_ADDRESS)
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """An asymmetric key as a keyring holds it. ``ids`` are the kernel's key ids."""
+
+    description: str
+    public_key: PublicKey
+    ids: tuple[bytes, ...]
+    certificate: x509.Certificate | None = field(default=None, compare=False, repr=False)
+    der: bytes | None = field(default=None, repr=False)
+    skid: bytes | None = None
+    #: authority key identifier of the certificate: (issuer+serial id, keyIdentifier)
+    auth_ids: tuple[bytes | None, bytes | None] = (None, None)
+    is_ca: bool = False
+    key_usage_digital_signature: bool | None = None
+    key_cert_sign: bool | None = None
+    self_signed: bool = False
+
+    @classmethod
+    def from_certificate(cls, data: bytes) -> Key:
+        """A key from a DER or PEM X.509 certificate (ParseError for a bad one)."""
+        try:
+            cert = (x509.load_pem_x509_certificate(data) if data.lstrip().startswith(b"-----")
+                    else x509.load_der_x509_certificate(data))
+        except ValueError as exc:
+            raise ParseError(f"not an X.509 certificate: {exc}", field="certificate") from None
+        try:
+            pub = cert.public_key()
+        except UnsupportedAlgorithm as exc:
+            raise UnsupportedAlgorithmError(f"certificate key: {exc}") from None
+        if not isinstance(pub, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            raise UnsupportedAlgorithmError(f"unsupported key type {type(pub).__name__}")
+        der_bytes = cert.public_bytes(serialization.Encoding.DER)
+        serial_raw, issuer_raw, subject_raw = _raw_names(der_bytes)
+        skid: bytes | None = None
+        akid: tuple[bytes | None, bytes | None] = (None, None)
+        is_ca = False
+        ku_ds: bool | None = None
+        ku_cs: bool | None = None
+        try:
+            for ext in cert.extensions:
+                v = ext.value
+                if isinstance(v, x509.SubjectKeyIdentifier):
+                    skid = v.digest
+                elif isinstance(v, x509.AuthorityKeyIdentifier):
+                    a0 = None
+                    if v.authority_cert_issuer and v.authority_cert_serial_number is not None:
+                        iss = v.authority_cert_issuer[0]
+                        if isinstance(iss, x509.DirectoryName):
+                            name_der = iss.value.public_bytes()
+                            a0 = _int_content(v.authority_cert_serial_number) + \
+                                parse_tlv(name_der).content
+                    akid = (a0, v.key_identifier)
+                elif isinstance(v, x509.BasicConstraints):
+                    is_ca = v.ca
+                elif isinstance(v, x509.KeyUsage):
+                    ku_ds, ku_cs = v.digital_signature, v.key_cert_sign
+        except ValueError as exc:
+            raise ParseError(f"bad certificate extension: {exc}", field="extensions") from None
+        name = _fabricate_name(cert)
+        tail = skid if skid is not None else serial_raw
+        ids = (serial_raw + issuer_raw, skid if skid is not None else b"", subject_raw)
+        self_signed = issuer_raw == subject_raw
+        return cls(f"{name}: {tail.hex()}", pub, ids, cert, der_bytes, skid, akid, is_ca,
+                   ku_ds, ku_cs, self_signed)
+
+    @classmethod
+    def from_public_key(cls, public_key: PublicKey, *, description: str) -> Key:
+        """A key without a certificate (ids from the SHA-1 of the public key, as evmctl)."""
+        spki = public_key.public_bytes(serialization.Encoding.DER,
+                                       serialization.PublicFormat.PKCS1
+                                       if isinstance(public_key, rsa.RSAPublicKey)
+                                       else serialization.PublicFormat.SubjectPublicKeyInfo)
+        kid = hashlib.sha1(spki).digest()
+        return cls(description, public_key, (b"", kid, b""), skid=kid)
+
+    @property
+    def key_id_v2(self) -> bytes:
+        """The 4-byte key id IMA signature v2 headers carry (last 4 bytes of the SKID)."""
+        return (self.skid or self.ids[0])[-4:]
+
+    def tbs_hash(self) -> bytes | None:
+        """SHA-256 of the TBSCertificate: what a ``tbs:`` blacklist entry names."""
+        if self.certificate is None:
+            return None
+        return hashlib.sha256(self.certificate.tbs_certificate_bytes).digest()
+
+    def matches_id(self, wanted: bytes, *, partial: bool) -> bool:
+        """asymmetric_key_cmp / _cmp_partial on id[0] and id[1]."""
+        for kid in self.ids[:2]:
+            if not kid:
+                continue
+            if (kid.endswith(wanted) if partial else kid == wanted):
+                return True
+        return False
+
+    def verify(self, signature: bytes, data: bytes, hash_alg: hashes.HashAlgorithm) -> None:
+        verify_signature(self.public_key, signature, data, hash_alg)
+
+    def signed(self, issuer: Key) -> bool:
+        """Does ``issuer``'s key verify this certificate's signature?"""
+        if self.certificate is None or self.certificate.signature_hash_algorithm is None:
+            return False
+        try:
+            issuer.verify(self.certificate.signature, self.certificate.tbs_certificate_bytes,
+                          self.certificate.signature_hash_algorithm)
+        except SignatureInvalidError:
+            return False
+        return True
+
+
+def verify_signature(pub: PublicKey, signature: bytes, data: bytes,
+                     hash_alg: hashes.HashAlgorithm) -> None:
+    """PKCS#1 v1.5 or ECDSA; raises SignatureInvalidError."""
+    try:
+        if isinstance(pub, rsa.RSAPublicKey):
+            pub.verify(signature, data, padding.PKCS1v15(), hash_alg)
+        else:
+            pub.verify(signature, data, ec.ECDSA(hash_alg))
+    except InvalidSignature:
+        raise SignatureInvalidError("signature does not verify") from None
+
+
+def _int_content(v: int) -> bytes:
+    return v.to_bytes(v.bit_length() // 8 + 1, "big", signed=True)
+
+
+def _raw_names(der_bytes: bytes) -> tuple[bytes, bytes, bytes]:
+    """The raw serial contents and the issuer/subject Name contents, from the DER."""
+    cert = parse_tlv(der_bytes).expect(SEQUENCE, "Certificate")
+    tbs = cert.items(1, "Certificate")[0].expect(SEQUENCE, "TBSCertificate")
+    items: list[Tlv] = tbs.items(6, "TBSCertificate")
+    i = 1 if items[0].tag == 0xA0 else 0
+    serial, issuer, subject = items[i], items[i + 2], items[i + 4]
+    return serial.content, issuer.content, subject.content
+
+
+def parse_key(data: bytes) -> Key:
+    """Fuzz-friendly alias of :meth:`Key.from_certificate`."""
+    return Key.from_certificate(data)

@@ -1,0 +1,33 @@
+"""The only module that imports pyasn1: a schema check of CMS SignedData (RFC 5652).
+
+imasim's own DER walker (``_der``) reads the structure with exact offsets and keeps the
+original bytes; this second pass checks the whole message against the RFC 5652 schema
+of pyasn1-modules, so a message that is well-formed TLV but not SignedData is refused.
+Every pyasn1 error becomes a :class:`~imasim.errors.ParseError`.
+"""
+
+from __future__ import annotations
+
+from pyasn1.codec.der import decoder
+from pyasn1.error import PyAsn1Error
+from pyasn1_modules import rfc5652
+
+from ..errors import ParseError
+
+__all__ = ["check_content_info"]
+
+
+def check_content_info(der_bytes: bytes) -> None:
+    """Decode ContentInfo and its SignedData with the RFC 5652 schema."""
+    try:
+        ci, rest = decoder.decode(der_bytes, asn1Spec=rfc5652.ContentInfo())
+        if rest:
+            raise ParseError("trailing bytes after ContentInfo", field="ContentInfo")
+        _, rest = decoder.decode(bytes(ci["content"]), asn1Spec=rfc5652.SignedData())
+    except PyAsn1Error as exc:
+        raise ParseError(f"not CMS SignedData: {str(exc).splitlines()[0][:120]}",
+                         field="SignedData") from None
+    except RecursionError:
+        raise ParseError("ASN.1 nesting too deep", field="SignedData") from None
+    if rest:
+        raise ParseError("trailing bytes after SignedData", field="SignedData")
