@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
+from .._der import SEQUENCE, Tlv, parse_tlv
 from ..errors import ParseError, SignatureInvalidError, UnsupportedAlgorithmError
-from ..sig._der import SEQUENCE, Tlv, parse_tlv
 
 __all__ = ["Key", "PublicKey", "parse_key", "verify_signature"]
 

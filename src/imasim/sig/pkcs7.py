@@ -33,18 +33,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
-from ..algorithms import HashAlgorithm
-from ..errors import (
-    KeyNotFoundError,
-    KeyRejectedError,
-    ParseError,
-    RevokedError,
-    UnsupportedAlgorithmError,
-)
-from ..keys.key import Key
-from ..keys.keyring import Blacklist, Keyring
-from . import _asn1
-from ._der import (
+from .._der import (
     NULL,
     OCTET_STRING,
     SEQUENCE,
@@ -56,6 +45,17 @@ from ._der import (
     der_oid,
     parse_tlv,
 )
+from ..algorithms import HashAlgorithm
+from ..errors import (
+    KeyNotFoundError,
+    KeyRejectedError,
+    ParseError,
+    RevokedError,
+    UnsupportedAlgorithmError,
+)
+from ..keys.key import Key
+from ..keys.keyring import Blacklist, Keyring
+from . import _asn1
 
 __all__ = [
     "OID_DATA",

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from ..errors import LimitExceededError, ParseError, TruncatedError
+from .errors import LimitExceededError, ParseError, TruncatedError
 
 __all__ = ["Tlv", "decode_oid", "der", "der_int", "der_oid", "parse_tlv"]
 
