@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.x509.oid import NameOID
 
 from .._der import SEQUENCE, Tlv, parse_tlv
@@ -147,7 +147,8 @@ class Key:
                 return True
         return False
 
-    def verify(self, signature: bytes, data: bytes, hash_alg: hashes.HashAlgorithm) -> None:
+    def verify(self, signature: bytes, data: bytes,
+               hash_alg: hashes.HashAlgorithm | utils.Prehashed) -> None:
         verify_signature(self.public_key, signature, data, hash_alg)
 
     def signed(self, issuer: Key) -> bool:
@@ -163,7 +164,7 @@ class Key:
 
 
 def verify_signature(pub: PublicKey, signature: bytes, data: bytes,
-                     hash_alg: hashes.HashAlgorithm) -> None:
+                     hash_alg: hashes.HashAlgorithm | utils.Prehashed) -> None:
     """PKCS#1 v1.5 or ECDSA; raises SignatureInvalidError."""
     try:
         if isinstance(pub, rsa.RSAPublicKey):

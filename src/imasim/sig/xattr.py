@@ -1,0 +1,184 @@
+"""security/integrity/integrity.h: the security.ima extended attribute.
+
+Forms (first byte, ``enum evm_ima_xattr_type``):
+
+* 0x01 ``IMA_XATTR_DIGEST``: a bare digest (SHA-1, or MD5);
+* 0x04 ``IMA_XATTR_DIGEST_NG``: ``enum hash_algo`` byte + digest;
+* 0x03 ``EVM_IMA_XATTR_DIGSIG`` and 0x06 ``IMA_VERITY_DIGSIG``: ``struct
+  signature_v2_hdr`` (type, version 2 or 3, hash_algo, be32 keyid, be16 sig_size, sig).
+
+Version 2 signs the file digest; version 3 signs H(``struct ima_file_id``) = H(type ||
+hash_algo || digest). The key is found as ``"id:%08x"`` of the keyid in a keyring such
+as ``.ima`` (asymmetric_verify). :func:`sign_xattr` makes what ``evmctl ima_sign`` makes.
+
+>>> from imasim.algorithms import HashAlgorithm
+>>> v = parse_xattr(bytes([4, 4]) + bytes(32))
+>>> v.kind.name, v.hash_algo.kernel_name
+('DIGEST_NG', 'sha256')
+>>> v.to_bytes() == bytes([4, 4]) + bytes(32)
+True
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass, field
+from typing import Final
+
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+
+from .._wire import Reader
+from ..algorithms import HashAlgorithm
+from ..errors import (
+    KeyNotFoundError,
+    ParseError,
+    RevokedError,
+    SignatureInvalidError,
+    UnsupportedAlgorithmError,
+)
+from ..keys.key import Key
+from ..keys.keyring import Blacklist, Keyring
+from .pkcs7 import _crypto_hash
+
+__all__ = ["XattrKind", "XattrValue", "parse_xattr", "sign_xattr", "verify_xattr"]
+
+_HDR: Final = struct.Struct(">BBBIH")
+HASH_ALGO_LAST: Final = 23
+
+
+class XattrKind(enum.IntEnum):
+    DIGEST = 0x01
+    DIGSIG = 0x03
+    DIGEST_NG = 0x04
+    EVM_PORTABLE_DIGSIG = 0x05
+    VERITY_DIGSIG = 0x06
+
+
+@dataclass(frozen=True, slots=True)
+class XattrValue:
+    """A parsed security.ima value; ``raw`` is the value exactly as stored."""
+
+    kind: XattrKind
+    hash_algo: HashAlgorithm | None
+    digest: bytes = b""
+    version: int = 0
+    keyid: bytes = b""
+    signature: bytes = b""
+    raw: bytes = field(default=b"", repr=False)
+
+    @property
+    def is_signature(self) -> bool:
+        return self.kind in (XattrKind.DIGSIG, XattrKind.EVM_PORTABLE_DIGSIG,
+                             XattrKind.VERITY_DIGSIG)
+
+    def to_bytes(self) -> bytes:
+        if self.raw:
+            return self.raw
+        if self.kind is XattrKind.DIGEST:
+            return bytes([self.kind]) + self.digest
+        assert self.hash_algo is not None
+        if self.kind is XattrKind.DIGEST_NG:
+            return bytes([self.kind, self.hash_algo.hash_algo]) + self.digest
+        return _HDR.pack(self.kind, self.version, self.hash_algo.hash_algo,
+                         int.from_bytes(self.keyid, "big"), len(self.signature)) + self.signature
+
+
+def parse_xattr(data: bytes | bytearray | memoryview) -> XattrValue:
+    """Parse a security.ima value (only ParseError/UnsupportedAlgorithmError escape)."""
+    buf = bytes(data)
+    r = Reader(buf, order=">", path=("security.ima",))
+    t = r.u8("type")
+    try:
+        kind = XattrKind(t)
+    except ValueError:
+        raise ParseError("unknown security.ima type", offset=0, field="type",
+                         actual=hex(t)) from None
+    if kind is XattrKind.DIGEST:
+        d = r.rest()
+        if len(d) not in (16, 20):
+            raise ParseError("IMA_XATTR_DIGEST holds a 16- or 20-byte digest", offset=1,
+                             field="digest", actual=len(d))
+        alg = HashAlgorithm.SHA1 if len(d) == 20 else HashAlgorithm.MD5
+        return XattrValue(kind, alg, bytes(d), raw=buf)
+    if kind is XattrKind.DIGEST_NG:
+        alg = _hash_algo(r.u8("hash_algo"), 1)
+        d = r.rest()
+        if len(d) != alg.digest_size:
+            raise ParseError("digest size does not match the algorithm", offset=2,
+                             field="digest", expected=alg.digest_size, actual=len(d))
+        return XattrValue(kind, alg, bytes(d), raw=buf)
+    version = r.u8("version")
+    algo = r.u8("hash_algo")
+    keyid = r.take(4, "keyid")
+    size = r.u16("sig_size")
+    if size != r.remaining:
+        raise ParseError("sig_size does not match the value length", offset=7,
+                         field="sig_size", expected=r.remaining, actual=size)
+    if version not in (2, 3):
+        raise ParseError("unsupported signature version", offset=1, field="version",
+                         actual=version)
+    if size == 0:
+        raise ParseError("empty signature", offset=7, field="sig_size")
+    return XattrValue(kind, _hash_algo(algo, 2), version=version, keyid=keyid,
+                      signature=bytes(r.rest()), raw=buf)
+
+
+def _hash_algo(n: int, offset: int) -> HashAlgorithm:
+    if n >= HASH_ALGO_LAST:
+        raise UnsupportedAlgorithmError(f"hash_algo {n} is out of range (-ENOPKG)")
+    try:
+        return HashAlgorithm.from_hash_algo(n)
+    except UnsupportedAlgorithmError:
+        raise ParseError("unknown hash algorithm", offset=offset, field="hash_algo",
+                         actual=n) from None
+
+
+def _signed_digest(kind: XattrKind, version: int, alg: HashAlgorithm, file_digest: bytes) -> bytes:
+    if version == 3:
+        return alg.hash(bytes([kind, alg.hash_algo]) + file_digest)  # struct ima_file_id
+    return file_digest
+
+
+def sign_xattr(file_digest: bytes, *, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
+               keyid: bytes, hash_alg: HashAlgorithm = HashAlgorithm.SHA256,
+               version: int = 2, kind: XattrKind = XattrKind.DIGSIG) -> bytes:
+    """A security.ima signature as ``evmctl ima_sign`` writes it (v2), or v3."""
+    if len(file_digest) != hash_alg.digest_size:
+        raise ParseError("file digest size does not match the algorithm", field="digest")
+    if len(keyid) != 4:
+        raise ParseError("keyid is 4 bytes", field="keyid", actual=len(keyid))
+    digest = _signed_digest(kind, version, hash_alg, file_digest)
+    pre = utils.Prehashed(_crypto_hash(hash_alg))
+    if isinstance(key, rsa.RSAPrivateKey):
+        sig = key.sign(digest, padding.PKCS1v15(), pre)
+    else:
+        sig = key.sign(digest, ec.ECDSA(pre, deterministic_signing=True))
+    return XattrValue(kind, hash_alg, version=version, keyid=keyid, signature=sig).to_bytes()
+
+
+def verify_xattr(value: XattrValue | bytes, file_digest: bytes, *, keyring: Keyring,
+                 blacklist: Blacklist | None = None) -> Key:
+    """asymmetric_verify: find the key by id:<keyid> in ``keyring`` and verify.
+
+    ``file_digest`` is the file's digest in the signature's hash algorithm. Raises
+    KeyNotFoundError (-ENOKEY), RevokedError, SignatureInvalidError, ParseError.
+    """
+    v = parse_xattr(value) if isinstance(value, bytes | bytearray) else value
+    if not v.is_signature:
+        raise ParseError("security.ima holds a digest, not a signature", field="type")
+    assert v.hash_algo is not None
+    key = keyring.find_asymmetric_key(v.keyid, partial=True)
+    if key is None:
+        raise KeyNotFoundError(f"no key id:{v.keyid.hex()} in {keyring.name}")
+    bl = blacklist if blacklist is not None else keyring.blacklist
+    if bl is not None and bl.is_key_blocked(key):
+        raise RevokedError(f"key {key.description!r} is blacklisted")
+    digest = _signed_digest(v.kind, v.version, v.hash_algo, file_digest)
+    pre = utils.Prehashed(_crypto_hash(v.hash_algo))
+    try:
+        key.verify(v.signature, digest, pre)
+    except SignatureInvalidError:
+        raise SignatureInvalidError(f"security.ima signature does not verify with "
+                                    f"{key.description!r}") from None
+    return key
