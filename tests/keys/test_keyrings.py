@@ -1,0 +1,127 @@
+"""Restrictions admit exactly what the kernel admits; real certificates load as the kernel shows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imasim.errors import KeyNotFoundError, KeyRejectedError, ParseError, RevokedError, UsageError
+from imasim.keys import (
+    Blacklist,
+    EventLog,
+    Key,
+    Keyring,
+    restrict_link_by_builtin_and_secondary_trusted,
+    restrict_link_by_builtin_trusted,
+    restrict_link_by_ca,
+    restrict_link_by_key_or_keyring,
+    restrict_link_by_key_or_keyring_chain,
+    restrict_link_reject,
+)
+from pki import pki
+
+VECTORS = Path(__file__).parent.parent / "vectors"
+
+
+def system() -> tuple[Keyring, Keyring, EventLog]:
+    log = EventLog()
+    builtin = Keyring(".builtin_trusted_keys", log=log)
+    builtin.add(pki()["root"].as_key())
+    builtin.restrict(restrict_link_reject)
+    secondary = Keyring(".secondary_trusted_keys", log=log,
+                        restriction=restrict_link_by_builtin_and_secondary_trusted,
+                        restriction_key=builtin)
+    secondary.link(builtin)
+    return builtin, secondary, log
+
+
+def test_secondary_admits_ca_signed_and_rejects_self_signed() -> None:
+    builtin, secondary, log = system()
+    secondary.add(pki()["leaf"].as_key())
+    with pytest.raises(KeyRejectedError):
+        secondary.add(pki()["stranger"].as_key())
+    assert [k.description for k in secondary.keys] == [pki()["leaf"].as_key().description]
+    assert [e.admitted for e in log.events][-2:] == [True, False]
+    with pytest.raises(KeyRejectedError):
+        builtin.add(pki()["leaf"].as_key())
+
+
+def test_chain_is_walked_only_with_chain() -> None:
+    root = Keyring("anchor")
+    root.add(pki()["root"].as_key())
+    plain = Keyring("plain", restriction=restrict_link_by_key_or_keyring, restriction_key=root)
+    plain.add(pki()["inter"].as_key())
+    with pytest.raises(KeyRejectedError):
+        plain.add(pki()["chained"].as_key())  # signed by inter, which is not the anchor
+    chain = Keyring("chain", restriction=restrict_link_by_key_or_keyring_chain,
+                    restriction_key=root)
+    chain.add(pki()["inter"].as_key())
+    chain.add(pki()["chained"].as_key())  # inter is in the keyring itself now
+
+
+def test_restrict_link_by_ca() -> None:
+    machine = Keyring(".machine", restriction=restrict_link_by_ca)
+    machine.add(pki()["root"].as_key())
+    with pytest.raises(KeyRejectedError):
+        machine.add(pki()["leaf"].as_key())  # no CA bit
+
+
+def test_restriction_is_set_once() -> None:
+    ring = Keyring("r")
+    ring.restrict(restrict_link_by_builtin_trusted, ring)
+    with pytest.raises(UsageError):
+        ring.restrict(restrict_link_reject)
+
+
+def test_blacklisted_tbs_hash_is_refused() -> None:
+    bl = Blacklist()
+    builtin, _, _ = system()
+    leaf = pki()["leaf"].as_key()
+    tbs = leaf.tbs_hash()
+    assert tbs is not None
+    bl.add_tbs_hash(tbs)
+    secondary = Keyring(".secondary_trusted_keys", blacklist=bl,
+                        restriction=restrict_link_by_builtin_and_secondary_trusted,
+                        restriction_key=builtin)
+    with pytest.raises(RevokedError):
+        secondary.add(leaf)
+    assert secondary.keys == ()
+
+
+def test_custom_gatekeeper_callable() -> None:
+    def only_ec(dest: Keyring, key: Key, _rk: object) -> None:
+        if "rsa" in key.description:
+            raise KeyRejectedError("EC keys only")
+
+    ring = Keyring("custom", restriction=only_ec)
+    ring.add(pki()["leaf"].as_key())
+    with pytest.raises(KeyRejectedError):
+        ring.add(pki()["rsa_leaf"].as_key())
+
+
+def test_search_by_id() -> None:
+    _, secondary, _ = system()
+    leaf = secondary.add(pki()["leaf"].as_key())
+    assert leaf.skid is not None
+    assert secondary.search(f"id:{leaf.skid[-4:].hex()}") == leaf
+    assert secondary.search(f"ex:{leaf.skid.hex()}") == leaf
+    root = pki()["root"].as_key()
+    assert secondary.search(root.description) == root  # through the link to builtin
+    with pytest.raises(KeyNotFoundError):
+        secondary.search("id:deadbeef")
+
+
+def test_debian_certificates_match_proc_keys() -> None:
+    ca = Key.from_certificate((VECTORS / "debian" / "debian-secure-boot-ca.pem").read_bytes())
+    assert ca.description == "Debian Secure Boot CA: 6ccece7e4c6c0d1f6149f3dd27dfcc5cbb419ea1"
+    assert ca.is_ca and ca.self_signed
+
+
+@pytest.mark.parametrize("data", [b"", b"\x30\x03\x02\x01", b"-----BEGIN CERTIFICATE-----\nxx",
+                                  b"\x31\x00"])
+def test_bad_certificates(data: bytes) -> None:
+    ring = Keyring("r")
+    with pytest.raises(ParseError):
+        ring.add(Key.from_certificate(data))
+    assert ring.keys == ()

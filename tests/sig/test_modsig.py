@@ -1,0 +1,137 @@
+"""Appended module signatures: imasim against sign-file and openssl cms, and the kernel's verdicts."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from imasim.algorithms import HashAlgorithm as H
+from imasim.errors import (
+    ImasimError,
+    KeyNotFoundError,
+    KeyRejectedError,
+    ParseError,
+    RevokedError,
+    UnsupportedAlgorithmError,
+)
+from imasim.keys import Blacklist, Keyring
+from imasim.sig import parse_modsig, parse_pkcs7, sign_module, split_modsig, verify_modsig
+from pki import Signer, pki
+from tools import need
+
+PAYLOAD = hashlib.sha512(b"module").digest() * 300
+
+
+def trusted(*signers: Signer) -> Keyring:
+    ring = Keyring(".secondary_trusted_keys")
+    for s in signers:
+        ring.add(s.as_key())
+    return ring
+
+
+@pytest.mark.parametrize("name", ["leaf", "rsa_leaf"])
+@pytest.mark.parametrize("alg", [H.SHA256, H.SHA384, H.SHA512])
+def test_sign_and_verify(name: str, alg: H) -> None:
+    s = pki()[name]
+    signed = sign_module(PAYLOAD, key=s.key, certificate=s.cert, hash_alg=alg)
+    v = verify_modsig(signed, keyring=trusted(s))
+    assert v.trusted_key.description == s.as_key().description
+    payload, sig = parse_modsig(signed)
+    assert payload == PAYLOAD and sig.payload_len == len(PAYLOAD)
+
+
+def test_key_id_form_and_tampering() -> None:
+    s = pki()["leaf"]
+    signed = sign_module(PAYLOAD, key=s.key, certificate=s.cert, use_key_id=True)
+    assert parse_pkcs7(parse_modsig(signed)[1].pkcs7).signer_infos[0].by_skid
+    verify_modsig(signed, keyring=trusted(s))
+    tampered = bytearray(signed)
+    tampered[100] ^= 1
+    with pytest.raises(KeyRejectedError):
+        verify_modsig(bytes(tampered), keyring=trusted(s))
+    with pytest.raises(KeyNotFoundError):
+        verify_modsig(signed, keyring=trusted(pki()["stranger"]))
+    bl = Blacklist()
+    tbs = s.as_key().tbs_hash()
+    assert tbs is not None
+    bl.add_tbs_hash(tbs)
+    with pytest.raises(RevokedError):
+        verify_modsig(signed, keyring=trusted(s), blacklist=bl)
+
+
+def test_unsigned_and_malformed_trailers() -> None:
+    assert split_modsig(PAYLOAD) is None
+    s = pki()["leaf"]
+    signed = bytearray(sign_module(PAYLOAD, key=s.key, certificate=s.cert))
+    bad = bytearray(signed)
+    bad[-28 - 12 + 2] = 1  # id_type = X509
+    with pytest.raises(UnsupportedAlgorithmError):
+        split_modsig(bytes(bad))
+    bad = bytearray(signed)
+    bad[-28 - 4:-28] = (len(signed)).to_bytes(4, "big")  # sig_len larger than the file
+    with pytest.raises(ParseError) as exc:
+        split_modsig(bytes(bad))
+    assert exc.value.field == "sig_len"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_mutated_signatures_raise_only_imasim_errors(data: st.DataObject) -> None:
+    s = pki()["leaf"]
+    signed = bytearray(sign_module(b"x" * 64, key=s.key, certificate=s.cert))
+    for _ in range(data.draw(st.integers(1, 3))):
+        i = data.draw(st.integers(0, len(signed) - 1))
+        signed[i] = data.draw(st.integers(0, 255))
+    try:
+        verify_modsig(bytes(signed), keyring=trusted(s))
+    except ImasimError:
+        pass
+
+
+# -- interop ----------------------------------------------------------------------------
+@pytest.mark.interop
+@pytest.mark.parametrize("name", ["rsa_leaf", "leaf"])
+@pytest.mark.parametrize("flags", [[], ["-k"]])
+def test_sign_file_signatures_verify_and_match(name: str, flags: list[str],
+                                               tmp_path: Path) -> None:
+    sign_file = need("sign-file")
+    s = pki()[name]
+    (tmp_path / "key.pem").write_bytes(s.key_pem)
+    (tmp_path / "cert.der").write_bytes(s.der)
+    mod = tmp_path / "m.ko"
+    mod.write_bytes(PAYLOAD)
+    subprocess.run([sign_file, *flags, "sha256", str(tmp_path / "key.pem"),
+                    str(tmp_path / "cert.der"), str(mod)], check=True, timeout=60)
+    real = mod.read_bytes()
+    verify_modsig(real, keyring=trusted(s))
+    ours = sign_module(PAYLOAD, key=s.key, certificate=s.cert, use_key_id=bool(flags))
+    if name == "rsa_leaf":  # PKCS#1 v1.5 is deterministic: byte-identical output
+        assert ours == real
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("name", ["rsa_leaf", "leaf"])
+def test_openssl_cms_verifies_imasim_signatures(name: str, tmp_path: Path) -> None:
+    openssl = need("openssl")
+    s = pki()[name]
+    signed = sign_module(PAYLOAD, key=s.key, certificate=s.cert)
+    payload, sig = parse_modsig(signed)
+    (tmp_path / "payload").write_bytes(payload)
+    (tmp_path / "sig.p7").write_bytes(sig.pkcs7)
+    (tmp_path / "cert.pem").write_bytes(s.pem)
+
+    def cms(content: Path) -> int:
+        return subprocess.run(
+            [openssl, "cms", "-verify", "-binary", "-inform", "DER", "-in",
+             str(tmp_path / "sig.p7"), "-content", str(content), "-certfile",
+             str(tmp_path / "cert.pem"), "-noverify", "-out", "/dev/null"],
+            capture_output=True, timeout=60).returncode
+
+    assert cms(tmp_path / "payload") == 0
+    (tmp_path / "other").write_bytes(payload[:-1] + b"?")
+    assert cms(tmp_path / "other") != 0
