@@ -1,4 +1,4 @@
-"""Appended module signatures: imasim against sign-file and openssl cms, and the kernel's verdicts."""
+"""Appended module signatures: imasim against sign-file and openssl cms, with kernel verdicts."""
 
 from __future__ import annotations
 
