@@ -1,0 +1,658 @@
+"""A simulated Linux machine: the integrity decisions a running kernel makes.
+
+:class:`Machine` is imasim's one stateful object. It owns a :class:`~imasim.tpm.SoftTpm`,
+the system keyrings, the IMA measurement list and policy, a small virtual file system,
+an audit log, a clock and an entropy source. Its methods are the events a kernel reacts
+to (``exec``, ``open``, ``load_module``, ``add_key``, ``kexec_load``/``kexec_execute``,
+``power_cycle``); each runs the IMA hook (security/integrity/ima/ima_main.c
+``process_measurement``), measures into the list and every TPM bank, appraises against
+the keyrings, and records audit messages as the kernel's integrity audit does.
+
+>>> m = Machine.create(cmdline="ima_policy=tcb")
+>>> m.boot()
+>>> m.add_file("/usr/bin/true", b"\\x7fELF true")
+>>> m.exec("/usr/bin/true").allowed
+True
+>>> [e.event_name for e in m.measurements]
+['boot_aggregate', '/usr/bin/true']
+>>> from imasim.ima.replay import match
+>>> match(m.measurements, m.pcr_values()).matched
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from .algorithms import HashAlgorithm
+from .env import Clock, Entropy, FixedClock, SeededEntropy
+from .errors import (
+    ImasimError,
+    KeyNotFoundError,
+    KeyRejectedError,
+    ParseError,
+    PolicyError,
+    RevokedError,
+    SignatureInvalidError,
+    SimulationError,
+    UnsupportedAlgorithmError,
+    UsageError,
+    VerificationError,
+)
+from .ima.codec import MeasurementList
+from .ima.entry import MeasurementEntry
+from .ima.fields import DigestWithAlgo, FieldValue
+from .ima.policy import (
+    MAY_EXEC,
+    MAY_READ,
+    MAY_WRITE,
+    Hook,
+    ImaPolicy,
+    MatchResult,
+    builtin_policy,
+    parse_ima_policy,
+)
+from .ima.replay import boot_aggregate
+from .ima.templates import lookup_template
+from .kconfig import PRESETS, BootOptions, KernelConfig
+from .kexec import pack_kexec_buffer, restore_kexec_buffer
+from .keys.key import Key
+from .keys.keyring import (
+    Blacklist,
+    EventLog,
+    Keyring,
+    restrict_link_by_builtin_and_secondary_trusted,
+    restrict_link_by_builtin_trusted,
+    restrict_link_reject,
+)
+from .sig.modsig import split_modsig
+from .sig.pkcs7 import Usage, verify_pkcs7
+from .sig.xattr import XattrKind, parse_xattr, verify_xattr
+from .tpm.soft_tpm import SoftTpm
+
+__all__ = [
+    "AccessResult",
+    "AuditRecord",
+    "Filesystem",
+    "Machine",
+    "SimFile",
+    "SystemKeyrings",
+]
+
+EXT4: Final = ("ext4", 0xEF53)
+TMPFS: Final = ("tmpfs", 0x01021994)
+RAMFS: Final = ("ramfs", 0x858458F6)
+PROC: Final = ("proc", 0x9FA0)
+
+
+@dataclass(frozen=True, slots=True)
+class Filesystem:
+    name: str
+    magic: int
+    uuid: str = "00000000-0000-0000-0000-000000000000"
+
+
+@dataclass
+class SimFile:
+    """A file: content, owner, mode, security xattrs, its filesystem, a change counter."""
+
+    path: str
+    content: bytes
+    fs: Filesystem
+    uid: int = 0
+    gid: int = 0
+    mode: int = 0o100755
+    xattrs: dict[str, bytes] = field(default_factory=dict)
+    ino: int = 0
+    i_version: int = 0
+    readers: int = 0
+    writers: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """An integrity audit message, as integrity_audit_msg formats it."""
+
+    type: int
+    op: str
+    cause: str
+    name: str
+    result: int
+    time: float
+
+    def __str__(self) -> str:
+        return (f"type={self.type} op={self.op} cause={self.cause} comm=\"imasim\" "
+                f"name=\"{self.name}\" res={self.result}")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessResult:
+    """The outcome of a hook: allowed or denied (-EACCES/-EKEYREJECTED), and why."""
+
+    allowed: bool
+    measured: bool = False
+    appraised: bool = False
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+@dataclass
+class SystemKeyrings:
+    """The keyrings a configured kernel builds (certs/system_keyring.c, integrity/digsig.c)."""
+
+    builtin: Keyring
+    secondary: Keyring
+    platform: Keyring
+    machine: Keyring
+    ima: Keyring
+    blacklist: Blacklist
+    log: EventLog
+
+    @classmethod
+    def build(cls, config: KernelConfig, builtin_keys: Iterable[Key] = (),
+              log: EventLog | None = None) -> SystemKeyrings:
+        log = log if log is not None else EventLog()
+        bl = Blacklist()
+        for h in config.system_blacklist_hash_list:
+            kind, _, hexval = h.partition(":")
+            (bl.add_tbs_hash if kind == "tbs" else bl.add_binary_hash)(bytes.fromhex(hexval))
+        builtin = Keyring(".builtin_trusted_keys", blacklist=bl, log=log)
+        for k in builtin_keys:
+            builtin.add(k)
+        builtin.restrict(restrict_link_reject)
+        secondary = Keyring(".secondary_trusted_keys", blacklist=bl, log=log,
+                            restriction=restrict_link_by_builtin_and_secondary_trusted,
+                            restriction_key=builtin)
+        secondary.link(builtin)
+        machine = Keyring(".machine", blacklist=bl, log=log)
+        platform = Keyring(".platform", blacklist=bl, log=log)
+        ima_restriction = (restrict_link_by_builtin_and_secondary_trusted
+                           if config.ima_keyrings_permit_signed_by_builtin_or_secondary
+                           else restrict_link_by_builtin_trusted)
+        ima = Keyring(".ima", blacklist=bl, log=log,
+                      restriction=ima_restriction if config.integrity_trusted_keyring else None,
+                      restriction_key=builtin)
+        return cls(builtin, secondary, platform, machine, ima, bl, log)
+
+    def by_name(self, name: str) -> Keyring:
+        for ring in (self.builtin, self.secondary, self.platform, self.machine, self.ima):
+            if ring.name == name:
+                return ring
+        raise UsageError(f"no keyring {name!r}")
+
+
+@dataclass
+class _KexecImage:
+    kernel: str
+    initrd: str | None
+    cmdline: str
+    carried: bytes | None  # the buffer when copied at load time
+
+
+class Machine:
+    """A simulated machine; create one with :meth:`create`."""
+
+    def __init__(self, *, config: KernelConfig, boot_options: BootOptions, tpm: SoftTpm,
+                 keyrings: SystemKeyrings, clock: Clock, entropy: Entropy) -> None:
+        self.config = config
+        self.boot_options = boot_options
+        self.tpm = tpm
+        self.keyrings = keyrings
+        self.clock = clock
+        self.entropy = entropy
+        self.files: dict[str, SimFile] = {}
+        self.audit: list[AuditRecord] = []
+        self._entries: list[MeasurementEntry] = []
+        self._htable: set[tuple[bytes, int]] = set()
+        self._measured: dict[tuple[int, int], int] = {}  # (ino, pcr) -> i_version measured
+        self._appraised: dict[int, tuple[int, bool]] = {}
+        self.policy = ImaPolicy()
+        self._policy_written = False
+        self.booted = False
+        self.violations = 0
+        self._next_ino = 1
+        self._kexec: _KexecImage | None = None
+        self.loaded_modules: list[str] = []
+        self.tainted = False
+        self.kernel_generation = 0
+
+    # -- construction -----------------------------------------------------------------
+    @classmethod
+    def create(cls, *, preset: str = "custom-6.1-ima-kexec", config: KernelConfig | None = None,
+               cmdline: str = "ima_policy=tcb", banks: Sequence[HashAlgorithm] = (
+                   HashAlgorithm.SHA1, HashAlgorithm.SHA256),
+               builtin_keys: Iterable[Key] = (), clock: Clock | None = None,
+               entropy: Entropy | None = None, tpm: SoftTpm | None = None,
+               firmware_pcrs: bool = True) -> Machine:
+        """A powered-on machine whose firmware measured PCRs 0-7 (unless told not to)."""
+        cfg = config if config is not None else PRESETS[preset]
+        clock = clock if clock is not None else FixedClock()
+        entropy = entropy if entropy is not None else SeededEntropy(b"imasim-machine")
+        tpm = tpm if tpm is not None else SoftTpm(banks, clock=clock, entropy=entropy)
+        if firmware_pcrs:
+            for pcr in range(8):
+                tpm.event(pcr, f"imasim firmware measurement {pcr}".encode())
+        return cls(config=cfg, boot_options=BootOptions.from_cmdline(cmdline), tpm=tpm,
+                   keyrings=SystemKeyrings.build(cfg, builtin_keys), clock=clock,
+                   entropy=entropy)
+
+    # -- derived settings -------------------------------------------------------------
+    @property
+    def ima_hash(self) -> HashAlgorithm:
+        h = self.boot_options.ima_hash or self.config.ima_default_hash
+        return h if h in self.config.init_hashes else HashAlgorithm.SHA256
+
+    @property
+    def template(self) -> str:
+        opts = self.boot_options
+        return opts.ima_template_fmt or opts.ima_template or self.config.ima_default_template
+
+    @property
+    def measurements(self) -> MeasurementList:
+        """The list as binary_runtime_measurements holds it (SHA-1 template digests)."""
+        return MeasurementList(self._entries)
+
+    def pcr_values(self, pcrs: Iterable[int] = range(24)) -> dict[HashAlgorithm, dict[int, bytes]]:
+        wanted = list(pcrs)
+        return {a: {i: self.tpm.read(a, i) for i in wanted} for a in self.tpm.banks}
+
+    def _audit(self, type_: int, op: str, cause: str, name: str, result: int) -> None:
+        self.audit.append(AuditRecord(type_, op, cause, name, result, self.clock.now()))
+
+    # -- files ------------------------------------------------------------------------
+    def add_file(self, path: str, content: bytes, *, uid: int = 0, gid: int = 0,
+                 mode: int = 0o100755, xattrs: dict[str, bytes] | None = None,
+                 fs: Filesystem | tuple[str, int] = EXT4) -> None:
+        fsys = fs if isinstance(fs, Filesystem) else Filesystem(*fs)
+        old = self.files.get(path)
+        ino = old.ino if old is not None else self._next_ino
+        if old is None:
+            self._next_ino += 1
+        self.files[path] = SimFile(path, bytes(content), fsys, uid, gid, mode,
+                                   dict(xattrs or {}), ino,
+                                   (old.i_version + 1) if old else 0)
+
+    def write_file(self, path: str, content: bytes) -> None:
+        """Replace a file's content (its i_version changes, so it is measured again)."""
+        f = self._file(path)
+        f.content = bytes(content)
+        f.i_version += 1
+
+    def _file(self, path: str) -> SimFile:
+        try:
+            return self.files[path]
+        except KeyError:
+            raise UsageError(f"no such file {path!r}") from None
+
+    # -- boot -------------------------------------------------------------------------
+    def boot(self) -> None:
+        """IMA init: (restore a kexec buffer,) boot_aggregate, then the boot policy."""
+        if self.booted:
+            raise SimulationError("the machine is already booted")
+        self.booted = True
+        self._add_boot_aggregate()
+        opts = self.boot_options
+        self.policy = builtin_policy(list(opts.ima_policy),
+                                     kernel_version=self.config.version)
+        self._policy_written = False
+
+    def _add_boot_aggregate(self) -> None:
+        banks = self.tpm.banks
+        pcrs = {a: {i: self.tpm.read(a, i) for i in range(10)} for a in banks}
+        agg = boot_aggregate(pcrs, banks=banks, ima_hash=self.ima_hash,
+                             kernel_version=self.config.version)
+        desc = lookup_template(self.template)
+        values: dict[str, FieldValue] = {"n-ng": "boot_aggregate", "n": "boot_aggregate"}
+        if "d" in desc.field_ids:
+            sha1 = boot_aggregate(pcrs, banks=[HashAlgorithm.SHA1],
+                                  kernel_version=self.config.version) \
+                if HashAlgorithm.SHA1 in banks else None
+            values["d"] = sha1.digest if sha1 else bytes(20)
+        values["d-ng"] = DigestWithAlgo(agg.alg.kernel_name, agg.digest)
+        values["d-ngv2"] = DigestWithAlgo(agg.alg.kernel_name, agg.digest, "ima")
+        self._store(self._make_entry(desc.name, values, self.config.ima_measure_pcr_idx),
+                    check_duplicate=False)
+
+    # -- policy -----------------------------------------------------------------------
+    def load_policy(self, text: str) -> None:
+        """Write a custom policy to securityfs: all rules or none; the first replaces the
+        built-in rules, later ones append (CONFIG_IMA_WRITE_POLICY) or are refused."""
+        if self._policy_written and not self.config.ima_write_policy:
+            self._audit(1802, "policy_update", "failed", "policy", 0)
+            raise PolicyError("the policy file is gone (CONFIG_IMA_WRITE_POLICY is not set)")
+        try:
+            new = parse_ima_policy(text)
+        except PolicyError:
+            self._audit(1802, "policy_update", "failed", "policy", 0)
+            raise
+        self.policy = (self.policy + new) if self._policy_written else new
+        self._policy_written = True
+        self._audit(1802, "policy_update", "completed", "policy", 1)
+
+    # -- measurement core -------------------------------------------------------------
+    def _make_entry(self, template: str, values: dict[str, FieldValue], pcr: int,
+                    violation: bool = False) -> MeasurementEntry:
+        desc = lookup_template(template)
+        return MeasurementEntry.create(desc, {k: values.get(k) for k in desc.field_ids},
+                                       pcr=pcr, violation=violation)
+
+    def _store(self, entry: MeasurementEntry, *, check_duplicate: bool = True) -> bool:
+        """ima_add_template_entry: dedupe, append, extend every bank."""
+        key = (entry.template_hash(self.ima_hash), entry.pcr)
+        if check_duplicate and not entry.is_violation and key in self._htable:
+            self._audit(1804, "add_template_measure", "hash_exists", entry.event_name, 0)
+            return False
+        if not entry.is_violation:
+            self._htable.add(key)
+        self._entries.append(entry)
+        digests = {}
+        for alg in self.tpm.banks:
+            if alg in self.config.init_hashes:
+                digests[alg] = entry.extend_value(alg)
+            elif entry.is_violation:
+                digests[alg] = alg.ones
+            else:  # the kernel could not allocate this hash: padded SHA-1
+                digests[alg] = entry.template_hash(HashAlgorithm.SHA1).ljust(
+                    alg.digest_size, b"\0")
+        self.tpm.extend(entry.pcr, digests)
+        return True
+
+    def _file_values(self, f: SimFile, digest: bytes, alg: HashAlgorithm,
+                     modsig: tuple[bytes, bytes] | None) -> dict[str, FieldValue]:
+        sec_ima = f.xattrs.get("security.ima", b"")
+        sig = sec_ima if sec_ima[:1] in (b"\x03", b"\x06") else None
+        values: dict[str, FieldValue] = {
+            "d": HashAlgorithm.SHA1.hash(f.content) if alg is not HashAlgorithm.SHA1 else digest,
+            "n": f.path if len(f.path) <= 255 else f.path.rsplit("/", 1)[-1],
+            "d-ng": DigestWithAlgo(alg.kernel_name, digest),
+            "d-ngv2": DigestWithAlgo(alg.kernel_name, digest, "ima"),
+            "n-ng": f.path, "sig": sig, "iuid": f.uid, "igid": f.gid, "imode": f.mode,
+        }
+        if modsig is not None:
+            payload, blob = modsig
+            values["d-modsig"] = DigestWithAlgo(alg.kernel_name, alg.hash(payload))
+            values["modsig"] = blob
+        return values
+
+    def _process(self, path: str, hook: Hook, mask: int, *, uid: int = 0) -> AccessResult:
+        """process_measurement for a file hook."""
+        if not self.booted:
+            raise SimulationError("boot the machine first")
+        f = self._file(path)
+        m = self.policy.match(hook, mask=mask, fsmagic=f.fs.magic, fsname=f.fs.name,
+                              uid=uid, euid=uid, fowner=f.uid, fgroup=f.gid)
+        if hook in (Hook.FILE_CHECK, Hook.MMAP_CHECK) and (m.measure or mask & MAY_WRITE):
+            self._violation_check(f, mask, m)
+        alg = self.ima_hash
+        digest = alg.hash(f.content)
+        split = split_modsig(f.content) if hook in (Hook.MODULE_CHECK, Hook.KEXEC_KERNEL_CHECK,
+                                                    Hook.KEXEC_INITRAMFS_CHECK) else None
+        modsig = (split[0], split[1].pkcs7) if split else None
+        measured = False
+        if m.measure:
+            pcr = m.pcr if m.pcr is not None else self.config.ima_measure_pcr_idx
+            if self._measured.get((f.ino, pcr)) != f.i_version:
+                entry = self._make_entry(m.template or self.template,
+                                         self._file_values(f, digest, alg, modsig), pcr)
+                self._store(entry)
+                self._measured[(f.ino, pcr)] = f.i_version
+                measured = True
+        result = AccessResult(True, measured=measured)
+        if m.appraise and self.boot_options.ima_appraise != "off" and self.config.ima_appraise:
+            result = self._appraise(f, hook, m, digest, alg, split, measured)
+        return result
+
+    def _violation_check(self, f: SimFile, mask: int, m: MatchResult) -> None:
+        """ima_rdwr_violation_check: ToMToU and open_writers."""
+        cause = None
+        if mask & MAY_WRITE:
+            if f.readers > 0 and any(k[0] == f.ino for k in self._measured):
+                cause = "ToMToU"
+        elif f.writers > 0 and m.measure:
+            cause = "open_writers"
+        if cause is None:
+            return
+        desc = lookup_template(self.template)
+        alg = self.ima_hash
+        values: dict[str, FieldValue] = {
+            "d": bytes(20), "n": f.path, "n-ng": f.path,
+            "d-ng": DigestWithAlgo(alg.kernel_name, bytes(alg.digest_size)),
+            "d-ngv2": DigestWithAlgo(alg.kernel_name, bytes(alg.digest_size), "ima"),
+            "iuid": f.uid, "igid": f.gid, "imode": f.mode,
+        }
+        self._store(self._make_entry(desc.name, values, self.config.ima_measure_pcr_idx,
+                                     violation=True), check_duplicate=False)
+        self.violations += 1
+        self._audit(1804, "invalid_pcr", cause, f.path, 0)
+
+    def _appraise(self, f: SimFile, hook: Hook, m: MatchResult, digest: bytes,
+                  alg: HashAlgorithm, split: tuple[bytes, object] | None,
+                  measured: bool) -> AccessResult:
+        """ima_appraise_measurement with the keyring checks of asymmetric_verify."""
+        rule = m.appraise_rule
+        assert rule is not None
+        cause = self._appraise_cause(f, rule.requires_signature, rule.modsig_allowed,
+                                     digest, alg, split)
+        if cause is None and self.keyrings.blacklist.is_binary_blocked(digest):
+            cause = "blacklisted-hash"
+        if cause is None:
+            return AccessResult(True, measured=measured, appraised=True)
+        self._audit(1800, "appraise_data", cause, f.path, 0)
+        mode = self.boot_options.ima_appraise
+        if mode == "enforce":
+            return AccessResult(False, measured=measured, appraised=True, reason=cause)
+        if mode == "fix" and cause in ("missing-hash", "invalid-hash") and \
+                not rule.requires_signature:
+            f.xattrs["security.ima"] = bytes([XattrKind.DIGEST_NG, alg.hash_algo]) + digest
+        return AccessResult(True, measured=measured, appraised=True, reason=cause)
+
+    def _appraise_cause(self, f: SimFile, sig_required: bool, modsig_ok: bool, digest: bytes,
+                        alg: HashAlgorithm, split: tuple[bytes, object] | None) -> str | None:
+        raw = f.xattrs.get("security.ima")
+        if raw is None:
+            if modsig_ok and split is not None:
+                return self._verify_modsig(f)
+            return "IMA-signature-required" if sig_required else "missing-hash"
+        try:
+            v = parse_xattr(raw)
+        except (ParseError, UnsupportedAlgorithmError):
+            return "unknown-ima-data"
+        if not v.is_signature:
+            if sig_required:
+                if modsig_ok and split is not None:
+                    return self._verify_modsig(f)
+                return "IMA-signature-required"
+            assert v.hash_algo is not None
+            return None if v.hash_algo.hash(f.content) == v.digest else "invalid-hash"
+        assert v.hash_algo is not None
+        try:
+            verify_xattr(v, v.hash_algo.hash(f.content), keyring=self.keyrings.ima,
+                         blacklist=self.keyrings.blacklist)
+        except (KeyNotFoundError, SignatureInvalidError, RevokedError, KeyRejectedError):
+            return "invalid-signature"
+        except UnsupportedAlgorithmError:
+            return "invalid-signature"
+        return None
+
+    def _verify_modsig(self, f: SimFile) -> str | None:
+        try:
+            split = split_modsig(f.content)
+            assert split is not None
+            verify_pkcs7(split[1].signed_data, split[0], keyring=self.keyrings.ima,
+                         usage=Usage.MODULE_SIGNATURE, blacklist=self.keyrings.blacklist)
+        except (VerificationError, ParseError):
+            return "invalid-signature"
+        return None
+
+    # -- hooks ------------------------------------------------------------------------
+    def exec(self, path: str, *, uid: int = 0) -> AccessResult:
+        """execve: BPRM_CHECK with MAY_EXEC."""
+        return self._process(path, Hook.BPRM_CHECK, MAY_EXEC, uid=uid)
+
+    def mmap(self, path: str, *, uid: int = 0) -> AccessResult:
+        """mmap with PROT_EXEC: MMAP_CHECK."""
+        return self._process(path, Hook.MMAP_CHECK, MAY_EXEC, uid=uid)
+
+    def open(self, path: str, mask: int = MAY_READ, *, uid: int = 0) -> AccessResult:
+        """open(): FILE_CHECK with the access mask; keeps the file open (see close)."""
+        result = self._process(path, Hook.FILE_CHECK, mask, uid=uid)
+        f = self._file(path)
+        if result.allowed:
+            if mask & MAY_WRITE:
+                f.writers += 1
+            else:
+                f.readers += 1
+        return result
+
+    def close(self, path: str, mask: int = MAY_READ) -> None:
+        f = self._file(path)
+        if mask & MAY_WRITE:
+            f.writers = max(0, f.writers - 1)
+        else:
+            f.readers = max(0, f.readers - 1)
+
+    def read_file(self, path: str, *, uid: int = 0) -> AccessResult:
+        """open for read and close again."""
+        r = self.open(path, MAY_READ, uid=uid)
+        if r.allowed:
+            self.close(path, MAY_READ)
+        return r
+
+    def load_firmware(self, path: str) -> AccessResult:
+        return self._process(path, Hook.FIRMWARE_CHECK, MAY_READ)
+
+    def load_module(self, path: str) -> AccessResult:
+        """finit_module: MODULE_CHECK (IMA), then the module signature (module_sig_check)."""
+        ima = self._process(path, Hook.MODULE_CHECK, MAY_READ)
+        if not ima.allowed:
+            return ima
+        reason = ""
+        if self.config.module_sig:
+            f = self._file(path)
+            try:
+                split = split_modsig(f.content)
+                if split is None:
+                    raise KeyNotFoundError("unsigned module")  # -ENODATA, treated like -ENOKEY
+                verify_pkcs7(split[1].signed_data, split[0], keyring=self.keyrings.secondary,
+                             usage=Usage.MODULE_SIGNATURE, blacklist=self.keyrings.blacklist)
+            except (KeyNotFoundError, UnsupportedAlgorithmError) as exc:
+                # -ENODATA/-ENOKEY/-ENOPKG are fatal only when enforced or locked down
+                if self.config.module_sig_force or self.config.lockdown != "none":
+                    self._audit(1800, "module_sig", "rejected", path, 0)
+                    return AccessResult(False, ima.measured, ima.appraised,
+                                        f"module signature: {exc}")
+                self.tainted = True
+                reason = f"tainted: {exc}"
+            except ImasimError as exc:
+                self._audit(1800, "module_sig", "invalid", path, 0)
+                return AccessResult(False, ima.measured, ima.appraised,
+                                    f"module signature: {exc}")
+        self.loaded_modules.append(path)
+        return AccessResult(True, ima.measured, ima.appraised, reason)
+
+    def _buffer_measurement(self, hook: Hook, name: str, buf: bytes, *,
+                            keyring: str | None = None, label: str | None = None) -> bool:
+        """process_buffer_measurement."""
+        m = self.policy.match(hook, keyring=keyring, data_label=label)
+        if not m.measure:
+            return False
+        alg = self.ima_hash
+        values: dict[str, FieldValue] = {"d-ng": DigestWithAlgo(alg.kernel_name, alg.hash(buf)),
+                                         "d-ngv2": DigestWithAlgo(alg.kernel_name, alg.hash(buf),
+                                                                  "ima"),
+                                         "n-ng": name, "buf": buf}
+        pcr = m.pcr if m.pcr is not None else self.config.ima_measure_pcr_idx
+        return self._store(self._make_entry(m.template or "ima-buf", values, pcr))
+
+    def add_key(self, keyring: str, key: Key) -> None:
+        """add_key(2) into a system keyring: the restriction decides; KEY_CHECK measures."""
+        ring = self.keyrings.by_name(keyring)
+        ring.add(key)
+        if key.der is not None and self.config.ima_measure_asymmetric_keys:
+            self._buffer_measurement(Hook.KEY_CHECK, ring.name, key.der, keyring=ring.name)
+
+    def measure_critical_data(self, label: str, event_name: str, data: bytes) -> bool:
+        return self._buffer_measurement(Hook.CRITICAL_DATA, event_name, data, label=label)
+
+    # -- kexec ------------------------------------------------------------------------
+    def kexec_load(self, kernel: str, initrd: str | None = None, cmdline: str = "") -> AccessResult:
+        """kexec_file_load: measure/appraise the image and initramfs, measure the command
+        line, and (up to 6.15) copy the measurement list into the kexec buffer now."""
+        r = self._process(kernel, Hook.KEXEC_KERNEL_CHECK, MAY_READ)
+        if not r.allowed:
+            return r
+        if self.config.kexec_sig_force:
+            f = self._file(kernel)
+            split = split_modsig(f.content)
+            try:
+                if split is None:
+                    raise KeyNotFoundError("kernel image is not signed")
+                try:
+                    verify_pkcs7(split[1].signed_data, split[0], keyring=self.keyrings.secondary,
+                                 usage=Usage.MODULE_SIGNATURE, blacklist=self.keyrings.blacklist)
+                except KeyNotFoundError:
+                    verify_pkcs7(split[1].signed_data, split[0], keyring=self.keyrings.platform,
+                                 usage=Usage.MODULE_SIGNATURE, blacklist=self.keyrings.blacklist)
+                self.keyrings.blacklist.check_binary_hash(HashAlgorithm.SHA256.hash(f.content))
+            except ImasimError as exc:
+                return AccessResult(False, r.measured, r.appraised, f"KEXEC_SIG: {exc}")
+        if initrd is not None:
+            ri = self._process(initrd, Hook.KEXEC_INITRAMFS_CHECK, MAY_READ)
+            if not ri.allowed:
+                return ri
+        if cmdline:
+            self._buffer_measurement(Hook.KEXEC_CMDLINE, "kexec-cmdline", cmdline.encode())
+        carried = None
+        if self.config.ima_kexec and not self.config.copies_list_at_execute:
+            carried = pack_kexec_buffer(self._entries)
+        self._kexec = _KexecImage(kernel, initrd, cmdline, carried)
+        return AccessResult(True, r.measured, r.appraised)
+
+    def kexec_execute(self, *, cmdline: str | None = None) -> None:
+        """kexec -e: the TPM keeps its PCRs; the new kernel restores the carried list (if
+        CONFIG_IMA_KEXEC) and appends its own boot_aggregate."""
+        if self._kexec is None:
+            raise SimulationError("no kexec image loaded")
+        image = self._kexec
+        if self.config.ima_kexec:
+            buf = image.carried if image.carried is not None else pack_kexec_buffer(self._entries)
+            restored = list(restore_kexec_buffer(buf).entries)
+        else:
+            restored = []
+        self.tpm.soft_reboot()
+        new_cmdline = cmdline if cmdline is not None else image.cmdline
+        self.boot_options = BootOptions.from_cmdline(new_cmdline) if new_cmdline else \
+            self.boot_options
+        self._entries = restored
+        self._htable = set()
+        self._measured = {}
+        self._appraised = {}
+        self._kexec = None
+        self.violations = 0
+        self.booted = False
+        self.kernel_generation += 1
+        self.boot()
+
+    def power_cycle(self) -> None:
+        """A cold reboot: TPM Reset, new firmware measurements, an empty list."""
+        self.tpm.power_cycle()
+        for pcr in range(8):
+            self.tpm.event(pcr, f"imasim firmware measurement {pcr}".encode())
+        self._entries = []
+        self._htable = set()
+        self._measured = {}
+        self._kexec = None
+        self.booted = False
+        self.kernel_generation += 1
+
+    def __repr__(self) -> str:
+        return (f"<Machine kernel {self.config.version[0]}.{self.config.version[1]} "
+                f"{len(self._entries)} measurements, policy {self.policy.name}>")
+
+    def _repr_html_(self) -> str:
+        return (f"<p>{self!r}</p>" + self.measurements._repr_html_())
+
