@@ -197,11 +197,13 @@ def attest(
         failures += [EntryVerdict(i, entries[i].event_name, Verdict.BAD_TEMPLATE_DIGEST)
                      for i in result.bad_digests]
     agg_ok = True
-    have_pcrs = all(all(i in b for i in range(10)) for b in pcr_values.values()) and pcr_values
+    # boot_aggregate needs PCRs 0-9 of the bank the kernel chose; use the quoted banks
+    # that cover them (the kernel's choice among those: ima_hash's bank, else sha256, sha1)
+    full = [a for a, b in pcr_values.items() if all(i in b for i in range(10))]
     for i, e in enumerate(entries):
         if e.event_name == "boot_aggregate" and not e.is_violation:
-            ok = bool(have_pcrs) and check_boot_aggregate(e, pcr_values,
-                                                          kernel_version=kernel_version)
+            ok = bool(full) and check_boot_aggregate(e, pcr_values, banks=full,
+                                                     kernel_version=kernel_version)
             if not ok:
                 agg_ok = False
                 failures.append(EntryVerdict(i, e.event_name, Verdict.BOOT_AGGREGATE_MISMATCH))
