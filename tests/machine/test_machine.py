@@ -149,7 +149,7 @@ def test_modules_with_appended_signatures() -> None:
     m.add_file("/lib/modules/bad.ko", b"\x7fELF unsigned")
     assert m.load_module("/lib/modules/good.ko").allowed
     assert not m.load_module("/lib/modules/bad.ko").allowed
-    entry = [e for e in m.measurements if e.event_name == "/lib/modules/good.ko"][0]
+    entry = next(e for e in m.measurements if e.event_name == "/lib/modules/good.ko")
     assert entry.template_name == "ima-modsig" and entry.fields["modsig"]
     assert replays(m)
 
