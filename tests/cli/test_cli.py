@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from imasim.algorithms import HashAlgorithm
 from imasim.cli import main
 from realdata import stage, stages
 from tools import need
@@ -41,8 +42,7 @@ def test_log_replay_and_check(tmp_path: Path, capsys) -> None:  # type: ignore[n
     rc, out = run(capsys, "log", "replay", lst, "--bank", "sha256", "--json")
     assert rc == 0
     values = json.loads(out)
-    assert bytes.fromhex(values["sha256"]["10"]) == [v for a, v in st.pcrs().items()
-                                                     if a.kernel_name == "sha256"][0][10]
+    assert bytes.fromhex(values["sha256"]["10"]) == st.pcrs()[HashAlgorithm.SHA256][10]
     assert run(capsys, "log", "check", lst, "--pcrs", str(st.path / "pcrs.json"))[0] == 0
     other = stage("kexec-carry", "stage2")
     assert run(capsys, "log", "check", str(other.path / "ima" / "binary_runtime_measurements"),
