@@ -86,44 +86,58 @@ class _Scanner:
         With ``offsets`` given, record starts are appended there (no entries built);
         otherwise entries are built and returned. When ``final`` is false, an incomplete
         record at the end is left for the next chunk instead of raising.
+
+        This is the hot path: the common record (complete, same template as the one
+        before) costs a handful of ``unpack_from`` calls and no per-byte work.
         """
-        unpack, dsize, limits, names = self.unpack, self.dsize, self.limits, self.names
+        unpack, dsize, limits = self.unpack, self.dsize, self.limits
         max_name, max_data = limits.max_template_name, limits.max_template_data
+        max_entries = limits.max_entries
         order = self.order
+        hdr = 8 + dsize
+        nl_off = 4 + dsize
         out: list[MeasurementEntry] | None = None if offsets is not None else []
+        append = offsets.append if offsets is not None else None
+        is_mv = isinstance(buf, memoryview)
+        last_raw, last_len, name, nfields = b"", -1, "", 0
         while pos < end:
             start = pos
-            if end - pos < 8 + dsize:
+            if end - pos < hdr:
                 if not final:
                     break
-                raise TruncatedError(f"entry[{index}] header needs {8 + dsize} bytes, "
+                raise TruncatedError(f"entry[{index}] header needs {hdr} bytes, "
                                      f"{end - pos} remain", offset=base + pos,
                                      field="entry_header")
-            (nlen,) = unpack(buf, pos + 4 + dsize)
-            p = pos + 8 + dsize
-            if nlen == 0 or nlen > max_name:
-                raise LimitExceededError(f"entry[{index}] template name length {nlen}",
-                                         offset=base + p - 4, field="template_name_len",
-                                         expected=f"1..{max_name}", actual=nlen)
-            if end - p < nlen + 4:
-                if not final:
-                    break
-                raise TruncatedError(f"entry[{index}] template name of {nlen} bytes "
-                                     "and data length do not fit", offset=base + p - 4,
-                                     field="template_name_len")
-            raw_name = bytes(buf[p:p + nlen])
-            tmpl = names.get(raw_name)
-            if tmpl is None:
-                tmpl = self._template(raw_name, base + p)
+            nlen = unpack(buf, pos + nl_off)[0]
+            p = pos + hdr
+            if nlen == last_len and (buf[p:p + nlen] == last_raw if is_mv
+                                     else buf.startswith(last_raw, p)):  # type: ignore[union-attr]
+                pass
+            else:
+                if nlen == 0 or nlen > max_name:
+                    raise LimitExceededError(f"entry[{index}] template name length {nlen}",
+                                             offset=base + p - 4, field="template_name_len",
+                                             expected=f"1..{max_name}", actual=nlen)
+                if end - p < nlen + 4:
+                    if not final:
+                        break
+                    raise TruncatedError(f"entry[{index}] template name of {nlen} bytes "
+                                         "and data length do not fit", offset=base + p - 4,
+                                         field="template_name_len")
+                last_raw = bytes(buf[p:p + nlen])
+                last_len = nlen
+                found = self.names.get(last_raw)
+                if found is None:
+                    found = self._template(last_raw, base + p)
+                name, nfields = found
             p += nlen
-            name, nfields = tmpl
             if nfields < 0:  # legacy 'ima': 20-byte digest, u32 len, name
                 if end - p < 24:
                     if not final:
                         break
                     raise TruncatedError(f"entry[{index}] 'ima' record truncated",
                                          offset=base + p, field="ima_digest")
-                (flen,) = unpack(buf, p + 20)
+                flen = unpack(buf, p + 20)[0]
                 if flen > max_name:
                     raise LimitExceededError(f"entry[{index}] 'ima' file name length {flen}",
                                              offset=base + p + 20, field="ima_name_len",
@@ -135,28 +149,40 @@ class _Scanner:
                     raise TruncatedError(f"entry[{index}] 'ima' file name truncated",
                                          offset=base + p + 20, field="ima_name_len")
             else:
-                (dlen,) = unpack(buf, p)
-                if dlen > max_data:
-                    raise LimitExceededError(f"entry[{index}] template data length {dlen}",
-                                             offset=base + p, field="template_data_len",
-                                             expected=f"<= {max_data}", actual=dlen)
-                dstart, dend = p + 4, p + 4 + dlen
-                if dend > end:
+                if end - p < 4:
+                    if not final:
+                        break
+                    raise TruncatedError(f"entry[{index}] template data length missing",
+                                         offset=base + p, field="template_data_len")
+                dlen = unpack(buf, p)[0]
+                dstart = p + 4
+                dend = dstart + dlen
+                if dend > end or dlen > max_data:
+                    if dlen > max_data:
+                        raise LimitExceededError(
+                            f"entry[{index}] template data length {dlen}", offset=base + p,
+                            field="template_data_len", expected=f"<= {max_data}", actual=dlen)
                     if not final:
                         break
                     raise TruncatedError(f"entry[{index}] template data length {dlen} exceeds "
                                          f"the remaining {end - dstart} bytes",
                                          offset=base + p, field="template_data_len")
-                self._check_fields(buf, dstart, dend, nfields, base, index)
-            if index >= limits.max_entries:
+                q = dstart
+                for _ in range(nfields):
+                    if q + 4 > dend:
+                        break
+                    q += 4 + unpack(buf, q)[0]
+                if q != dend:
+                    self._check_fields(buf, dstart, dend, nfields, base, index)
+            if index >= max_entries:
                 raise LimitExceededError("too many entries", offset=base + start,
-                                         field="entry", expected=limits.max_entries)
-            if offsets is not None:
-                offsets.append(start)
+                                         field="entry", expected=max_entries)
+            if append is not None:
+                append(start)
             else:
                 assert out is not None
-                (pcr,) = unpack(buf, start)
-                out.append(MeasurementEntry(pcr, name, bytes(buf[start + 4:start + 4 + dsize]),
+                out.append(MeasurementEntry(unpack(buf, start)[0], name,
+                                            bytes(buf[start + 4:start + nl_off]),
                                             bytes(buf[dstart:dend]), order))
             pos = dend
             index += 1
@@ -260,9 +286,26 @@ class MeasurementList(Sequence[MeasurementEntry]):
                                 self.byte_order)
 
     def __iter__(self) -> Iterator[MeasurementEntry]:
-        entry_at = self._entry_at
-        for off in self._offsets:
-            yield entry_at(off)
+        buf, dsize, order = self._buf, self._dsize, self.byte_order
+        unpack = _U32[order].unpack_from
+        nl_off, hdr = 4 + dsize, 8 + dsize
+        names: dict[bytes, str] = {}
+        new = tuple.__new__
+        cls = MeasurementEntry
+        for start in self._offsets:
+            nlen = unpack(buf, start + nl_off)[0]
+            p = start + hdr
+            raw = buf[p:p + nlen]
+            name = names.get(raw)
+            if name is None:
+                name = names[raw] = raw.decode("ascii")
+            p += nlen
+            if name == "ima":
+                data = buf[p:p + 24 + unpack(buf, p + 20)[0]]
+            else:
+                data = buf[p + 4:p + 4 + unpack(buf, p)[0]]
+            yield new(cls, (unpack(buf, start)[0], name, buf[start + 4:start + nl_off], data,
+                            order))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, MeasurementList):
