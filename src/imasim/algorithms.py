@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from .errors import UnsupportedAlgorithmError
@@ -98,6 +99,19 @@ class HashAlgorithm(enum.Enum):
             raise UnsupportedAlgorithmError(
                 f"{self.kernel_name} is not available in this Python/OpenSSL"
             ) from exc
+
+    def constructor(self) -> Callable[[bytes], _Hash]:
+        """The fastest hashlib constructor for this algorithm (for hot loops)."""
+        fn = getattr(hashlib, self._pyname, None)
+        if fn is not None:
+            return fn  # type: ignore[no-any-return]
+        name = self._pyname
+        self.new()  # raises UnsupportedAlgorithmError if OpenSSL lacks it
+
+        def make(data: bytes = b"") -> _Hash:
+            return hashlib.new(name, data)
+
+        return make
 
     def hash(self, data: bytes | memoryview) -> bytes:
         return self.new(data).digest()

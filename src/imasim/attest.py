@@ -34,6 +34,7 @@ __all__ = [
     "EntryVerdict",
     "ReferenceValues",
     "Verdict",
+    "appraise_entry",
     "appraise_list",
     "attest",
 ]
@@ -59,8 +60,15 @@ class ReferenceValues:
     ignored_keyrings: frozenset[str] = frozenset()
     allow_violations: bool = False
     _pattern: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    digests_bytes: Mapping[str, frozenset[bytes]] = field(default_factory=dict, compare=False,
+                                                          repr=False)
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "digests_bytes", {
+                p: frozenset(bytes.fromhex(d) for d in ds) for p, ds in self.digests.items()})
+        except ValueError as exc:
+            raise ParseError(f"bad digest in reference values: {exc}", field="digests") from None
         if self.excludes:
             try:
                 object.__setattr__(self, "_pattern",
@@ -94,30 +102,55 @@ class EntryVerdict:
     detail: str = ""
 
 
+_FAST_TEMPLATES = frozenset({"ima-ng", "ima-sig", "ima-buf", "ima-modsig"})
+
+
+def _name_and_digest(e: MeasurementEntry) -> tuple[str, bytes | None]:
+    """The event name and file digest; d-ng|n-ng|... read without decoding every field."""
+    if e.template_name in _FAST_TEMPLATES and e.byte_order == "little":
+        data = e.template_data
+        n1 = int.from_bytes(data[0:4], "little")
+        d = data[4:4 + n1]
+        p = 4 + n1
+        n2 = int.from_bytes(data[p:p + 4], "little")
+        raw_name = data[p + 4:p + 4 + n2]
+        nul = d.find(b"\0")
+        if n2 and raw_name[-1:] == b"\0" and nul > 0 and len(data) >= p + 4 + n2:
+            return raw_name[:-1].decode("utf-8", "surrogateescape"), d[nul + 1:]
+    fd = e.file_digest
+    return e.event_name, (fd.digest if fd else None)
+
+
+def appraise_entry(index: int, e: MeasurementEntry, reference: ReferenceValues
+                   ) -> EntryVerdict | None:
+    """The verdict for one entry, or None when it is fine."""
+    if not e.template_digest.strip(b"\0"):
+        if reference.allow_violations:
+            return None
+        return EntryVerdict(index, e.event_name, Verdict.VIOLATION)
+    name, digest = _name_and_digest(e)
+    allowed = reference.digests_bytes.get(name)
+    if allowed is not None and digest in allowed:
+        return None
+    if name == "boot_aggregate":
+        return None
+    if e.template_name == "ima-buf" and name in reference.ignored_keyrings:
+        return None
+    if reference.is_excluded(name):
+        return None
+    if allowed is None:
+        return EntryVerdict(index, name, Verdict.UNKNOWN_PATH)
+    return EntryVerdict(index, name, Verdict.DIGEST_MISMATCH, digest.hex() if digest else "")
+
+
 def appraise_list(entries: Iterable[MeasurementEntry], reference: ReferenceValues
                   ) -> tuple[EntryVerdict, ...]:
     """A verdict per entry (only the non-OK ones are returned; OK is the rest)."""
-    out: list[EntryVerdict] = []
-    digests = reference.digests
+    out = []
     for i, e in enumerate(entries):
-        if e.is_violation:
-            if not reference.allow_violations:
-                out.append(EntryVerdict(i, e.event_name, Verdict.VIOLATION))
-            continue
-        name = e.event_name
-        if name == "boot_aggregate":
-            continue
-        if e.template_name == "ima-buf" and name in reference.ignored_keyrings:
-            continue
-        if reference.is_excluded(name):
-            continue
-        fd = e.file_digest
-        allowed = digests.get(name)
-        if allowed is None:
-            out.append(EntryVerdict(i, name, Verdict.UNKNOWN_PATH))
-        elif fd is None or fd.digest.hex() not in allowed:
-            out.append(EntryVerdict(i, name, Verdict.DIGEST_MISMATCH,
-                                    fd.digest.hex() if fd else ""))
+        v = appraise_entry(i, e, reference)
+        if v is not None:
+            out.append(v)
     return tuple(out)
 
 

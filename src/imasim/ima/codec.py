@@ -99,6 +99,7 @@ class _Scanner:
         out: list[MeasurementEntry] | None = None if offsets is not None else []
         append = offsets.append if offsets is not None else None
         is_mv = isinstance(buf, memoryview)
+        new = tuple.__new__
         last_raw, last_len, name, nfields = b"", -1, "", 0
         while pos < end:
             start = pos
@@ -181,9 +182,9 @@ class _Scanner:
                 append(start)
             else:
                 assert out is not None
-                out.append(MeasurementEntry(unpack(buf, start)[0], name,
-                                            bytes(buf[start + 4:start + nl_off]),
-                                            bytes(buf[dstart:dend]), order))
+                out.append(new(MeasurementEntry, (unpack(buf, start)[0], name,
+                                                  bytes(buf[start + 4:start + nl_off]),
+                                                  bytes(buf[dstart:dend]), order)))
             pos = dend
             index += 1
         return pos, out

@@ -21,7 +21,7 @@ True
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -147,6 +147,81 @@ class _Replayer:
         self.count += 1
         return pcr, out
 
+    def feed_many(self, entries: Iterable[MeasurementEntry]) -> None:
+        """feed() for a stream, without per-entry dictionaries: the replay hot path."""
+        if self.padded:
+            for e in entries:
+                self.feed(e)
+            return
+        banks = self.banks
+        ctors = [a.constructor() for a in banks]
+        ones = [a.ones for a in banks]
+        stored_alg = self.digest_alg
+        si = banks.index(stored_alg) if stored_alg in banks else -1
+        stored_ctor = stored_alg.constructor()
+        zero_stored = stored_alg.zero
+        rng = range(len(banks))
+        cur: dict[int, list[bytes]] = {}
+        for pcr in {p for v in self.values.values() for p in v}:
+            cur[pcr] = [self.values[a].get(pcr, a.zero) for a in banks]
+        count, bad = self.count, self.bad
+        if len(banks) == 2 and si == 0:
+            count = self._feed_two(entries, cur, ctors[0], ctors[1], ones, zero_stored)
+            rng = range(0)
+            entries = ()
+        for e in entries:
+            pcr, name, stored, data = e[0], e[1], e[2], e[3]
+            c = cur.get(pcr)
+            if c is None:
+                c = cur[pcr] = [a.zero for a in banks]
+            if stored == zero_stored:  # a violation: 0xff..ff into every bank
+                for i in rng:
+                    c[i] = ctors[i](c[i] + ones[i]).digest()
+            else:
+                if name == "ima":
+                    hs = [e.template_hash(a) for a in banks]
+                    check = e.template_hash(stored_alg)
+                else:
+                    hs = [ctors[i](data).digest() for i in rng]
+                    check = hs[si] if si >= 0 else stored_ctor(data).digest()
+                if check != stored:
+                    bad.append(count)
+                for i in rng:
+                    c[i] = ctors[i](c[i] + hs[i]).digest()
+            count += 1
+        for i, a in enumerate(banks):
+            for pcr, c in cur.items():
+                self.values[a][pcr] = c[i]
+        self.count = count
+
+    def _feed_two(self, entries: Iterable[MeasurementEntry], cur: dict[int, list[bytes]],
+                  c0: Callable[[bytes], Any], c1: Callable[[bytes], Any], ones: list[bytes],
+                  zero_stored: bytes) -> int:
+        """feed_many for the usual two banks (the stored digest's bank first)."""
+        count, bad = self.count, self.bad
+        b0, b1 = self.banks
+        o0, o1 = ones
+        for e in entries:
+            pcr, name, stored, data = e[0], e[1], e[2], e[3]
+            c = cur.get(pcr)
+            if c is None:
+                c = cur[pcr] = [b0.zero, b1.zero]
+            if stored == zero_stored:
+                h0, h1 = o0, o1
+            elif name == "ima":
+                h0, h1 = e.template_hash(b0), e.template_hash(b1)
+                if h0 != stored:
+                    bad.append(count)
+            else:
+                h0 = c0(data).digest()
+                if h0 != stored:
+                    bad.append(count)
+                h1 = c1(data).digest()
+            c[0] = c0(c[0] + h0).digest()
+            c[1] = c1(c[1] + h1).digest()
+            count += 1
+        return count
+
     def _extend(self, a: HashAlgorithm, pcr: int, value: bytes) -> bytes:
         bank = self.values[a]
         new = a.hash(bank.get(pcr, a.zero) + value)
@@ -175,8 +250,7 @@ def replay(
     r = _Replayer(banks, padded_banks, digest_alg, start)
     for a in r.banks:
         r.values[a].setdefault(10, a.zero)
-    for e in entries:
-        r.feed(e)
+    r.feed_many(entries)
     return ReplayResult(r.state(), tuple(r.bad), r.padded)
 
 
