@@ -8,7 +8,8 @@ import sys
 
 def peak_rss_mb(code: str) -> float:
     """Run ``code`` in a new Python and return its peak RSS in MB (Linux ru_maxrss is KiB)."""
-    wrapper = code + "\nimport resource\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    wrapper = code + ("\nimport resource\n"
+                      "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
     out = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True,
                          check=True).stdout.split()
     return int(out[-1]) / 1024

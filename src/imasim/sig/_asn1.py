@@ -25,8 +25,8 @@ def check_content_info(der_bytes: bytes) -> None:
             raise ParseError("trailing bytes after ContentInfo", field="ContentInfo")
         _, rest = decoder.decode(bytes(ci["content"]), asn1Spec=rfc5652.SignedData())
     except PyAsn1Error as exc:
-        raise ParseError(f"not CMS SignedData: {str(exc).splitlines()[0][:120]}",
-                         field="SignedData") from None
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ParseError(f"not CMS SignedData: {first[:120]}", field="SignedData") from None
     except RecursionError:
         raise ParseError("ASN.1 nesting too deep", field="SignedData") from None
     if rest:
