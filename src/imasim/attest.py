@@ -49,6 +49,7 @@ class Verdict(enum.Enum):
     BAD_TEMPLATE_DIGEST = "bad-template-digest"
     BOOT_AGGREGATE_MISMATCH = "boot-aggregate-mismatch"
     IGNORED_KEYRING = "ignored-keyring"
+    MALFORMED_ENTRY = "malformed-entry"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +128,11 @@ def appraise_entry(index: int, e: MeasurementEntry, reference: ReferenceValues
     if not e.template_digest.strip(b"\0"):
         if reference.allow_violations:
             return None
-        return EntryVerdict(index, e.event_name, Verdict.VIOLATION)
-    name, digest = _name_and_digest(e)
+        return EntryVerdict(index, e._safe_name(), Verdict.VIOLATION)
+    try:
+        name, digest = _name_and_digest(e)
+    except ParseError as exc:
+        return EntryVerdict(index, e._safe_name(), Verdict.MALFORMED_ENTRY, str(exc))
     allowed = reference.digests_bytes.get(name)
     if allowed is not None and digest in allowed:
         return None
@@ -227,20 +231,20 @@ def attest(
     result = match(entries, quoted) if quoted else None
     failures: list[EntryVerdict] = []
     if result is not None:
-        failures += [EntryVerdict(i, entries[i].event_name, Verdict.BAD_TEMPLATE_DIGEST)
+        failures += [EntryVerdict(i, entries[i]._safe_name(), Verdict.BAD_TEMPLATE_DIGEST)
                      for i in result.bad_digests]
     agg_ok = True
     # boot_aggregate needs PCRs 0-9 of the bank the kernel chose; use the quoted banks
     # that cover them (the kernel's choice among those: ima_hash's bank, else sha256, sha1)
     full = [a for a, b in pcr_values.items() if all(i in b for i in range(10))]
     for i, e in enumerate(entries):
-        if e.event_name == "boot_aggregate" and not e.is_violation:
+        if e._safe_name() == "boot_aggregate" and not e.is_violation:
             ok = bool(full) and check_boot_aggregate(e, pcr_values, banks=full,
                                                      kernel_version=kernel_version)
             if not ok:
                 agg_ok = False
                 failures.append(EntryVerdict(i, e.event_name, Verdict.BOOT_AGGREGATE_MISMATCH))
-    if not entries or entries[0].event_name != "boot_aggregate":
+    if not entries or entries[0]._safe_name() != "boot_aggregate":
         agg_ok = False
     if reference is not None:
         failures += appraise_list(entries, reference)

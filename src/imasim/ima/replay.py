@@ -452,9 +452,12 @@ def check_boot_aggregate(entry: MeasurementEntry, pcrs: PcrValues, *,
                          banks: Sequence[HashAlgorithm] | None = None,
                          kernel_version: tuple[int, int] = (6, 1)) -> bool:
     """Is ``entry`` a boot_aggregate whose digest equals the one PCRs 0-9 give?"""
-    if entry.event_name != "boot_aggregate":
+    try:
+        if entry.event_name != "boot_aggregate":
+            return False
+        digest = entry.file_digest
+    except ParseError:
         return False
-    digest = entry.file_digest
     if digest is None:
         return False
     if entry.template_name == "ima":
