@@ -13,8 +13,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from pki import pki  # noqa: E402
-
 from imasim.algorithms import HashAlgorithm as H  # noqa: E402
 from imasim.ima import DigestWithAlgo, MeasurementEntry  # noqa: E402
 from imasim.ima.policy import BUILTIN_POLICIES  # noqa: E402
@@ -22,6 +20,7 @@ from imasim.kexec import pack_kexec_buffer  # noqa: E402
 from imasim.sig import parse_modsig, sign_module  # noqa: E402
 from imasim.sig.xattr import sign_xattr  # noqa: E402
 from imasim.tpm import SoftTpm  # noqa: E402
+from pki import pki  # noqa: E402
 
 CORPUS = ROOT / "tests" / "corpus"
 

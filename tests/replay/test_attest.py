@@ -29,7 +29,7 @@ def setup():  # type: ignore[no-untyped-def]
 
 
 def run(setup, entries, nonce=NONCE):  # type: ignore[no-untyped-def]
-    m, ak, q, ref = setup
+    _m, ak, q, ref = setup
     return attest(quote_attest=q.attest, quote_signature=q.signature, ak_public=ak.public_pem,
                   nonce=nonce, pcr_values=q.values_by_bank(), entries=entries, reference=ref)
 
@@ -77,7 +77,7 @@ def test_malformed_entry_does_not_crash(setup) -> None:  # type: ignore[no-untyp
 
 def test_list_grown_after_the_quote(setup) -> None:  # type: ignore[no-untyped-def]
     m = setup[0]
-    extra = list(m.measurements) + [m.measurements[1]._replace(pcr=10)]
+    extra = [*list(m.measurements), m.measurements[1]._replace(pcr=10)]
     rep = run(setup, extra)
     assert {b.matched_at for b in rep.replay.banks} == {len(m.measurements)}
 
