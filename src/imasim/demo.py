@@ -94,6 +94,7 @@ def _cert(cn: str, key: ec.EllipticCurvePrivateKey,
 
 
 def run_demo() -> DemoReport:
+    """Run the story (deterministic) and return its steps and artifacts."""
     rep = DemoReport()
 
     def step(title: str, outcome: str, ok: bool) -> None:

@@ -68,5 +68,6 @@ def load_pcrs_json(text: str | bytes) -> PcrMap:
 
 
 def dump_pcrs_json(pcrs: Mapping[HashAlgorithm, Mapping[int, bytes]]) -> str:
+    """The inverse of :func:`load_pcrs_json`."""
     return json.dumps({a.kernel_name: {str(i): v.hex() for i, v in sorted(b.items())}
                        for a, b in pcrs.items()}, indent=1)

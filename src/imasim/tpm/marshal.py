@@ -159,6 +159,7 @@ class PcrSelection:
 
 
 def parse_pcr_selection(data: bytes) -> PcrSelection:
+    """Unmarshal a TPML_PCR_SELECTION (the whole input)."""
     r = Reader(data, order=">")
     sel = PcrSelection.read(r)
     r.expect_end("TPML_PCR_SELECTION")
