@@ -108,9 +108,15 @@ class Key:
                     is_ca = v.ca
                 elif isinstance(v, x509.KeyUsage):
                     ku_ds, ku_cs = v.digital_signature, v.key_cert_sign
-        except ValueError as exc:
+        except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
             raise ParseError(f"bad certificate extension: {exc}", field="extensions") from None
-        name = _fabricate_name(cert)
+        try:
+            name = _fabricate_name(cert)
+            cert.signature_hash_algorithm  # noqa: B018 - parse it now, not at first use
+        except ValueError as exc:
+            raise ParseError(f"bad certificate name: {exc}", field="subject") from None
+        except UnsupportedAlgorithm as exc:
+            raise UnsupportedAlgorithmError(f"certificate signature: {exc}") from None
         tail = skid if skid is not None else serial_raw
         ids = (serial_raw + issuer_raw, skid if skid is not None else b"", subject_raw)
         self_signed = issuer_raw == subject_raw
