@@ -81,6 +81,9 @@ class Key:
             pub = cert.public_key()
         except UnsupportedAlgorithm as exc:
             raise UnsupportedAlgorithmError(f"certificate key: {exc}") from None
+        except ValueError as exc:
+            raise ParseError(f"bad certificate public key: {exc}", field="subjectPublicKeyInfo"
+                             ) from None
         if not isinstance(pub, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
             raise UnsupportedAlgorithmError(f"unsupported key type {type(pub).__name__}")
         der_bytes = cert.public_bytes(serialization.Encoding.DER)
