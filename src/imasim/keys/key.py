@@ -75,7 +75,7 @@ class Key:
         try:
             cert = (x509.load_pem_x509_certificate(data) if data.lstrip().startswith(b"-----")
                     else x509.load_der_x509_certificate(data))
-        except ValueError as exc:
+        except (ValueError, x509.InvalidVersion) as exc:
             raise ParseError(f"not an X.509 certificate: {exc}", field="certificate") from None
         try:
             pub = cert.public_key()
