@@ -16,8 +16,9 @@ from tools import need
 pytestmark = pytest.mark.interop
 
 
-def evmctl_verdict(tmp: Path, data: bytes, pcrs: dict[H, dict[int, bytes]]) -> bool:
-    """True when evmctl matches every given bank (--ignore-violations = the kernel's 0xff)."""
+def evmctl_run(tmp: Path, data: bytes, pcrs: dict[H, dict[int, bytes]]
+               ) -> subprocess.CompletedProcess[str]:
+    """evmctl ima_measurement (--ignore-violations = the kernel's 0xff extends)."""
     evmctl = need("evmctl")
     lst = tmp / "list"
     lst.write_bytes(data)
@@ -26,8 +27,12 @@ def evmctl_verdict(tmp: Path, data: bytes, pcrs: dict[H, dict[int, bytes]]) -> b
         f = tmp / f"pcrs-{alg.kernel_name}"
         f.write_text("".join(f"PCR-{i:02d} {values.get(i, alg.zero).hex()}\n" for i in range(24)))
         args += ["--pcrs", f"{alg.kernel_name},{f}"]
-    proc = subprocess.run([*args, str(lst)], capture_output=True, text=True, timeout=60)
-    return proc.returncode == 0
+    return subprocess.run([*args, str(lst)], capture_output=True, text=True, timeout=60)
+
+
+def evmctl_verdict(tmp: Path, data: bytes, pcrs: dict[H, dict[int, bytes]]) -> bool:
+    """True when evmctl matches every given bank."""
+    return evmctl_run(tmp, data, pcrs).returncode == 0
 
 
 CASES = stages()
@@ -37,8 +42,15 @@ CASES = stages()
 def test_same_verdict_on_real_captures(st, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     pcrs = {a: v for a, v in st.pcrs().items() if a in (H.SHA1, H.SHA256)}
     ours = match(st.entries(), pcrs).status is MatchStatus.MATCH
-    assert ours == evmctl_verdict(tmp_path, st.binary, pcrs)
-    assert ours == (st.id != "kexec-carry/stage2")
+    proc = evmctl_run(tmp_path, st.binary, pcrs)
+    if any(e.template_name == "ima" for e in st.entries()) and any(
+            e.template_name != "ima" for e in st.entries()):
+        # documented difference: evmctl 1.4 refuses lists mixing the legacy 'ima' template
+        # with others; the kernel writes such lists, and the real PCRs confirm imasim's replay
+        assert "Mixed measurement list" in proc.stderr + proc.stdout
+    else:
+        assert ours == (proc.returncode == 0)
+    assert ours == (st.id not in ("kexec-carry/stage2", "template-mix-sha512/stage2"))
 
 
 def _generated(n: int = 50) -> MeasurementList:
