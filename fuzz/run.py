@@ -115,8 +115,10 @@ def run_atheris(target: Target, seconds: float) -> int:
         argv = [sys.argv[0], corpus, f"-max_total_time={int(seconds)}", "-rss_limit_mb=2048",
                 "-max_len=65536", "-print_final_stats=1"]
         atheris.Setup(argv, test_one)
-        with atheris.instrument_imports():
-            import imasim  # noqa: F401
+        # imasim is already imported (the targets and the error check need it), so
+        # instrument every loaded function for coverage instead of hooking imports
+        import imasim.ima  # noqa: F401
+        atheris.instrument_all()
         atheris.Fuzz()
     return 0
 
