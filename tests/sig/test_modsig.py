@@ -135,3 +135,45 @@ def test_openssl_cms_verifies_imasim_signatures(name: str, tmp_path: Path) -> No
     assert cms(tmp_path / "payload") == 0
     (tmp_path / "other").write_bytes(payload[:-1] + b"?")
     assert cms(tmp_path / "other") != 0
+
+
+@pytest.mark.interop
+def test_kernel_and_openssl_disagree_on_signed_attributes(tmp_path: Path) -> None:
+    """openssl accepts a module signature with signed attributes; the kernel's
+    VERIFYING_MODULE_SIGNATURE refuses it ("Invalid module sig (has authattrs)")."""
+    from imasim.sig import sign_pkcs7
+    from imasim.sig.modsig import append_signature
+
+    openssl = need("openssl")
+    s = pki()["rsa_leaf"]
+    blob = sign_pkcs7(PAYLOAD, key=s.key, certificate=s.cert, signed_attributes=True)
+    with pytest.raises(KeyRejectedError):
+        verify_modsig(append_signature(PAYLOAD, blob), keyring=trusted(s))
+    (tmp_path / "payload").write_bytes(PAYLOAD)
+    (tmp_path / "sig.p7").write_bytes(blob)
+    (tmp_path / "cert.pem").write_bytes(s.pem)
+    ok = subprocess.run([openssl, "cms", "-verify", "-binary", "-inform", "DER", "-in",
+                         str(tmp_path / "sig.p7"), "-content", str(tmp_path / "payload"),
+                         "-certfile", str(tmp_path / "cert.pem"), "-noverify", "-out",
+                         "/dev/null"], capture_output=True, timeout=60)
+    assert ok.returncode == 0
+
+
+@pytest.mark.interop
+def test_kernel_trusts_a_direct_key_where_openssl_wants_a_chain(tmp_path: Path) -> None:
+    """The kernel trusts a module whose signer key is in the keyring, whatever issued it;
+    openssl cms without -noverify wants a chain to a trusted CA."""
+    openssl = need("openssl")
+    s = pki()["rsa_leaf"]
+    signed = sign_module(PAYLOAD, key=s.key, certificate=s.cert)
+    verify_modsig(signed, keyring=trusted(s))
+    payload, sig = parse_modsig(signed)
+    (tmp_path / "payload").write_bytes(payload)
+    (tmp_path / "sig.p7").write_bytes(sig.pkcs7)
+    (tmp_path / "cert.pem").write_bytes(s.pem)
+    res = subprocess.run([openssl, "cms", "-verify", "-binary", "-inform", "DER", "-in",
+                          str(tmp_path / "sig.p7"), "-content", str(tmp_path / "payload"),
+                          "-certfile", str(tmp_path / "cert.pem"), "-CAfile",
+                          str(tmp_path / "cert.pem"), "-purpose", "any", "-out", "/dev/null"],
+                         capture_output=True, timeout=60)
+    assert res.returncode != 0  # the leaf is no CA and its issuer is not given
