@@ -43,3 +43,23 @@ def pcr_files(path: Path, out: Path) -> list[str]:
         p.write_text("".join(f"PCR-{i:02d} {values.get(i, alg.zero).hex()}\n" for i in range(24)))
         args += ["--pcrs", f"{alg.kernel_name},{p}"]
     return args
+
+
+def time_evmctl(path: Path, tmp: Path, n: int) -> float | None:
+    """Seconds ``evmctl ima_measurement`` takes to replay ``path`` (None without evmctl)."""
+    import shutil
+    import subprocess
+    import time
+
+    evmctl = shutil.which("evmctl")
+    if evmctl is None:
+        print("evmctl not installed: no comparison")
+        return None
+    args = pcr_files(path, tmp)
+    t0 = time.perf_counter()
+    proc = subprocess.run([evmctl, "ima_measurement", "--ignore-violations", *args, str(path)],
+                          capture_output=True)
+    t_evm = time.perf_counter() - t0
+    print(f"evmctl ima_measurement (exit {proc.returncode}): {n / t_evm:,.0f} entries/s "
+          f"({t_evm:.2f} s)")
+    return t_evm

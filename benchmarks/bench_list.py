@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import gc
-import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from _gen import cached_list, pcr_files
+from _gen import cached_list, time_evmctl
 from _mem import peak_rss_mb
 
 from imasim.ima import iter_measurement_list, parse_measurement_list
@@ -58,19 +56,9 @@ def main(quick: bool = False) -> None:
     print(f"streaming from a file: {n / t_stream:,.0f} entries/s, peak RSS {streaming:.1f} MB "
           f"(interpreter + imasim alone: {base:.1f} MB)")
 
-    evmctl = shutil.which("evmctl")
-    if evmctl is None:
-        print("evmctl not installed: no comparison")
-        return
-    args = pcr_files(path, tmp)
-    t0 = time.perf_counter()
-    proc = subprocess.run([evmctl, "ima_measurement", "--ignore-violations", *args, str(path)],
-                          capture_output=True)
-    t_evm = time.perf_counter() - t0
-    print(f"evmctl ima_measurement (exit {proc.returncode}): {n / t_evm:,.0f} entries/s "
-          f"({t_evm:.2f} s)")
-    print(f"imasim parse / evmctl throughput: {t_evm / t_parse:.2f}x")
-
+    t_evm = time_evmctl(path, tmp, n)
+    if t_evm is not None:
+        print(f"imasim parse / evmctl throughput: {t_evm / t_parse:.2f}x")
 
 if __name__ == "__main__":
     main()

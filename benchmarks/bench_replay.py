@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from _gen import cached_list, pcr_files
+from _gen import cached_list, time_evmctl
 from _mem import peak_rss_mb
 
 from imasim.algorithms import HashAlgorithm as H
@@ -64,18 +62,9 @@ def main(quick: bool = False) -> None:
           "over replay")
     assert r2.count == n
 
-    evmctl = shutil.which("evmctl")
-    if evmctl is None:
-        print("evmctl not installed: no comparison")
-        return
-    args = pcr_files(path, tmp)
-    t0 = time.perf_counter()
-    proc = subprocess.run([evmctl, "ima_measurement", "--ignore-violations", *args, str(path)],
-                          capture_output=True)
-    t_evm = time.perf_counter() - t0
-    print(f"evmctl ima_measurement (exit {proc.returncode}): {n / t_evm:,.0f} entries/s")
-    print(f"imasim replay / evmctl throughput: {t_evm / t_replay:.2f}x")
-
+    t_evm = time_evmctl(path, tmp, n)
+    if t_evm is not None:
+        print(f"imasim replay / evmctl throughput: {t_evm / t_replay:.2f}x")
 
 if __name__ == "__main__":
     main()
