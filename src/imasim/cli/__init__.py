@@ -31,9 +31,9 @@ tasks:
   imasim tpm --help                   a software TPM 2.0 spelled like tpm2-tools
   imasim log --help                   show, convert, replay and check IMA measurement lists
   imasim attest --help                one call: quote + list + reference values -> report
-  imasim pe --help                    PE/COFF Authenticode digest, verify, sign
+  imasim modsig --help                appended (module) signatures: sign, verify, show, strip
+  imasim imasig --help                security.ima signatures: sign, verify, show
   imasim kexec --help                 pack and unpack the IMA kexec buffer
-  imasim boot --help                  run a scenario file on a simulated machine
 
 exit codes: 0 success, 1 verification failed, 2 bad input or usage
 """
