@@ -116,8 +116,8 @@ class Key:
         try:
             name = _fabricate_name(cert)
             cert.signature_hash_algorithm  # noqa: B018 - parse it now, not at first use
-        except ValueError as exc:
-            raise ParseError(f"bad certificate name: {exc}", field="subject") from None
+        except (ValueError, KeyError) as exc:  # cryptography: KeyError for an unknown tag
+            raise ParseError(f"bad certificate name: {exc!r}", field="subject") from None
         except UnsupportedAlgorithm as exc:
             raise UnsupportedAlgorithmError(f"certificate signature: {exc}") from None
         tail = skid if skid is not None else serial_raw
