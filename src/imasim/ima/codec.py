@@ -472,6 +472,9 @@ def parse_ascii_measurement_list(
         if tokens[0] == "" and len(tokens) > 3:
             tokens = tokens[1:]
         pcr_text, digest_text, name = tokens[0], tokens[1], tokens[2]
+        if not (pcr_text.isascii() and pcr_text.isdigit()) or int(pcr_text) > 0xFFFFFFFF:
+            raise ParseError("PCR is not a 32-bit decimal number", line=lineno,
+                             field="pcr", actual=pcr_text[:20])
         try:
             pcr = int(pcr_text, 10)
             digest = bytes.fromhex(digest_text)

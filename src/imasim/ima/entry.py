@@ -130,6 +130,8 @@ class MeasurementEntry(_EntryFields):
     # -- serialisation ----------------------------------------------------------------
     def to_bytes(self, *, byte_order: ByteOrder | None = None) -> bytes:
         """The binary record (ima_measurements_show)."""
+        if not 0 <= self.pcr <= 0xFFFFFFFF:
+            raise UsageError(f"PCR index {self.pcr} does not fit the u32 of a record")
         u32 = _U32[byte_order or self.byte_order].pack
         name = self.template_name.encode("ascii")
         head = u32(self.pcr) + self.template_digest + u32(len(name)) + name

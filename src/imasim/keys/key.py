@@ -116,7 +116,7 @@ class Key:
         try:
             name = _fabricate_name(cert)
             cert.signature_hash_algorithm  # noqa: B018 - parse it now, not at first use
-        except (ValueError, KeyError) as exc:  # cryptography: KeyError for an unknown tag
+        except (ValueError, KeyError, TypeError) as exc:  # cryptography: unknown/odd tags
             raise ParseError(f"bad certificate name: {exc!r}", field="subject") from None
         except UnsupportedAlgorithm as exc:
             raise UnsupportedAlgorithmError(f"certificate signature: {exc}") from None
