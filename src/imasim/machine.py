@@ -149,6 +149,7 @@ class SystemKeyrings:
     platform: Keyring
     machine: Keyring
     ima: Keyring
+    evm: Keyring
     blacklist: Blacklist
     log: EventLog
 
@@ -173,13 +174,15 @@ class SystemKeyrings:
         ima_restriction = (restrict_link_by_builtin_and_secondary_trusted
                            if config.ima_keyrings_permit_signed_by_builtin_or_secondary
                            else restrict_link_by_builtin_trusted)
-        ima = Keyring(".ima", blacklist=bl, log=log,
-                      restriction=ima_restriction if config.integrity_trusted_keyring else None,
-                      restriction_key=builtin)
-        return cls(builtin, secondary, platform, machine, ima, bl, log)
+        ima, evm = (Keyring(name, blacklist=bl, log=log,
+                            restriction=(ima_restriction if config.integrity_trusted_keyring
+                                         else None), restriction_key=builtin)
+                    for name in (".ima", ".evm"))
+        return cls(builtin, secondary, platform, machine, ima, evm, bl, log)
 
     def by_name(self, name: str) -> Keyring:
-        for ring in (self.builtin, self.secondary, self.platform, self.machine, self.ima):
+        for ring in (self.builtin, self.secondary, self.platform, self.machine, self.ima,
+                     self.evm):
             if ring.name == name:
                 return ring
         raise UsageError(f"no keyring {name!r}")
