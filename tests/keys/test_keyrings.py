@@ -141,3 +141,37 @@ def test_bad_certificates(data: bytes) -> None:
     with pytest.raises(ParseError):
         ring.add(Key.from_certificate(data))
     assert ring.keys == ()
+
+
+def test_restriction_text_syntax() -> None:
+    builtin, _, _ = system()
+    anchor = Keyring("anchor")
+    anchor.add(pki()["root"].as_key())
+    rings = {".builtin_trusted_keys": builtin, "2ad0d11e": anchor}
+    ring = Keyring("user")
+    ring.restrict("asymmetric:key_or_keyring:2ad0d11e", resolve=rings.__getitem__)
+    ring.add(pki()["leaf"].as_key())
+    with pytest.raises(KeyRejectedError):
+        ring.add(pki()["stranger"].as_key())
+    chained = Keyring("chained")
+    chained.restrict("asymmetric:key_or_keyring:2ad0d11e:chain", resolve=rings.__getitem__)
+    chained.add(pki()["inter"].as_key())
+    chained.add(pki()["chained"].as_key())
+    other = Keyring("b")
+    other.restrict("asymmetric:builtin_trusted", resolve=rings.__getitem__)
+    other.add(pki()["leaf"].as_key())
+    from imasim.errors import PolicyError
+
+    for bad in ("asymmetric:nope", "keyring:x", "asymmetric:key_or_keyring:1:chian"):
+        with pytest.raises(PolicyError):
+            Keyring("x").restrict(bad, resolve=rings.__getitem__)
+
+
+def test_restrict_link_by_digsig_refuses_cas() -> None:
+    from imasim.keys import restrict_link_by_digsig
+
+    builtin, _, _ = system()
+    ima = Keyring(".ima", restriction=restrict_link_by_digsig, restriction_key=builtin)
+    ima.add(pki()["leaf"].as_key())  # digitalSignature, not a CA, signed by the builtin root
+    with pytest.raises(KeyRejectedError):
+        ima.add(pki()["inter"].as_key())  # a CA
