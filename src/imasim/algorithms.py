@@ -100,7 +100,7 @@ class HashAlgorithm(enum.Enum):
                 f"{self.kernel_name} is not available in this Python/OpenSSL"
             ) from exc
 
-    def constructor(self) -> Callable[[bytes], _Hash]:
+    def constructor(self) -> Callable[[bytes | memoryview], _Hash]:
         """The fastest hashlib constructor for this algorithm (for hot loops)."""
         fn = getattr(hashlib, self._pyname, None)
         if fn is not None:
@@ -108,7 +108,7 @@ class HashAlgorithm(enum.Enum):
         name = self._pyname
         self.new()  # raises UnsupportedAlgorithmError if OpenSSL lacks it
 
-        def make(data: bytes = b"") -> _Hash:
+        def make(data: bytes | memoryview = b"") -> _Hash:
             return hashlib.new(name, data)
 
         return make

@@ -106,3 +106,26 @@ def test_tampered_entries_are_named() -> None:
     assert dropped.status is MatchStatus.MISMATCH
     swapped = match([lst[0], lst[2], lst[1], *lst[3:]], pcrs)
     assert swapped.status is MatchStatus.MISMATCH
+
+
+@pytest.mark.parametrize("chunk", [7, 100, 1 << 20])
+def test_replay_file_equals_replay_and_reports_offsets(chunk: int) -> None:
+    import io
+
+    from imasim.errors import ParseError
+    from imasim.ima.replay import replay_file
+
+    for st in stages():
+        banks = (H.SHA1, H.SHA256)
+        want = replay(st.entries(), banks=banks)
+        got = replay_file(io.BytesIO(st.binary), banks=banks, chunk_size=chunk)
+        assert got.pcrs == want.pcrs and got.count == want.count
+        assert got.bad_digests == want.bad_digests
+    data = stage("boot-tcb-ima-ng-sha256").binary
+    with pytest.raises(ParseError) as exc:
+        replay_file(io.BytesIO(data[:-3]), chunk_size=chunk)
+    assert exc.value.offset is not None and exc.value.offset < len(data)
+    tampered = bytearray(data)
+    tampered[-5] ^= 1  # inside the last entry's template data
+    bad = replay_file(io.BytesIO(bytes(tampered)), chunk_size=chunk)
+    assert bad.bad_digests == (7,)

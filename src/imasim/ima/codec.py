@@ -33,6 +33,7 @@ from .templates import lookup_template
 __all__ = [
     "MeasurementList",
     "iter_measurement_list",
+    "iter_record_chunks",
     "parse_ascii_measurement_list",
     "parse_measurement_list",
 ]
@@ -441,6 +442,44 @@ def iter_measurement_list(
             base += pos
         if eof and not buf:
             return
+        if not eof and len(buf) > limits.max_template_data + chunk_size + 4096:
+            raise LimitExceededError("a record is larger than the template data limit",
+                                     offset=base, field="entry")
+
+
+def iter_record_chunks(
+    source: BinaryIO,
+    *,
+    byte_order: str = "little",
+    digest_alg: HashAlgorithm = HashAlgorithm.SHA1,
+    limits: Limits = DEFAULT_LIMITS,
+    chunk_size: int = 8 << 20,
+) -> Iterator[MeasurementList]:
+    """Read a binary list from a file as a series of validated :class:`MeasurementList`
+    chunks of whole records (bounded memory; errors carry absolute offsets)."""
+    order = _check_order(byte_order)
+    scanner = _Scanner(order, digest_alg.digest_size, limits)
+    buf = b""
+    base = 0
+    index = 0
+    eof = False
+    while not eof or buf:
+        if not eof:
+            chunk = source.read(chunk_size)
+            eof = not chunk
+            buf += chunk
+        if not buf:
+            return
+        offsets = array("Q")
+        pos, _ = scanner.scan(buf, 0, len(buf), base, eof, offsets, index)
+        if offsets:
+            yield MeasurementList._from_parsed(buf[:pos] if pos < len(buf) else buf, offsets,
+                                               digest_alg, order)
+        index += len(offsets)
+        buf = buf[pos:]
+        base += pos
+        if eof and buf:  # pragma: no cover - scan raises on a final incomplete record
+            raise TruncatedError("incomplete record at the end", offset=base, field="entry")
         if not eof and len(buf) > limits.max_template_data + chunk_size + 4096:
             raise LimitExceededError("a record is larger than the template data limit",
                                      offset=base, field="entry")

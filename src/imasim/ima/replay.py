@@ -21,12 +21,14 @@ True
 from __future__ import annotations
 
 import enum
+import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from ..algorithms import HashAlgorithm
 from ..errors import ParseError, UnsupportedAlgorithmError, UsageError
+from .codec import MeasurementList, iter_record_chunks
 from .entry import MeasurementEntry
 from .fields import DigestWithAlgo
 
@@ -42,6 +44,7 @@ __all__ = [
     "check_boot_aggregate",
     "match",
     "replay",
+    "replay_file",
 ]
 
 PcrValues = Mapping[HashAlgorithm, Mapping[int, bytes]]
@@ -222,6 +225,58 @@ class _Replayer:
             count += 1
         return count
 
+    def feed_records(self, lst: MeasurementList) -> None:
+        """feed_many straight from a parsed list's buffer: no entry objects, no copies.
+
+        Hashes memoryview slices of the records; falls back to entries for the legacy
+        'ima' template and for configurations other than two native banks.
+        """
+        banks = self.banks
+        if self.padded or len(banks) != 2 or banks[0] is not self.digest_alg \
+                or lst.digest_alg is not self.digest_alg:
+            self.feed_many(lst)
+            return
+        buf, offsets, dsize = lst._buf, lst._offsets, lst.digest_alg.digest_size
+        unpack = struct.Struct("<I" if lst.byte_order == "little" else ">I").unpack_from
+        mv = memoryview(buf)
+        hdr = 8 + dsize
+        c0, c1 = banks[0].constructor(), banks[1].constructor()
+        o0, o1 = banks[0].ones, banks[1].ones
+        zero = self.digest_alg.zero
+        cur: dict[int, list[bytes]] = {}
+        for pcr in {p for v in self.values.values() for p in v}:
+            cur[pcr] = [self.values[a].get(pcr, a.zero) for a in banks]
+        count, bad = self.count, self.bad
+        head = struct.Struct(("<" if lst.byte_order == "little" else ">")
+                             + f"I{dsize}xI").unpack_from
+        starts_with = buf.startswith
+        for start in offsets:
+            pcr, nlen = head(buf, start)
+            c = cur.get(pcr)
+            if c is None:
+                c = cur[pcr] = [banks[0].zero, banks[1].zero]
+            p = start + hdr + nlen
+            if starts_with(zero, start + 4):
+                h0, h1 = o0, o1
+            elif nlen == 3 and buf[p - 3:p] == b"ima":
+                e = lst._entry_at(start)
+                h0, h1 = e.template_hash(banks[0]), e.template_hash(banks[1])
+                if h0 != e.template_digest:
+                    bad.append(count)
+            else:
+                data = mv[p + 4:p + 4 + unpack(buf, p)[0]]
+                h0 = c0(data).digest()
+                if not starts_with(h0, start + 4):
+                    bad.append(count)
+                h1 = c1(data).digest()
+            c[0] = c0(c[0] + h0).digest()
+            c[1] = c1(c[1] + h1).digest()
+            count += 1
+        for i, a in enumerate(banks):
+            for pcr, c in cur.items():
+                self.values[a][pcr] = c[i]
+        self.count = count
+
     def _extend(self, a: HashAlgorithm, pcr: int, value: bytes) -> bytes:
         bank = self.values[a]
         new = a.hash(bank.get(pcr, a.zero) + value)
@@ -250,7 +305,31 @@ def replay(
     r = _Replayer(banks, padded_banks, digest_alg, start)
     for a in r.banks:
         r.values[a].setdefault(10, a.zero)
-    r.feed_many(entries)
+    if isinstance(entries, MeasurementList):
+        r.feed_records(entries)
+    else:
+        r.feed_many(entries)
+    return ReplayResult(r.state(), tuple(r.bad), r.padded)
+
+
+def replay_file(
+    source: BinaryIO,
+    *,
+    banks: Sequence[HashAlgorithm] = (HashAlgorithm.SHA1, HashAlgorithm.SHA256),
+    padded_banks: Iterable[HashAlgorithm] = (),
+    digest_alg: HashAlgorithm = HashAlgorithm.SHA1,
+    chunk_size: int = 8 << 20,
+) -> ReplayResult:
+    """Replay a binary list from a file in bounded memory (chunks of ``chunk_size``).
+
+    Every chunk is validated as :func:`~imasim.ima.parse_measurement_list` validates a
+    whole list, then replayed from its buffer. Errors carry absolute offsets.
+    """
+    r = _Replayer(banks, padded_banks, digest_alg, None)
+    for a in r.banks:
+        r.values[a].setdefault(10, a.zero)
+    for chunk in iter_record_chunks(source, digest_alg=digest_alg, chunk_size=chunk_size):
+        r.feed_records(chunk)
     return ReplayResult(r.state(), tuple(r.bad), r.padded)
 
 
