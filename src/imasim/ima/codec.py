@@ -420,31 +420,9 @@ def iter_measurement_list(
             index += len(entries)
             pos = new_pos
         return
-    buf = bytearray()
-    base = 0  # absolute offset of buf[0]
-    index = 0
-    eof = False
-    while True:
-        if not eof:
-            chunk = source.read(chunk_size)
-            if not chunk:
-                eof = True
-            else:
-                buf += chunk
-        if not buf:
-            return
-        pos, entries = scanner.scan(buf, 0, len(buf), base, eof, None, index)
-        assert entries is not None
-        yield from entries
-        index += len(entries)
-        if pos:
-            del buf[:pos]
-            base += pos
-        if eof and not buf:
-            return
-        if not eof and len(buf) > limits.max_template_data + chunk_size + 4096:
-            raise LimitExceededError("a record is larger than the template data limit",
-                                     offset=base, field="entry")
+    for chunk in iter_record_chunks(source, byte_order=order, digest_alg=digest_alg,
+                                    limits=limits, chunk_size=chunk_size):
+        yield from chunk
 
 
 def iter_record_chunks(
