@@ -155,3 +155,68 @@ def test_ascii_of_empty_fields_keeps_the_spaces() -> None:
 def test_spaces_in_names_become_underscores() -> None:
     e = MeasurementEntry.create("ima-ng", [DigestWithAlgo("sha256", bytes(32)), "/a b"])
     assert e.event_name == "/a_b"
+
+
+def _record_layout(e: MeasurementEntry, start: int) -> tuple[int, list[int]]:
+    """(end, offsets of every length field) of the record ``e`` at ``start`` (20-byte digest)."""
+    nlen_off = start + 24
+    name_end = nlen_off + 4 + len(e.template_name)
+    if e.template_name == "ima":
+        return name_end + len(e.template_data), [nlen_off, name_end + 20]
+    lengths = [nlen_off, name_end]
+    q = name_end + 4
+    for raw in e.raw_fields():
+        lengths.append(q)
+        q += 4 + len(raw)
+    return q, lengths
+
+
+same_shape = st.lists(
+    st.tuples(st.sampled_from([HashAlgorithm.SHA1, HashAlgorithm.SHA256]), names),
+    min_size=2, max_size=8,
+).map(lambda items: [MeasurementEntry.create("ima-ng", [DigestWithAlgo(
+    a.kernel_name, a.hash(n.encode())), n]) for a, n in items])
+
+
+@settings(max_examples=150, deadline=None)
+@given(same_shape, st.data())
+def test_corrupted_length_in_any_record(items: list[MeasurementEntry],
+                                        data: st.DataObject) -> None:
+    """Later records take the parser's same-shape fast path: corrupting any of their
+    length fields must still fail inside that record, exactly at a too-large length."""
+    raw = bytearray(b"".join(e.to_bytes() for e in items))
+    k = data.draw(st.integers(0, len(items) - 1))
+    start = sum(len(e.to_bytes()) for e in items[:k])
+    end, lengths = _record_layout(items[k], start)
+    off = data.draw(st.sampled_from(lengths))
+    (old,) = struct.unpack_from("<I", raw, off)
+    value = data.draw(st.sampled_from([0xFFFFFFFF, 0x10000, len(raw), old + 1, old - 1, 0]))
+    if value == old or value < 0:
+        return
+    struct.pack_into("<I", raw, off, value)
+    for source in ("bytes", "stream"):
+        with pytest.raises(ParseError) as exc:
+            if source == "bytes":
+                parse_measurement_list(bytes(raw))
+            else:
+                list(iter_measurement_list(io.BytesIO(bytes(raw)), chunk_size=7))
+        assert exc.value.offset is not None and start <= exc.value.offset <= end
+        if value > len(raw):
+            assert exc.value.offset == off
+
+
+@settings(max_examples=200, deadline=None)
+@given(same_shape, st.data())
+def test_accepted_mutations_are_well_formed(items: list[MeasurementEntry],
+                                            data: st.DataObject) -> None:
+    """Whatever the parser accepts splits into the template's fields (no lax fast path)."""
+    raw = bytearray(b"".join(e.to_bytes() for e in items))
+    i = data.draw(st.integers(0, len(raw) - 1))
+    raw[i] = data.draw(st.integers(0, 255))
+    try:
+        lst = parse_measurement_list(bytes(raw))
+    except ParseError:
+        return
+    assert lst.to_bytes() == bytes(raw)
+    for e in lst:
+        assert len(e.raw_fields()) == len(e.descriptor.fields)

@@ -6,6 +6,13 @@ only after :mod:`imasim.ima.replay` matched it against a verified quote.
 
 from __future__ import annotations
 
+from .builders import (
+    boot_aggregate_entry,
+    file_entry,
+    ima_buf_entry,
+    ima_ng_entry,
+    violation_entry,
+)
 from .codec import (
     MeasurementList,
     iter_measurement_list,
@@ -25,8 +32,13 @@ __all__ = [
     "MeasurementEntry",
     "MeasurementList",
     "TemplateDescriptor",
+    "boot_aggregate_entry",
+    "file_entry",
+    "ima_buf_entry",
+    "ima_ng_entry",
     "iter_measurement_list",
     "lookup_template",
     "parse_ascii_measurement_list",
     "parse_measurement_list",
+    "violation_entry",
 ]

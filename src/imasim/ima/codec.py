@@ -52,7 +52,7 @@ def _check_order(byte_order: str) -> ByteOrder:
 class _Scanner:
     """Finds and validates record boundaries in a buffer; shared by both readers."""
 
-    __slots__ = ("dsize", "limits", "names", "order", "unpack")
+    __slots__ = ("dsize", "limits", "names", "order", "shapes", "unpack")
 
     def __init__(self, order: ByteOrder, dsize: int, limits: Limits) -> None:
         self.order: ByteOrder = order
@@ -60,6 +60,7 @@ class _Scanner:
         self.limits = limits
         self.unpack = _U32[order].unpack_from
         self.names: dict[bytes, tuple[str, int]] = {}  # name bytes -> (name, nfields or -1)
+        self.shapes: dict[int, struct.Struct] = {}  # first field length -> record shape
 
     def _template(self, raw: bytes, offset: int) -> tuple[str, int]:
         try:
@@ -102,6 +103,7 @@ class _Scanner:
         is_mv = isinstance(buf, memoryview)
         new = tuple.__new__
         last_raw, last_len, name, nfields = b"", -1, "", 0
+        last_f0, shape, shape_size = -1, None, 0
         while pos < end:
             start = pos
             if end - pos < hdr:
@@ -151,6 +153,27 @@ class _Scanner:
                     raise TruncatedError(f"entry[{index}] 'ima' file name truncated",
                                          offset=base + p + 20, field="ima_name_len")
             else:
+                if shape is not None and nfields == 2 and end - p >= shape_size:
+                    # same shape as the last two-field record (ima-ng with one digest
+                    # algorithm): data length, both field lengths in one call
+                    dlen, f0, f1 = shape(buf, p)
+                    dstart = p + 4
+                    dend = dstart + dlen
+                    if (f0 == last_f0 and dlen == 8 + f0 + f1 and dlen <= max_data
+                            and dend <= end):
+                        if index >= max_entries:
+                            raise LimitExceededError("too many entries", offset=base + start,
+                                                     field="entry", expected=max_entries)
+                        if append is not None:
+                            append(start)
+                        else:
+                            assert out is not None
+                            out.append(new(MeasurementEntry, (
+                                unpack(buf, start)[0], name, bytes(buf[start + 4:start + nl_off]),
+                                bytes(buf[dstart:dend]), order)))
+                        pos = dend
+                        index += 1
+                        continue
                 if end - p < 4:
                     if not final:
                         break
@@ -176,6 +199,12 @@ class _Scanner:
                     q += 4 + unpack(buf, q)[0]
                 if q != dend:
                     self._check_fields(buf, dstart, dend, nfields, base, index)
+                if nfields == 2 and dlen >= 4:
+                    f0 = unpack(buf, dstart)[0]
+                    if f0 != last_f0:
+                        last_f0 = f0
+                        shape_struct = self._shape(f0)
+                        shape, shape_size = shape_struct.unpack_from, shape_struct.size
             if index >= max_entries:
                 raise LimitExceededError("too many entries", offset=base + start,
                                          field="entry", expected=max_entries)
@@ -189,6 +218,15 @@ class _Scanner:
             pos = dend
             index += 1
         return pos, out
+
+    def _shape(self, f0: int) -> struct.Struct:
+        """``u32 data_len | u32 f0_len | f0 | u32 f1_len`` for a first field of ``f0`` bytes."""
+        found = self.shapes.get(f0)
+        if found is None:
+            found = struct.Struct(f"{'<' if self.order == 'little' else '>'}II{f0}xI")
+            if len(self.shapes) < 64:
+                self.shapes[f0] = found
+        return found
 
     def _check_fields(self, buf: bytes | bytearray | memoryview, pos: int, end: int,
                       nfields: int, base: int, index: int) -> None:
@@ -290,24 +328,24 @@ class MeasurementList(Sequence[MeasurementEntry]):
     def __iter__(self) -> Iterator[MeasurementEntry]:
         buf, dsize, order = self._buf, self._dsize, self.byte_order
         unpack = _U32[order].unpack_from
-        nl_off, hdr = 4 + dsize, 8 + dsize
-        names: dict[bytes, str] = {}
+        head = struct.Struct(f"{'<' if order == 'little' else '>'}I{dsize}sI").unpack_from
+        hdr = 8 + dsize
         new = tuple.__new__
         cls = MeasurementEntry
-        for start in self._offsets:
-            nlen = unpack(buf, start + nl_off)[0]
+        last_raw, last_len, name, legacy = b"", -1, "", False
+        for start in self._offsets:  # records were validated by the parser
+            pcr, digest, nlen = head(buf, start)
             p = start + hdr
-            raw = buf[p:p + nlen]
-            name = names.get(raw)
-            if name is None:
-                name = names[raw] = raw.decode("ascii")
+            if nlen != last_len or not buf.startswith(last_raw, p):
+                last_raw, last_len = buf[p:p + nlen], nlen
+                name = last_raw.decode("ascii")
+                legacy = name == "ima"
             p += nlen
-            if name == "ima":
+            if legacy:
                 data = buf[p:p + 24 + unpack(buf, p + 20)[0]]
             else:
                 data = buf[p + 4:p + 4 + unpack(buf, p)[0]]
-            yield new(cls, (unpack(buf, start)[0], name, buf[start + 4:start + nl_off], data,
-                            order))
+            yield new(cls, (pcr, name, digest, data, order))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, MeasurementList):
