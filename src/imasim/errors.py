@@ -45,6 +45,7 @@ __all__ = [
     "TrailingDataError",
     "TruncatedError",
     "UnknownTemplateError",
+    "UnsignedError",
     "UnsupportedAlgorithmError",
     "UsageError",
     "VerificationError",
@@ -188,6 +189,10 @@ class RevokedError(VerificationError):
 
 class UnsupportedAlgorithmError(VerificationError):
     """An algorithm the kernel (or imasim) does not support (the kernel's -ENOPKG)."""
+
+
+class UnsignedError(VerificationError):
+    """No signature where one is required (the kernel's -ENODATA, e.g. an unsigned PE)."""
 
 
 class PolicyError(ImasimError):

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 from pyasn1.codec.der import decoder
 from pyasn1.error import PyAsn1Error
-from pyasn1_modules import rfc5652
+from pyasn1_modules import rfc2315, rfc5652
 
 from ..errors import ParseError
 
-__all__ = ["check_content_info"]
+__all__ = ["check_authenticode_content_info", "check_content_info"]
 
 
 def check_content_info(der_bytes: bytes) -> None:
     """Decode ContentInfo and its SignedData with the RFC 5652 schema."""
+    if _is_authenticode(der_bytes):
+        check_authenticode_content_info(der_bytes)
+        return
     try:
         ci, rest = decoder.decode(der_bytes, asn1Spec=rfc5652.ContentInfo())
         if rest:
@@ -27,6 +30,33 @@ def check_content_info(der_bytes: bytes) -> None:
     except PyAsn1Error as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise ParseError(f"not CMS SignedData: {first[:120]}", field="SignedData") from None
+    except RecursionError:
+        raise ParseError("ASN.1 nesting too deep", field="SignedData") from None
+    if rest:
+        raise ParseError("trailing bytes after SignedData", field="SignedData")
+
+
+# Authenticode (appended by the PE helper): its encapsulated content is a
+# SpcIndirectDataContent SEQUENCE, which RFC 5652's ``[0] EXPLICIT OCTET STRING`` eContent
+# refuses; PKCS#7 v1.5 (RFC 2315), which Authenticode is built on, has ``[0] EXPLICIT ANY``.
+_MS_INDIRECT_DATA_DER = bytes.fromhex("060a2b060104018237020104")
+
+
+def _is_authenticode(der_bytes: bytes) -> bool:
+    """Is the encapsulated content type SPC_INDIRECT_DATA (1.3.6.1.4.1.311.2.1.4)?"""
+    return _MS_INDIRECT_DATA_DER in der_bytes[:96]
+
+
+def check_authenticode_content_info(der_bytes: bytes) -> None:
+    """Decode an Authenticode ContentInfo and its SignedData with the RFC 2315 schema."""
+    try:
+        ci, rest = decoder.decode(der_bytes, asn1Spec=rfc2315.ContentInfo())
+        if rest:
+            raise ParseError("trailing bytes after ContentInfo", field="ContentInfo")
+        _sd, rest = decoder.decode(bytes(ci["content"]), asn1Spec=rfc2315.SignedData())
+    except PyAsn1Error as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ParseError(f"not PKCS#7 SignedData: {first[:120]}", field="SignedData") from None
     except RecursionError:
         raise ParseError("ASN.1 nesting too deep", field="SignedData") from None
     if rest:
