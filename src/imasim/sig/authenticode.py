@@ -1,21 +1,26 @@
 """crypto/asymmetric_keys/verify_pefile.c, mscode_parser.c: the Authenticode digest, verify, sign.
 
 The image hash (:func:`authenticode_digest`) is computed over memoryview slices of the
-image, never over copies. :class:`DigestRules` selects whose rule decides the bytes after
-the last section:
+image, never over copies. :class:`DigestRules` selects whose ranges are hashed; both skip
+the CheckSum field and the certificate directory entry:
 
 ======================  ================================================================
-``DigestRules.KERNEL``  ``pefile_digest_pe_contents`` (sbverify uses the same ranges):
-                        sections in canonical order, then ``file[H + ΣSizeOfRawData :
-                        L - certs.size]``: the certificate table is *assumed* to end the
-                        file, so bytes appended after it shift the hashed window.
-``DigestRules.SPEC``    the Authenticode specification as osslsigncode and pesign read
-                        it: the trailing data runs from the end of the last section up
-                        to the certificate table's file offset (or the end of the file
-                        when unsigned), bytes after the table are not hashed, and an
-                        image whose end is not 8-byte aligned is hashed as if padded
-                        with zeros to 8 (what a signer pads before the table).
+``DigestRules.KERNEL``  ``pefile_digest_pe_contents``, the Authenticode specification's
+                        ``SUM_OF_BYTES_HASHED`` rule, and what pesign and sbsign/sbverify
+                        hash: the headers, the sections with raw data in canonical order,
+                        then ``file[H + ΣSizeOfRawData : L - certs.size]``. The
+                        certificate table is *assumed* to end the file, so bytes appended
+                        after it shift the hashed window, and bytes in a gap between
+                        sections are not hashed.
+``DigestRules.FLAT``    osslsigncode (2.9, ``pe_digest_calc``): the file in order up to
+                        the certificate table's file offset (or its end when unsigned),
+                        ignoring the section table: gaps between sections are hashed,
+                        bytes after the table are not, and an unsigned image whose length
+                        is not a multiple of 8 is hashed as if padded with zeros to 8.
 ======================  ================================================================
+
+For a well-formed image (contiguous sections, the table last, the length 8-aligned as
+every signer leaves it) both give the same digest.
 
 :func:`verify_authenticode` is ``verify_pefile_signature`` as ``kexec_file_load`` calls
 it (``VerifyRules.KERNEL``): only the first WIN_CERTIFICATE, the wrapper checks, the
@@ -155,7 +160,7 @@ class DigestRules(enum.Enum):
     """Which bytes after the last section the image hash covers (module docstring)."""
 
     KERNEL = "kernel"
-    SPEC = "spec"
+    FLAT = "flat"
 
 
 class WrapperRules(enum.Enum):
@@ -213,7 +218,7 @@ def authenticode_ranges(image: PeImage | bytes | bytearray | memoryview, *,
                         ) -> tuple[tuple[int, int], ...]:
     """The ``(offset, length)`` ranges the image hash covers, in hashing order.
 
-    With ``DigestRules.SPEC`` a final ``(-1, n)`` range stands for ``n`` zero bytes of
+    With ``DigestRules.FLAT`` a final ``(-1, n)`` range stands for ``n`` zero bytes of
     padding.
     """
     img = _image(image)
@@ -223,30 +228,27 @@ def authenticode_ranges(image: PeImage | bytes | bytearray | memoryview, *,
                          offset=img.optional_header_offset, field="NumberOfRvaAndSizes",
                          expected="> 4", actual=img.number_of_rva_and_sizes)
     c, h, n = img.checksum_offset, img.size_of_headers, len(img.raw)
+    table = d.size if img.is_signed else 0
+    if rules is DigestRules.FLAT:
+        end = d.virtual_address if img.is_signed else n
+        ranges = [(0, c), (c + 4, d.offset - c - 4), (d.offset + 8, end - d.offset - 8)]
+        if not img.is_signed and end % 8:
+            ranges.append((-1, 8 - end % 8))
+        return tuple((o, ln) for o, ln in ranges if ln > 0)
     ranges = [(0, c), (c + 4, d.offset - c - 4), (d.offset + 8, h - d.offset - 8)]
     hashed = h
-    last_end = h
     for i in _canonical_sections(img):
         s = img.sections[i]
         if s.size_of_raw_data == 0:
             continue
         ranges.append((s.pointer_to_raw_data, s.size_of_raw_data))
         hashed += s.size_of_raw_data
-        last_end = max(last_end, s.pointer_to_raw_data + s.size_of_raw_data)
-    table = d.size if img.is_signed else 0
-    if rules is DigestRules.KERNEL:
-        if n > hashed:
-            if hashed + table > n:
-                raise ParseError("sections and certificate table exceed the file",
-                                 offset=d.offset, field="certificate_table",
-                                 expected=f"size <= {n - hashed}", actual=table)
-            ranges.append((hashed, n - hashed - table))
-    else:
-        end = d.virtual_address if img.is_signed else n
-        if end > last_end:
-            ranges.append((last_end, end - last_end))
-        if end % 8:
-            ranges.append((-1, 8 - end % 8))
+    if n > hashed:
+        if hashed + table > n:
+            raise ParseError("sections and certificate table exceed the file",
+                             offset=d.offset, field="certificate_table",
+                             expected=f"size <= {n - hashed}", actual=table)
+        ranges.append((hashed, n - hashed - table))
     return tuple((o, ln) for o, ln in ranges if ln > 0)
 
 
@@ -582,7 +584,7 @@ def verify_authenticode(
     # EDK2 DxeImageVerificationLib: dbx image hash, then every entry against db
     if blacklist is not None:
         for alg in (HashAlgorithm.SHA256, HashAlgorithm.SHA384, HashAlgorithm.SHA512):
-            digest = authenticode_digest(img, alg, rules=DigestRules.SPEC)
+            digest = authenticode_digest(img, alg)
             if blacklist.is_binary_blocked(digest):
                 raise RevokedError(f"image hash {digest.hex()} is in dbx")
     entries = parse_certificate_table(img)
@@ -595,7 +597,7 @@ def verify_authenticode(
             continue
         try:
             pkcs7 = wc.certificate[:_pkcs7_tlv(wc.certificate, wc.offset + 8)]
-            return _verify_entry(img, pkcs7, keyrings, blacklist, DigestRules.SPEC, i)
+            return _verify_entry(img, pkcs7, keyrings, blacklist, DigestRules.KERNEL, i)
         except RevokedError:
             raise
         except (ParseError, KeyNotFoundError, KeyRejectedError, DigestMismatchError,

@@ -1,0 +1,149 @@
+"""``imasim pe``: PE/COFF Authenticode images (kexec kernels, EFI binaries)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+from pathlib import Path
+from typing import Any
+
+from ..algorithms import HashAlgorithm
+from ..errors import UsageError
+from ..keys.keyring import Blacklist
+from ..sig.authenticode import (
+    DigestRules,
+    SignMode,
+    VerifyRules,
+    WrapperRules,
+    authenticode_digest,
+    parse_authenticode,
+    parse_certificate_table,
+    sign_pe,
+    verify_authenticode,
+)
+from ..sig.pefile import parse_pe, pe_checksum
+from ._trust import load_certificate, load_private_key, trust_keyring
+
+_EPILOG = """examples:
+  imasim pe digest vmlinuz --alg sha256
+  imasim pe verify vmlinuz --trust debian-secure-boot-ca.pem
+  imasim pe verify vmlinuz --trust mok.pem --platform db.pem      (kexec: secondary, then platform)
+  imasim pe sign app.efi --key key.pem --cert cert.pem -o app.signed.efi
+  imasim pe sign app.signed.efi --key k2.pem --cert c2.pem --nest -o app.twice.efi
+  imasim pe show shimx64.efi.signed
+"""
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    p = sub.add_parser("pe", help="Authenticode PE images: digest, verify, sign, show",
+                       epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ps = p.add_subparsers(dest="pe_command", metavar="SUBCOMMAND")
+    d = ps.add_parser("digest", help="print the Authenticode image hash (hex)")
+    d.add_argument("file", type=Path)
+    d.add_argument("--alg", default="sha256", help="sha1, sha224, sha256, sha384, sha512")
+    d.add_argument("--rules", choices=[r.value for r in DigestRules], default="kernel",
+                   help="kernel (= pesign, sbsign, the spec) or flat (= osslsigncode)")
+    d.set_defaults(func=_digest)
+    v = ps.add_parser("verify", help="verify as kexec_file_load does (exit 0/1/2)")
+    v.add_argument("file", type=Path)
+    v.add_argument("--trust", type=Path, action="append", default=[],
+                   help="certificate of the secondary keyring (repeatable)")
+    v.add_argument("--platform", type=Path, action="append", default=[],
+                   help="certificate of the .platform keyring, tried on -ENOKEY")
+    v.add_argument("--rules", choices=[r.value for r in VerifyRules], default="kernel")
+    v.add_argument("--dbx", action="append", default=[], metavar="HEX",
+                   help="an image hash on the blacklist (bin:), checked with --rules uefi")
+    v.add_argument("--strict-wrapper", action="store_true",
+                   help="the wrapper length check of kernels before 6.3")
+    v.set_defaults(func=_verify)
+    s = ps.add_parser("sign", help="sign as sbsign does (--nest: as osslsigncode -nest)")
+    s.add_argument("file", type=Path)
+    s.add_argument("--key", type=Path, required=True)
+    s.add_argument("--cert", type=Path, required=True)
+    s.add_argument("--hash", default="sha256")
+    how = s.add_mutually_exclusive_group()
+    how.add_argument("--nest", action="store_true", help="add a nested signature")
+    how.add_argument("--append", action="store_true", help="add a WIN_CERTIFICATE entry")
+    how.add_argument("--replace", action="store_true", help="drop existing signatures")
+    s.add_argument("--no-signing-time", action="store_true")
+    s.add_argument("-o", "--output", type=Path, required=True)
+    s.set_defaults(func=_sign)
+    sh = ps.add_parser("show", help="headers, sections, certificate table, signatures")
+    sh.add_argument("file", type=Path)
+    sh.set_defaults(func=_show)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _digest(args: argparse.Namespace) -> int:
+    alg = HashAlgorithm.from_name(args.alg)
+    print(authenticode_digest(args.file.read_bytes(), alg, rules=DigestRules(args.rules)).hex())
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    if not args.trust and not args.platform:
+        raise UsageError("give at least one --trust or --platform CERT")
+    rings = []
+    if args.trust:
+        rings.append(trust_keyring(args.trust, ".secondary_trusted_keys"))
+    if args.platform:
+        rings.append(trust_keyring(args.platform, ".platform"))
+    blacklist = Blacklist()
+    for h in args.dbx:
+        try:
+            blacklist.add_binary_hash(bytes.fromhex(h))
+        except ValueError:
+            raise UsageError(f"--dbx {h!r} is not hex") from None
+    v = verify_authenticode(
+        args.file.read_bytes(), keyrings=rings, blacklist=blacklist,
+        rules=VerifyRules(args.rules),
+        wrapper=WrapperRules.STRICT if args.strict_wrapper else WrapperRules.RELAXED)
+    print(f"{args.file}: valid, {v.digest_alg.kernel_name} {v.digest.hex()}, signed by "
+          f"{v.signature.trusted_key.description!r} in {v.keyring}")
+    return 0
+
+
+def _sign(args: argparse.Namespace) -> int:
+    mode = (SignMode.NEST if args.nest else SignMode.APPEND if args.append
+            else SignMode.REPLACE if args.replace else SignMode.NEW)
+    when = None if args.no_signing_time else datetime.datetime.now(datetime.UTC)
+    out = sign_pe(args.file.read_bytes(), key=load_private_key(args.key),
+                  certificate=load_certificate(args.cert),
+                  hash_alg=HashAlgorithm.from_name(args.hash), mode=mode, signing_time=when)
+    args.output.write_bytes(out)
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    data = args.file.read_bytes()
+    img = parse_pe(data)
+    csum = pe_checksum(data, img.checksum_offset)
+    print(f"{args.file}: {img.magic.name}, machine {img.machine:#06x}, "
+          f"subsystem {img.subsystem}, {len(data)} bytes")
+    print(f"SizeOfHeaders {img.size_of_headers:#x}, CheckSum {img.checksum:#010x} "
+          f"(computed {csum:#010x}{'' if csum == img.checksum else ', differs'})")
+    if img.section_table_offset != img.spec_section_table_offset:
+        print(f"note: SizeOfOptionalHeader puts the section table at "
+              f"{img.spec_section_table_offset:#x}; the kernel reads it at "
+              f"{img.section_table_offset:#x}")
+    print("sections:")
+    for s in img.sections:
+        print(f"  {s.name_text:<8} raw {s.pointer_to_raw_data:#010x} +{s.size_of_raw_data:#x}"
+              f"  va {s.virtual_address:#x} +{s.virtual_size:#x}")
+    d = img.certificate_directory
+    if d is not None and img.is_signed:
+        print(f"certificate table: {d.virtual_address:#x} +{d.size:#x}")
+    for alg in (HashAlgorithm.SHA256,):
+        print(f"authenticode {alg.kernel_name}: {authenticode_digest(img, alg).hex()}")
+    for i, wc in enumerate(parse_certificate_table(img)):
+        print(f"WIN_CERTIFICATE[{i}] at {wc.offset:#x}: dwLength {wc.length}, revision "
+              f"{wc.revision:#06x}, type {wc.certificate_type:#06x}")
+    for sig in parse_authenticode(img):
+        spc = sig.indirect_data
+        si = sig.signed_data.signer_infos[0]
+        where = f"[{sig.entry}]" + (f" nested[{sig.nested}]" if sig.nested else "")
+        alg_name = spc.digest_alg.kernel_name if spc.digest_alg else spc.digest_oid
+        print(f"signature {where}: {alg_name} {spc.digest.hex()}, "
+              f"{len(sig.signed_data.certificates)} certificate(s), signer "
+              f"{'SKID' if si.by_skid else 'issuer+serial'} {si.auth_id.hex()[:32]}...")
+    return 0
