@@ -62,6 +62,7 @@ from typing import Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from .._der import (
     NULL,
@@ -621,16 +622,35 @@ def _der_time(t: datetime.datetime) -> bytes:
 
 def _make_pkcs7(digest: bytes, alg: HashAlgorithm, key: _PrivateKey,
                 certificate: x509.Certificate, signing_time: datetime.datetime | None,
-                unsigned: Sequence[bytes] = ()) -> bytes:
+                extra_certificates: Sequence[x509.Certificate] = ()) -> bytes:
     spc = SpcIndirectDataContent.create(digest, alg)
     extra = [der(SEQUENCE, der_oid(OID_SPC_SP_OPUS_INFO) + der(SET, der(SEQUENCE, b"")))]
     if signing_time is not None:
         extra.append(der(SEQUENCE, der_oid(OID_SIGNING_TIME)
                          + der(SET, _der_time(signing_time))))
-    return sign_pkcs7(spc.content_octets, key=key, certificate=certificate, hash_alg=alg,
-                      detached=False, include_certificate=True, signed_attributes=True,
-                      content_type=OID_SPC_INDIRECT_DATA, encapsulated=spc.raw,
-                      extra_signed_attributes=extra, unsigned_attributes=unsigned)
+    p7 = sign_pkcs7(spc.content_octets, key=key, certificate=certificate, hash_alg=alg,
+                    detached=False, include_certificate=True, signed_attributes=True,
+                    content_type=OID_SPC_INDIRECT_DATA, encapsulated=spc.raw,
+                    extra_signed_attributes=extra)
+    if extra_certificates:
+        p7 = _add_certificates(p7, [c.public_bytes(Encoding.DER) for c in extra_certificates])
+    return p7
+
+
+def _add_certificates(outer: bytes, certs: Sequence[bytes]) -> bytes:
+    """Append certificates to SignedData.certificates (sbsign ``--addcert``)."""
+    ci = parse_tlv(outer).expect(SEQUENCE, "ContentInfo")
+    ci_items = ci.items(2, "ContentInfo")
+    sd = ci_items[1].items(1, "content")[0].expect(SEQUENCE, "SignedData")
+    items = sd.items(4, "SignedData")
+    head, rest = [x.raw for x in items[:3]], items[3:]
+    if rest[0].tag == 0xA0:
+        certs_field = der(0xA0, rest[0].content + b"".join(certs))
+        rest = rest[1:]
+    else:
+        certs_field = der(0xA0, b"".join(certs))
+    new_sd = der(SEQUENCE, b"".join([*head, certs_field, *(x.raw for x in rest)]))
+    return der(SEQUENCE, ci_items[0].raw + der(0xA0, new_sd))
 
 
 def _rebuild(t: Tlv, children: Sequence[bytes]) -> bytes:
@@ -698,8 +718,13 @@ def sign_pe(
     hash_alg: HashAlgorithm = HashAlgorithm.SHA256,
     mode: SignMode = SignMode.NEW,
     signing_time: datetime.datetime | None = None,
+    extra_certificates: Sequence[x509.Certificate] = (),
 ) -> bytes:
-    """Sign a PE image and return the new image (see :class:`SignMode`)."""
+    """Sign a PE image and return the new image (see :class:`SignMode`).
+
+    ``extra_certificates`` are added to the PKCS#7 after the signer's (sbsign
+    ``--addcert``: intermediate certificates).
+    """
     img = parse_pe(data)
     d = img.certificate_directory
     if d is None:
@@ -715,13 +740,14 @@ def sign_pe(
         unsigned = bytearray(body)
         unsigned[d.offset:d.offset + 8] = bytes(8)
         digest = authenticode_digest(bytes(unsigned), hash_alg)
-        pkcs7 = _make_pkcs7(digest, hash_alg, key, certificate, signing_time)
+        pkcs7 = _make_pkcs7(digest, hash_alg, key, certificate, signing_time,
+                            extra_certificates)
         return _finish(body, img, _win_certificate(pkcs7))
     if not img.is_signed:
         raise UsageError(f"{mode.value}: the image has no signature yet")
     entries = parse_certificate_table(img)
     digest = authenticode_digest(img, hash_alg)
-    pkcs7 = _make_pkcs7(digest, hash_alg, key, certificate, signing_time)
+    pkcs7 = _make_pkcs7(digest, hash_alg, key, certificate, signing_time, extra_certificates)
     body = bytearray(img.raw[:d.virtual_address])
     if mode is SignMode.APPEND:
         table = bytes(img.certificate_table)
