@@ -12,6 +12,7 @@ from pyasn1.codec.der import decoder
 from pyasn1.error import PyAsn1Error
 from pyasn1_modules import rfc2315, rfc5652
 
+from .._der import decode_oid, parse_tlv
 from ..errors import ParseError
 
 __all__ = ["check_authenticode_content_info", "check_content_info"]
@@ -39,12 +40,17 @@ def check_content_info(der_bytes: bytes) -> None:
 # Authenticode (appended by the PE helper): its encapsulated content is a
 # SpcIndirectDataContent SEQUENCE, which RFC 5652's ``[0] EXPLICIT OCTET STRING`` eContent
 # refuses; PKCS#7 v1.5 (RFC 2315), which Authenticode is built on, has ``[0] EXPLICIT ANY``.
-_MS_INDIRECT_DATA_DER = bytes.fromhex("060a2b060104018237020104")
+_MS_INDIRECT_DATA = "1.3.6.1.4.1.311.2.1.4"
 
 
 def _is_authenticode(der_bytes: bytes) -> bool:
     """Is the encapsulated content type SPC_INDIRECT_DATA (1.3.6.1.4.1.311.2.1.4)?"""
-    return _MS_INDIRECT_DATA_DER in der_bytes[:96]
+    try:
+        signed_data = parse_tlv(der_bytes).items(2)[1].items(1)[0]
+        encap = signed_data.items(3)[2]
+        return decode_oid(encap.items(1)[0]) == _MS_INDIRECT_DATA
+    except ParseError:
+        return False
 
 
 def check_authenticode_content_info(der_bytes: bytes) -> None:
