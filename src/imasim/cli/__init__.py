@@ -33,6 +33,7 @@ tasks:
   imasim attest --help                one call: quote + list + reference values -> report
   imasim modsig --help                appended (module) signatures: sign, verify, show, strip
   imasim imasig --help                security.ima signatures: sign, verify, show
+  imasim pe --help                    PE/COFF Authenticode: digest, verify, sign, show
   imasim kexec --help                 pack and unpack the IMA kexec buffer
 
 exit codes: 0 success, 1 verification failed, 2 bad input or usage
