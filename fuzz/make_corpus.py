@@ -18,11 +18,22 @@ from imasim.ima import DigestWithAlgo, MeasurementEntry  # noqa: E402
 from imasim.ima.policy import BUILTIN_POLICIES  # noqa: E402
 from imasim.kexec import pack_kexec_buffer  # noqa: E402
 from imasim.sig import parse_modsig, sign_module  # noqa: E402
+from imasim.sig.authenticode import (  # noqa: E402
+    AuthenticodeBuilder,
+    SignMode,
+    SpcIndirectDataContent,
+    parse_authenticode,
+    parse_certificate_table,
+    sign_pe,
+)
+from imasim.sig.pefile import parse_pe  # noqa: E402
 from imasim.sig.xattr import sign_xattr  # noqa: E402
 from imasim.tpm import SoftTpm  # noqa: E402
+from pe.make_pe import default_sections, make_pe  # noqa: E402
 from pki import pki  # noqa: E402
 
 CORPUS = ROOT / "tests" / "corpus"
+DEBIAN_PE = ROOT / "tests" / "vectors" / "pe" / "debian"
 
 
 def put(target: str, name: str, data: bytes | str) -> None:
@@ -103,6 +114,85 @@ def main() -> None:
     put("ima-policy", "long-line.policy", "measure " + "fsmagic=1 " * 20000 + "\n")
     put("keyring-restriction", "chain.txt", "asymmetric:key_or_keyring:1234:chain")
     put("keyring-restriction", "bad.txt", "asymmetric:key_or_keyring:::::")
+
+    pe_corpus()
+
+
+def _with_table(image: bytes, table: bytes) -> bytes:
+    """``image`` (unsigned) with ``table`` appended as its certificate table."""
+    img = parse_pe(image)
+    d = img.certificate_directory
+    assert d is not None
+    body = bytearray(image) + bytes(-len(image) % 8)
+    body[d.offset:d.offset + 8] = struct.pack("<II", len(body), len(table))
+    return bytes(body + table)
+
+
+def pe_corpus() -> None:
+    """PE/COFF seeds (small generated images, signed deterministically with RSA; a real
+    Debian signature moved onto a small image) and nasty headers."""
+    import datetime
+
+    t = datetime.datetime(2025, 6, 1, tzinfo=datetime.UTC)
+    p = pki()
+    rsa, root = p["rsa_leaf"], p["root"]
+    small = make_pe(sections=default_sections(2, 0x200))
+    put("pe-parse", "unsigned.efi", small)
+    put("pe-parse", "unsigned-pe32-3-sections.efi",
+        make_pe(pe32=True, sections=default_sections(3, 0x200)))
+    signed = sign_pe(small, key=rsa.key, certificate=rsa.cert, signing_time=t)
+    put("pe-parse", "signed-rsa.efi", signed)
+    put("pe-parse", "signed-sha384-trailing.efi",
+        sign_pe(make_pe(sections=default_sections(1, 0x200), trailing=b"overlay!"),
+                key=rsa.key, certificate=rsa.cert, hash_alg=H.SHA384, signing_time=t))
+    put("pe-parse", "signed-append.efi",
+        sign_pe(signed, key=rsa.key, certificate=rsa.cert, mode=SignMode.APPEND,
+                signing_time=t, extra_certificates=[root.cert]))
+    put("pe-parse", "signed-nested.efi",
+        AuthenticodeBuilder().signing_time(t).add_signer(rsa.key, rsa.cert)
+        .add_signer(rsa.key, rsa.cert, hash_alg=H.SHA512).sign(small))
+    grub = DEBIAN_PE / "grubx64.efi.signed"
+    if grub.exists():  # tests/pe/fetch_debian_images.sh
+        entry = parse_certificate_table(grub.read_bytes())[0]
+        put("pe-parse", "debian-grub-signature-on-small-image.efi",
+            _with_table(small, entry.to_bytes() + bytes(-entry.length % 8)))
+        sig = parse_authenticode(grub.read_bytes())[0]
+        put("spc-indirect-data", "debian-grub.der", sig.indirect_data.raw)
+    for alg in (H.SHA256, H.SHA1, H.SHA512):
+        put("spc-indirect-data", f"{alg.kernel_name}.der",
+            SpcIndirectDataContent.create(alg.hash(b"image"), alg).raw)
+    spc = SpcIndirectDataContent.create(bytes(32)).raw
+    put("spc-indirect-data", "length-4GiB.der", b"\x30\x84\xff\xff\xff\xff" + spc[2:])
+    put("spc-indirect-data", "trailing-byte.der", spc + b"\x00")
+
+    # nasty headers: offsets below are those of make_pe's PE32+ layout (e_lfanew 0x80)
+    opt = 0x80 + 24
+    sec = opt + 112 + 16 * 8
+    certdir = opt + 112 + 4 * 8
+
+    def patched(base: bytes, at: int, fmt: str, *v: int) -> bytes:
+        b = bytearray(base)
+        struct.pack_into(fmt, b, at, *v)
+        return bytes(b)
+
+    put("pe-parse", "e-lfanew-4GiB.efi", patched(small, 0x3C, "<I", 0xFFFFFFF0))
+    put("pe-parse", "sections-65535.efi", patched(small, 0x80 + 6, "<H", 0xFFFF))
+    put("pe-parse", "size-of-headers-0.efi", patched(small, opt + 60, "<I", 0))
+    put("pe-parse", "rva-and-sizes-4GiB.efi", patched(small, opt + 108, "<I", 0xFFFFFFFF))
+    put("pe-parse", "rva-and-sizes-4.efi", patched(small, opt + 108, "<I", 4))
+    put("pe-parse", "section-raw-beyond-file.efi",
+        patched(small, sec + 16, "<II", 0x7FFFFFFF, 0x7FFFFFFF))
+    put("pe-parse", "sections-overlap.efi", patched(small, sec + 40 + 20, "<I", 0x400))
+    n = len(signed)
+    va = struct.unpack_from("<I", signed, certdir)[0]
+    put("pe-parse", "cert-table-size-4GiB.efi", patched(signed, certdir + 4, "<I", 0xFFFFFFFF))
+    put("pe-parse", "cert-table-in-headers.efi", patched(signed, certdir, "<I", 0x10))
+    put("pe-parse", "dwlength-4GiB.efi", patched(signed, va, "<I", 0xFFFFFFFF))
+    put("pe-parse", "dwlength-7.efi", patched(signed, va, "<I", 7))
+    put("pe-parse", "pkcs7-length-4-octets.efi", patched(signed, va + 9, "<B", 0x84))
+    put("pe-parse", "pkcs7-indefinite.efi", patched(signed, va + 9, "<B", 0x80))
+    put("pe-parse", "wrong-revision.efi", patched(signed, va + 4, "<H", 0x100))
+    put("pe-parse", "truncated-in-table.efi", signed[:n - 100])
 
 
 if __name__ == "__main__":

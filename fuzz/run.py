@@ -6,9 +6,12 @@ Engines:
 * ``--engine mutate``: a plain mutational loop (bit flips, byte sets, truncations,
   length-field corruption, splices of seeds), no extra dependency.
 
-Any exception that is not an ``imasim.errors.ImasimError`` is a crash: the input is
-written to ``tests/corpus/<target>/crash-<sha256>.bin`` and the run stops with exit 1.
-``python fuzz/run.py --list`` lists the targets; ``all`` runs each in turn.
+Any exception that is not an ``imasim.errors.ImasimError`` is a crash, and so is an
+input that takes more than ``--timeout`` seconds (a hang) or, under atheris, makes the
+process grow beyond 2 GB: the input is written to ``tests/corpus/<target>/crash-<sha256>.bin``
+and the run stops with exit 1. ``--executions N`` stops a run after N inputs (whichever
+of that and ``--seconds`` comes first). ``python fuzz/run.py --list`` lists the targets;
+``all`` runs each in turn.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import hashlib
 import os
 import random
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -74,16 +78,20 @@ def mutate(rng: random.Random, pool: list[bytes]) -> bytes:
     return bytes(data)
 
 
-def run_mutate(target: Target, seconds: float, seed: int) -> int:
+def run_mutate(target: Target, seconds: float, seed: int, executions: int = 0,
+               timeout: float = 10.0) -> int:
     rng = random.Random(seed)
     pool = seeds(target)
     for s in pool:
         one(target, s)
     execs = 0
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        for _ in range(200):
+    start = time.monotonic()
+    deadline = start + seconds
+    limit = executions or sys.maxsize
+    while time.monotonic() < deadline and execs < limit:
+        for _ in range(min(200, limit - execs)):
             data = mutate(rng, pool)
+            t0 = time.monotonic()
             try:
                 one(target, data)
             except Exception:
@@ -91,14 +99,22 @@ def run_mutate(target: Target, seconds: float, seed: int) -> int:
                 traceback.print_exc()
                 print(f"{target.name}: CRASH after {execs} executions, saved {p}")
                 return 1
+            if time.monotonic() - t0 > timeout:
+                p = _save_crash(target, data)
+                print(f"{target.name}: HANG (> {timeout:.0f} s) after {execs} executions, "
+                      f"saved {p}")
+                return 1
             execs += 1
             if rng.random() < 0.001 and len(pool) < 256:
                 pool.append(data)
-    print(f"{target.name}: {execs} executions in {seconds:.0f} s, no crash (engine mutate)")
+    elapsed = time.monotonic() - start
+    print(f"{target.name}: {execs} executions in {elapsed:.0f} s, no crash (engine mutate, "
+          f"seed {seed})")
     return 0
 
 
-def run_atheris(target: Target, seconds: float) -> int:
+def run_atheris(target: Target, seconds: float, executions: int = 0,
+                timeout: float = 10.0) -> int:
     import atheris
 
     with tempfile.TemporaryDirectory() as corpus:
@@ -113,7 +129,11 @@ def run_atheris(target: Target, seconds: float) -> int:
                 raise
 
         argv = [sys.argv[0], corpus, f"-max_total_time={int(seconds)}", "-rss_limit_mb=2048",
-                "-max_len=65536", "-print_final_stats=1"]
+                "-max_len=65536", "-print_final_stats=1", f"-timeout={int(timeout)}",
+                f"-artifact_prefix={CORPUS / target.name}/crash-"]
+        if executions:
+            argv.append(f"-runs={executions}")
+        (CORPUS / target.name).mkdir(parents=True, exist_ok=True)
         atheris.Setup(argv, test_one)
         # imasim is already imported (the targets and the error check need it), so
         # instrument every loaded function for coverage instead of hooking imports
@@ -128,6 +148,10 @@ def main() -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("target", nargs="?", help="target name, or 'all'")
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--executions", type=int, default=0,
+                    help="stop after this many inputs (0: only --seconds limits the run)")
+    ap.add_argument("--timeout", type=float, default=10.0,
+                    help="an input running longer than this many seconds is a hang")
     ap.add_argument("--engine", choices=("atheris", "mutate"), default=None)
     ap.add_argument("--seed", type=int, default=int(os.environ.get("FUZZ_SEED", "0")))
     ap.add_argument("--list", action="store_true")
@@ -148,9 +172,14 @@ def main() -> int:
     for name in names:
         target = TARGETS[name]
         if engine == "atheris" and len(names) == 1:
-            rc |= run_atheris(target, args.seconds)
+            rc |= run_atheris(target, args.seconds, args.executions, args.timeout)
+        elif engine == "atheris":  # libFuzzer runs once per process: one child per target
+            cmd = [sys.executable, __file__, name, "--engine", "atheris", "--seconds",
+                   str(args.seconds), "--executions", str(args.executions), "--timeout",
+                   str(args.timeout)]
+            rc |= subprocess.run(cmd, check=False).returncode != 0
         else:
-            rc |= run_mutate(target, args.seconds, args.seed)
+            rc |= run_mutate(target, args.seconds, args.seed, args.executions, args.timeout)
     return rc
 
 

@@ -10,6 +10,7 @@ Targets import their parser lazily, so one missing module does not stop the othe
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,96 @@ def _text(module: str, name: str) -> Callable[[bytes], object]:
     return run
 
 
+def _pe_parse(data: bytes) -> object:
+    pefile = importlib.import_module("imasim.sig.pefile")
+    img = pefile.parse_pe(data)
+    names = [s.name_text for s in img.sections]
+    table = img.certificate_table
+    checksum = pefile.pe_checksum(data, img.checksum_offset)
+    return img.is_signed, names, len(table), checksum, img.spec_section_table_offset
+
+
+def _pe_digest(data: bytes) -> object:
+    ac = importlib.import_module("imasim.sig.authenticode")
+    img = importlib.import_module("imasim.sig.pefile").parse_pe(data)
+    out = []
+    for rules in ac.DigestRules:
+        ranges = ac.authenticode_ranges(img, rules=rules)
+        for off, ln in ranges:
+            if ln <= 0 or (off >= 0 and off + ln > len(data)):
+                raise AssertionError(f"range ({off}, {ln}) outside a {len(data)}-byte image")
+        out.append(ac.authenticode_digest(img, rules=rules))
+    return out
+
+
+def _pe_certificate_table(data: bytes) -> object:
+    ac = importlib.import_module("imasim.sig.authenticode")
+    img = importlib.import_module("imasim.sig.pefile").parse_pe(data)
+    entries = ac.parse_certificate_table(img)
+    for e in entries:
+        if e.to_bytes() != bytes(img.raw[e.offset:e.offset + e.length]):
+            raise AssertionError("a WIN_CERTIFICATE must re-serialize to its bytes")
+    stripped = []
+    for wrapper in ac.WrapperRules:
+        try:
+            stripped.append(ac.strip_sig_wrapper(img, wrapper=wrapper))
+        except _imasim_error():
+            pass
+    return entries, stripped
+
+
+def _imasim_error() -> type[Exception]:
+    return importlib.import_module("imasim.errors").ImasimError  # type: ignore[no-any-return]
+
+
+_PE_TRUST: list[object] = []
+
+
+def _pe_trust() -> tuple[object, object]:
+    """Keyrings and a blacklist for the verify target: the test PKI's root (the corpus's
+    signed images chain to it) and the Debian Secure Boot CA (the real signatures)."""
+    if not _PE_TRUST:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from pki import pki
+
+        keys = importlib.import_module("imasim.keys")
+        ring = keys.Keyring(".secondary_trusted_keys")
+        ring.add(pki()["root"].as_key())
+        platform = keys.Keyring(".platform")
+        platform.add(keys.Key.from_certificate(
+            (VECTORS / "debian" / "debian-secure-boot-ca.pem").read_bytes()))
+        blacklist = keys.Blacklist()
+        blacklist.add_binary_hash(bytes(32))
+        _PE_TRUST.extend([(ring, platform), blacklist])
+    return _PE_TRUST[0], _PE_TRUST[1]  # type: ignore[return-value]
+
+
+def _pe_authenticode(data: bytes) -> object:
+    ac = importlib.import_module("imasim.sig.authenticode")
+    img = importlib.import_module("imasim.sig.pefile").parse_pe(data)
+    keyrings, blacklist = _pe_trust()
+    out: list[object] = []
+    try:
+        out.append(ac.parse_authenticode(img))
+    except _imasim_error():
+        pass
+    for rules in ac.VerifyRules:
+        try:
+            out.append(ac.verify_authenticode(img, keyrings=keyrings, blacklist=blacklist,
+                                              rules=rules))
+        except _imasim_error():
+            pass
+    return out
+
+
+def _spc_indirect_data(data: bytes) -> object:
+    ac = importlib.import_module("imasim.sig.authenticode")
+    spc = ac.parse_spc_indirect_data(data)
+    if spc.to_bytes() != data:
+        raise AssertionError("SpcIndirectDataContent must keep its bytes")
+    return spc.content_octets, ac._mscode_parse(spc.content_octets)
+
+
 @dataclass(frozen=True)
 class Target:
     name: str
@@ -84,6 +175,11 @@ TARGETS: dict[str, Target] = {
                ("../corpus/ima-policy/*",)),
         Target("keyring-restriction", _text("imasim.keys", "parse_restriction"),
                ("../corpus/keyring-restriction/*",)),
+        Target("pe-parse", _pe_parse, ("../corpus/pe-*/*",)),
+        Target("pe-digest", _pe_digest, ("../corpus/pe-*/*",)),
+        Target("pe-certificate-table", _pe_certificate_table, ("../corpus/pe-*/*",)),
+        Target("pe-authenticode", _pe_authenticode, ("../corpus/pe-*/*",)),
+        Target("spc-indirect-data", _spc_indirect_data, ("../corpus/spc-indirect-data/*",)),
     )
 }
 
