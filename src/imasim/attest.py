@@ -202,9 +202,10 @@ class AttestationReport:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        from html import escape
+        """The verdict, the quote, the per-bank replay and the failing entries."""
+        from ._html import attestation_report
 
-        return f"<pre>{escape(self.summary())}</pre>"
+        return attestation_report(self)
 
 
 def attest(

@@ -388,20 +388,10 @@ class MeasurementList(Sequence[MeasurementEntry]):
                                             self.byte_order)
 
     def _repr_html_(self) -> str:
-        from html import escape
+        """A table for notebooks: the first and last rows of a long list."""
+        from .._html import measurement_list
 
-        rows = []
-        for i, e in enumerate(self):
-            if i == 200:
-                rows.append(f"<tr><td colspan=5>... {len(self) - 200} more</td></tr>")
-                break
-            style = ' style="color:#b00"' if e.is_violation else ""
-            rows.append(f"<tr{style}><td>{i}</td><td>{e.pcr}</td>"
-                        f"<td><code>{e.template_digest.hex()[:16]}…</code></td>"
-                        f"<td>{escape(e.template_name)}</td><td>{escape(e._safe_name())}</td></tr>")
-        return ("<table><thead><tr><th>#</th><th>PCR</th><th>template digest</th>"
-                "<th>template</th><th>event</th></tr></thead><tbody>" + "".join(rows)
-                + f"</tbody></table><p>{len(self)} entries</p>")
+        return measurement_list(self, digest_alg=self.digest_alg, byte_order=self.byte_order)
 
 
 def parse_measurement_list(

@@ -200,6 +200,12 @@ class MeasurementEntry(_EntryFields):
                 f"template_digest={self.template_digest.hex()!r}, "
                 f"event_name={self._safe_name()!r})")
 
+    def _repr_html_(self) -> str:
+        """The entry's header and every field, as the kernel prints it, for notebooks."""
+        from .._html import measurement_entry
+
+        return measurement_entry(self)
+
     def _safe_name(self) -> str:
         try:
             return self.event_name

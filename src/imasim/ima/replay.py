@@ -99,6 +99,12 @@ class ReplayResult:
         return {a.kernel_name: {str(i): v.hex() for i, v in sorted(b.items())}
                 for a, b in self.state.pcrs.items()}
 
+    def _repr_html_(self) -> str:
+        """The replayed PCR values per bank, for notebooks."""
+        from .._html import replay_result
+
+        return replay_result(self)
+
 
 class _Replayer:
     """The streaming core shared by replay() and match()."""
@@ -387,6 +393,12 @@ class MatchResult:
                            for m in self.mismatches],
             "bad_digests": list(self.bad_digests),
         }
+
+    def _repr_html_(self) -> str:
+        """The status, each bank's verdict and the mismatching PCRs, for notebooks."""
+        from .._html import match_result
+
+        return match_result(self)
 
 
 def match(

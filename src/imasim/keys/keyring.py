@@ -226,6 +226,12 @@ class Keyring:
     def __repr__(self) -> str:
         return f"<Keyring {self.name}: {len(self._keys)} keys, {len(self._links)} links>"
 
+    def _repr_html_(self) -> str:
+        """Restriction, links, keys and the last decisions, for notebooks."""
+        from .._html import keyring
+
+        return keyring(self)
+
 
 # -- restrictions ------------------------------------------------------------------------
 def restrict_link_reject(dest: Keyring, key: Key, restriction_key: Keyring | Key | None, /

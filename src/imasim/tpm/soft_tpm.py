@@ -467,9 +467,7 @@ class SoftTpm:
         return f"<SoftTpm banks={banks} resetCount={self.reset_count}>"
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{a.kernel_name}</th>" for a in self._banks)
-        rows = "".join(
-            f"<tr><td>{i}</td>" + "".join(
-                f"<td><code>{self._pcrs[a][i].hex()[:16]}…</code></td>" for a in self._banks)
-            + "</tr>" for i in range(NUM_PCRS))
-        return f"<table><thead><tr><th>PCR</th>{head}</tr></thead><tbody>{rows}</tbody></table>"
+        """Every PCR of every bank, for notebooks."""
+        from .._html import soft_tpm
+
+        return soft_tpm(self)
