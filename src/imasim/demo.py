@@ -24,7 +24,9 @@ from .env import FixedClock, SeededEntropy
 from .ima.codec import MeasurementList
 from .keys.key import Key
 from .machine import Machine
+from .sig.authenticode import sign_pe
 from .sig.modsig import sign_module
+from .sig.pefile import build_pe
 from .sig.xattr import sign_xattr
 from .tpm.marshal import PcrSelection
 from .tpm.verify import write_pcr_file
@@ -156,7 +158,8 @@ def run_demo() -> DemoReport:
          not bad.allowed)
 
     # -- kexec ------------------------------------------------------------------------
-    kernel = sign_module(b"MZ vendor kernel 6.1 image", key=mod_key, certificate=mod_cert)
+    kernel = sign_pe(build_pe(b"vendor kernel 6.1 image"), key=mod_key, certificate=mod_cert,
+                     signing_time=_T0)
     m.add_file("/boot/vmlinuz-next", kernel)
     before = len(m.measurements)
     lk = m.kexec_load("/boot/vmlinuz-next",

@@ -49,6 +49,14 @@ class KernelConfig:
     kexec_sig: bool = True  # CONFIG_KEXEC_SIG
     kexec_sig_force: bool = False  # CONFIG_KEXEC_SIG_FORCE
     lockdown: Literal["none", "integrity", "confidentiality"] = "none"
+    #: the architecture decides how kexec_file_load verifies an image: x86_64 and arm64
+    #: check a PE/COFF Authenticode signature (verify_pefile_signature), s390x an appended
+    #: module-style signature (s390_verify_sig)
+    arch: Literal["x86_64", "arm64", "s390x"] = "x86_64"
+    ima_arch_policy: bool = False  # CONFIG_IMA_ARCH_POLICY (secure boot rules, sig enforcement)
+    #: CONFIG_LOCK_DOWN_IN_EFI_SECURE_BOOT (a distribution patch, Debian and Fedora carry
+    #: it): lockdown=integrity when the firmware booted with secure boot on
+    lock_down_in_efi_secure_boot: bool = False
     #: hashes IMA can allocate when it initialises (a TPM bank outside this set is
     #: extended with zero-padded SHA-1 digests; Debian's 6.1 has sha384 as a module)
     init_hashes: frozenset[HashAlgorithm] = field(default_factory=lambda: frozenset({
@@ -74,10 +82,12 @@ _BASE_HASHES: Final = frozenset({HashAlgorithm.SHA1, HashAlgorithm.SHA256})
 PRESETS: Final[dict[str, KernelConfig]] = {
     # Debian 12 linux-image-6.1.0-*-amd64: IMA_KEXEC unset, sha384/512 modules (padded bank)
     "debian12-6.1": KernelConfig(version=(6, 1), ima_kexec=False, ima_write_policy=False,
-                                 integrity_machine_keyring=True, init_hashes=_BASE_HASHES),
+                                 integrity_machine_keyring=True, init_hashes=_BASE_HASHES,
+                                 ima_arch_policy=True, lock_down_in_efi_secure_boot=True),
     # Debian 12 linux-image-6.12.*: SHA-512 built in, per-bank lists, still no IMA_KEXEC
     "debian12-6.12": KernelConfig(version=(6, 12), ima_kexec=False,
-                                  integrity_machine_keyring=True),
+                                  integrity_machine_keyring=True, ima_arch_policy=True,
+                                  lock_down_in_efi_secure_boot=True),
     # the custom 6.1 build of the captures: CONFIG_IMA_KEXEC=y, SHA-512 built in
     "custom-6.1-ima-kexec": KernelConfig(version=(6, 1), ima_kexec=True),
     # a 6.16+ kernel: the list is copied at kexec execute

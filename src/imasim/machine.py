@@ -51,6 +51,7 @@ from .ima.policy import (
     Hook,
     ImaPolicy,
     MatchResult,
+    arch_policy,
     builtin_policy,
     parse_ima_policy,
 )
@@ -67,7 +68,8 @@ from .keys.keyring import (
     restrict_link_by_builtin_trusted,
     restrict_link_reject,
 )
-from .sig.modsig import split_modsig
+from .sig.authenticode import verify_authenticode
+from .sig.modsig import ModuleSignature, split_modsig
 from .sig.pkcs7 import Usage, verify_pkcs7
 from .sig.xattr import XattrKind, parse_xattr, verify_xattr
 from .tpm.soft_tpm import SoftTpm
@@ -222,6 +224,7 @@ class Machine:
         self.loaded_modules: list[str] = []
         self.tainted = False
         self.kernel_generation = 0
+        self.secure_boot = False
 
     # -- construction -----------------------------------------------------------------
     @classmethod
@@ -230,8 +233,13 @@ class Machine:
                    HashAlgorithm.SHA1, HashAlgorithm.SHA256),
                builtin_keys: Iterable[Key] = (), clock: Clock | None = None,
                entropy: Entropy | None = None, tpm: SoftTpm | None = None,
-               firmware_pcrs: bool = True) -> Machine:
-        """A powered-on machine whose firmware measured PCRs 0-7 (unless told not to)."""
+               firmware_pcrs: bool = True, secure_boot: bool = False) -> Machine:
+        """A powered-on machine whose firmware measured PCRs 0-7 (unless told not to).
+
+        ``secure_boot`` is the firmware's state as the kernel reads it
+        (arch_ima_get_secureboot): with CONFIG_IMA_ARCH_POLICY it enforces module and kexec
+        signatures and adds the architecture rules; with CONFIG_LOCK_DOWN_IN_EFI_SECURE_BOOT
+        it locks the kernel down (integrity)."""
         cfg = config if config is not None else PRESETS[preset]
         clock = clock if clock is not None else FixedClock()
         entropy = entropy if entropy is not None else SeededEntropy(b"imasim-machine")
@@ -239,15 +247,43 @@ class Machine:
         if firmware_pcrs:
             for pcr in range(8):
                 tpm.event(pcr, f"imasim firmware measurement {pcr}".encode())
-        return cls(config=cfg, boot_options=BootOptions.from_cmdline(cmdline), tpm=tpm,
-                   keyrings=SystemKeyrings.build(cfg, builtin_keys), clock=clock,
-                   entropy=entropy)
+        m = cls(config=cfg, boot_options=BootOptions.from_cmdline(cmdline), tpm=tpm,
+                keyrings=SystemKeyrings.build(cfg, builtin_keys), clock=clock,
+                entropy=entropy)
+        m.secure_boot = secure_boot
+        return m
 
     # -- derived settings -------------------------------------------------------------
     @property
     def ima_hash(self) -> HashAlgorithm:
         h = self.boot_options.ima_hash or self.config.ima_default_hash
         return h if h in self.config.init_hashes else HashAlgorithm.SHA256
+
+    @property
+    def lockdown(self) -> str:
+        """The lockdown level: the configured one, raised to integrity by secure boot when
+        the kernel carries the distribution's lock-down-in-secure-boot patch."""
+        if self.config.lockdown == "none" and self.secure_boot and \
+                self.config.lock_down_in_efi_secure_boot:
+            return "integrity"
+        return self.config.lockdown
+
+    @property
+    def _arch_policy_active(self) -> bool:
+        return self.secure_boot and self.config.ima_arch_policy
+
+    @property
+    def module_sig_enforced(self) -> bool:
+        """is_module_sig_enforced(): CONFIG_MODULE_SIG_FORCE or the secure-boot arch policy."""
+        return self.config.module_sig_force or (self._arch_policy_active and
+                                                self.config.module_sig)
+
+    @property
+    def kexec_sig_enforced(self) -> bool:
+        """kexec's sig_enforce: CONFIG_KEXEC_SIG_FORCE or set_kexec_sig_enforced() by the
+        secure-boot arch policy."""
+        return self.config.kexec_sig_force or (self._arch_policy_active and
+                                               self.config.kexec_sig)
 
     @property
     def template(self) -> str:
@@ -300,8 +336,17 @@ class Machine:
         self._add_boot_aggregate()
         opts = self.boot_options
         self.policy = builtin_policy(list(opts.ima_policy),
-                                     kernel_version=self.config.version)
+                                     kernel_version=self.config.version,
+                                     arch_rules=self._arch_rules())
         self._policy_written = False
+
+    def _arch_rules(self) -> str:
+        if not self._arch_policy_active:
+            return ""
+        cfg = self.config
+        return arch_policy(kexec_sig=cfg.kexec_sig, module_sig=cfg.module_sig,
+                           machine_keyring_policy=cfg.integrity_machine_keyring and
+                           cfg.ima_keyrings_permit_signed_by_builtin_or_secondary)
 
     def _add_boot_aggregate(self) -> None:
         banks = self.tpm.banks
@@ -332,6 +377,9 @@ class Machine:
         except PolicyError:
             self._audit(1802, "policy_update", "failed", "policy", 0)
             raise
+        if not self._policy_written and self._arch_policy_active:
+            # the arch rules were added with IMA_CUSTOM_POLICY: they head the custom policy
+            new = ImaPolicy(parse_ima_policy(self._arch_rules()).rules + new.rules, new.name)
         self.policy = (self.policy + new) if self._policy_written else new
         self._policy_written = True
         self._audit(1802, "policy_update", "completed", "policy", 1)
@@ -433,15 +481,26 @@ class Machine:
         self._audit(1804, "invalid_pcr", cause, f.path, 0)
 
     def _appraise(self, f: SimFile, hook: Hook, m: MatchResult, digest: bytes,
-                  alg: HashAlgorithm, split: tuple[bytes, object] | None,
+                  alg: HashAlgorithm, split: tuple[bytes, ModuleSignature] | None,
                   measured: bool) -> AccessResult:
         """ima_appraise_measurement with the keyring checks of asymmetric_verify."""
         rule = m.appraise_rule
         assert rule is not None
+        if rule.check_blacklist and rule.modsig_allowed and split is not None:
+            # ima_check_blacklist: the modsig's digest of the unsigned content, before
+            # appraisal; a hit is -EPERM (no appraise_data audit), measured if measuring
+            sig_alg = split[1].signed_data.signer_infos[0].digest_alg
+            sig_digest = sig_alg.hash(split[0]) if sig_alg is not None else b""
+            if sig_digest and self.keyrings.blacklist.is_binary_blocked(sig_digest):
+                if m.measure:
+                    self._store_buffer("blacklisted-hash", sig_digest,
+                                       m.pcr if m.pcr is not None else
+                                       self.config.ima_measure_pcr_idx, "ima-buf")
+                denied = self.boot_options.ima_appraise == "enforce"
+                return AccessResult(not denied, measured=measured, appraised=True,
+                                    reason="blacklisted-hash")
         cause = self._appraise_cause(f, rule.requires_signature, rule.modsig_allowed,
                                      digest, alg, split)
-        if cause is None and self.keyrings.blacklist.is_binary_blocked(digest):
-            cause = "blacklisted-hash"
         if cause is None:
             return AccessResult(True, measured=measured, appraised=True)
         self._audit(1800, "appraise_data", cause, f.path, 0)
@@ -454,7 +513,8 @@ class Machine:
         return AccessResult(True, measured=measured, appraised=True, reason=cause)
 
     def _appraise_cause(self, f: SimFile, sig_required: bool, modsig_ok: bool, digest: bytes,
-                        alg: HashAlgorithm, split: tuple[bytes, object] | None) -> str | None:
+                        alg: HashAlgorithm, split: tuple[bytes, ModuleSignature] | None
+                        ) -> str | None:
         raw = f.xattrs.get("security.ima")
         if raw is None:
             if modsig_ok and split is not None:
@@ -544,7 +604,7 @@ class Machine:
                              usage=Usage.MODULE_SIGNATURE, blacklist=self.keyrings.blacklist)
             except (KeyNotFoundError, UnsupportedAlgorithmError) as exc:
                 # -ENODATA/-ENOKEY/-ENOPKG are fatal only when enforced or locked down
-                if self.config.module_sig_force or self.config.lockdown != "none":
+                if self.module_sig_enforced or self.lockdown != "none":
                     self._audit(1800, "module_sig", "rejected", path, 0)
                     return AccessResult(False, ima.measured, ima.appraised,
                                         f"module signature: {exc}")
@@ -563,13 +623,16 @@ class Machine:
         m = self.policy.match(hook, keyring=keyring, data_label=label)
         if not m.measure:
             return False
+        pcr = m.pcr if m.pcr is not None else self.config.ima_measure_pcr_idx
+        return self._store_buffer(name, buf, pcr, m.template or "ima-buf")
+
+    def _store_buffer(self, name: str, buf: bytes, pcr: int, template: str) -> bool:
         alg = self.ima_hash
         values: dict[str, FieldValue] = {"d-ng": DigestWithAlgo(alg.kernel_name, alg.hash(buf)),
                                          "d-ngv2": DigestWithAlgo(alg.kernel_name, alg.hash(buf),
                                                                   "ima"),
                                          "n-ng": name, "buf": buf}
-        pcr = m.pcr if m.pcr is not None else self.config.ima_measure_pcr_idx
-        return self._store(self._make_entry(m.template or "ima-buf", values, pcr))
+        return self._store(self._make_entry(template, values, pcr))
 
     def add_key(self, keyring: str, key: Key) -> None:
         """add_key(2) into a system keyring: the restriction decides; KEY_CHECK measures."""
@@ -588,21 +651,10 @@ class Machine:
         r = self._process(kernel, Hook.KEXEC_KERNEL_CHECK, MAY_READ)
         if not r.allowed:
             return r
-        if self.config.kexec_sig_force:
-            f = self._file(kernel)
-            split = split_modsig(f.content)
-            try:
-                if split is None:
-                    raise KeyNotFoundError("kernel image is not signed")
-                try:
-                    verify_pkcs7(split[1].signed_data, split[0], keyring=self.keyrings.secondary,
-                                 usage=Usage.MODULE_SIGNATURE, blacklist=self.keyrings.blacklist)
-                except KeyNotFoundError:
-                    verify_pkcs7(split[1].signed_data, split[0], keyring=self.keyrings.platform,
-                                 usage=Usage.MODULE_SIGNATURE, blacklist=self.keyrings.blacklist)
-                self.keyrings.blacklist.check_binary_hash(HashAlgorithm.SHA256.hash(f.content))
-            except ImasimError as exc:
-                return AccessResult(False, r.measured, r.appraised, f"KEXEC_SIG: {exc}")
+        if self.config.kexec_sig:
+            refusal = self._kexec_validate_signature(self._file(kernel).content)
+            if refusal is not None:
+                return AccessResult(False, r.measured, r.appraised, refusal)
         if initrd is not None:
             ri = self._process(initrd, Hook.KEXEC_INITRAMFS_CHECK, MAY_READ)
             if not ri.allowed:
@@ -614,6 +666,52 @@ class Machine:
             carried = pack_kexec_buffer(self._entries)
         self._kexec = _KexecImage(kernel, initrd, cmdline, carried)
         return AccessResult(True, r.measured, r.appraised)
+
+    def _kexec_verify_sig(self, image: bytes) -> str:
+        """The arch loader's verify_sig: the keyring that accepted the image, or the
+        kernel's error. The secondary keyring first, the platform keyring on -ENOKEY."""
+        rings = [self.keyrings.secondary]
+        if self.config.integrity_platform_keyring:
+            rings.append(self.keyrings.platform)
+        blacklist = self.keyrings.blacklist
+        if self.config.arch != "s390x":
+            # kexec_kernel_verify_pe_sig -> verify_pefile_signature
+            return verify_authenticode(image, keyrings=rings, blacklist=blacklist).keyring
+        # s390_verify_sig: a missing or non-PKCS#7 trailer is -EKEYREJECTED
+        split = split_modsig(image)
+        if split is None:
+            raise KeyRejectedError("kernel image has no appended signature")
+        for ring in rings:
+            try:
+                verify_pkcs7(split[1].signed_data, split[0], keyring=ring,
+                             usage=Usage.MODULE_SIGNATURE, blacklist=blacklist)
+                return ring.name
+            except KeyNotFoundError:
+                if ring is rings[-1]:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _kexec_validate_signature(self, image: bytes) -> str | None:
+        """kimage_validate_signature: None to go on, else why the load is refused.
+
+        A failed check refuses the load when signatures are enforced; otherwise only
+        lockdown refuses it (-EPERM), unless the IMA policy guarantees a signature
+        appraisal of the image (ima_appraise_signature). The image-hash (``bin:``)
+        blacklist is not consulted here: only IMA appraisal with
+        ``appraise_flag=check_blacklist`` checks it."""
+        try:
+            self._kexec_verify_sig(image)
+            return None
+        except ImasimError as exc:
+            error = f"KEXEC_SIG: {exc}"
+        if self.kexec_sig_enforced:
+            return error
+        appraise_enforced = self.boot_options.ima_appraise == "enforce" and \
+            self.config.ima_appraise
+        if self.lockdown != "none" and not (
+                appraise_enforced and self.policy.appraise_signature(Hook.KEXEC_KERNEL_CHECK)):
+            return f"{error}; lockdown ({self.lockdown}) refuses unverified kexec images"
+        return None
 
     def kexec_execute(self, *, cmdline: str | None = None) -> None:
         """kexec -e: the TPM keeps its PCRs; the new kernel restores the carried list (if

@@ -115,13 +115,24 @@ def test_appraisal(mode: str) -> None:
     assert replays(m)
 
 
-def test_blacklisted_binary_is_denied() -> None:
+def test_image_hash_blacklist_only_covers_modsig_with_check_blacklist() -> None:
+    """ima_check_blacklist (6.1): only appraise_flag=check_blacklist rules, and only the
+    digest of an appended signature; a file signed in security.ima is not looked up."""
     m = machine()
     m.add_key(".ima", pki()["leaf"].as_key())
     m.load_policy(APPRAISE)
     signed_file(m, "/bin/bad", b"bad")
     m.keyrings.blacklist.add_binary_hash(H.SHA256.hash(b"bad"))
-    r = m.exec("/bin/bad")
+    assert m.exec("/bin/bad").allowed
+    leaf = pki()["leaf"]
+    m = machine()
+    m.add_key(".ima", leaf.as_key())
+    m.keyrings.blacklist.add_binary_hash(H.SHA256.hash(b"bad"))
+    m.load_policy("appraise func=MODULE_CHECK appraise_type=imasig|modsig "
+                  "appraise_flag=check_blacklist\n")
+    m.add_file("/lib/modules/bad.ko", sign_module(b"bad", key=leaf.key,
+                                                  certificate=leaf.cert))
+    r = m.load_module("/lib/modules/bad.ko")
     assert not r.allowed and r.reason == "blacklisted-hash"
 
 
@@ -230,38 +241,6 @@ def test_hard_reboot_resets() -> None:
     m.power_cycle()
     m.boot()
     assert len(m.measurements) == 1 and replays(m)
-
-
-def _kexec_sig_machine(**changes: object) -> Machine:
-    cfg = PRESETS["custom-6.1-ima-kexec"].with_(kexec_sig_force=True, **changes)
-    m = Machine.create(config=cfg, cmdline="ima_policy=tcb", banks=BANKS,
-                       builtin_keys=[pki()["root"].as_key()])
-    m.boot()
-    m.keyrings.secondary.add(pki()["leaf"].as_key())
-    return m
-
-
-def test_kexec_sig_refuses_untrusted_blacklisted_and_hash_blacklisted_images() -> None:
-    good = pki()["leaf"]
-    image = sign_module(b"MZ kernel", key=good.key, certificate=good.cert)
-    m = _kexec_sig_machine()
-    m.add_file("/boot/good", image)
-    assert m.kexec_load("/boot/good").allowed
-    stranger = pki()["stranger"]
-    m.add_file("/boot/stranger", sign_module(b"MZ evil", key=stranger.key,
-                                             certificate=stranger.cert))
-    assert not m.kexec_load("/boot/stranger").allowed
-    m.add_file("/boot/unsigned", b"MZ unsigned")
-    assert not m.kexec_load("/boot/unsigned").allowed
-    m.keyrings.blacklist.add_binary_hash(H.SHA256.hash(image))
-    r = m.kexec_load("/boot/good")
-    assert not r.allowed and "blacklisted" in r.reason
-    m2 = _kexec_sig_machine()
-    tbs = good.as_key().tbs_hash()
-    assert tbs is not None
-    m2.keyrings.blacklist.add_tbs_hash(tbs)
-    m2.add_file("/boot/good", image)
-    assert not m2.kexec_load("/boot/good").allowed
 
 
 def test_ima_appraisal_path_for_kexec_images() -> None:

@@ -37,6 +37,7 @@ __all__ = [
     "ImaPolicy",
     "MatchResult",
     "Rule",
+    "arch_policy",
     "builtin_policy",
     "parse_ima_policy",
 ]
@@ -190,6 +191,22 @@ class ImaPolicy:
 
     def render(self) -> str:
         return "".join(r.render() + "\n" for r in self.rules)
+
+    def appraise_signature(self, func: Hook) -> bool:
+        r"""ima_appraise_signature: does the first ``appraise`` rule for ``func`` (or with no
+        func) require a signature? Conditions other than func are ignored, as in the kernel.
+
+        >>> parse_ima_policy("appraise func=KEXEC_KERNEL_CHECK appraise_type=imasig\n"
+        ...                  ).appraise_signature(Hook.KEXEC_KERNEL_CHECK)
+        True
+        >>> parse_ima_policy("appraise fowner=0\n").appraise_signature(Hook.KEXEC_KERNEL_CHECK)
+        False
+        """
+        for r in self.rules:
+            if r.action is not Action.APPRAISE or (r.func is not None and r.func is not func):
+                continue
+            return r.requires_signature
+        return False
 
     def match(self, func: Hook, *, mask: int = 0, fsmagic: int = 0, fsname: str = "",
               fsuuid: uuid.UUID | None = None, uid: int = 0, euid: int = 0, gid: int = 0,
@@ -488,9 +505,29 @@ BUILTIN_POLICIES: Final[Mapping[str, str]] = {
 }
 
 
-def builtin_policy(names: Sequence[str] | str, *, kernel_version: tuple[int, int] = (6, 1)
-                   ) -> ImaPolicy:
-    """The rules ``ima_policy=<names>`` installs, in the kernel's order."""
+def arch_policy(*, kexec_sig: bool = True, module_sig: bool = True,
+                machine_keyring_policy: bool = False) -> str:
+    """The x86 EFI secure-boot architecture rules (``sb_arch_rules`` in ima_efi.c), which
+    ``CONFIG_IMA_ARCH_POLICY`` installs when the firmware booted with secure boot on.
+
+    >>> print(arch_policy(), end="")
+    measure func=KEXEC_KERNEL_CHECK
+    measure func=MODULE_CHECK
+    """
+    text = "" if kexec_sig else "appraise func=KEXEC_KERNEL_CHECK appraise_type=imasig\n"
+    text += "measure func=KEXEC_KERNEL_CHECK\n"
+    if not module_sig:
+        text += "appraise func=MODULE_CHECK appraise_type=imasig\n"
+    if machine_keyring_policy:
+        text += "appraise func=POLICY_CHECK appraise_type=imasig\n"
+    return text + "measure func=MODULE_CHECK\n"
+
+
+def builtin_policy(names: Sequence[str] | str, *, kernel_version: tuple[int, int] = (6, 1),
+                   arch_rules: str = "") -> ImaPolicy:
+    """The rules ``ima_policy=<names>`` installs, in the kernel's order (ima_init_policy:
+    dont_measure and tcb, then ``arch_rules``, then secure_boot, appraise_tcb and
+    critical_data)."""
     if isinstance(names, str):
         names = [n for n in names.replace("|", " ").split() if n]
     unknown = set(names) - set(BUILTIN_POLICIES) - {"fail_securely"}
@@ -503,6 +540,8 @@ def builtin_policy(names: Sequence[str] | str, *, kernel_version: tuple[int, int
             if name == "tcb" and kernel_version >= (6, 14):
                 part = part.replace("fsmagic=0x1021994\n", "fsmagic=0x1021994 func=FILE_CHECK\n")
             text += part
+        if name == "tcb":
+            text += arch_rules  # whether or not tcb was asked for
     pol = parse_ima_policy(text)
     return ImaPolicy(pol.rules, "|".join(names) or "none")
 

@@ -15,7 +15,7 @@ from .authenticode import (
     verify_authenticode,
 )
 from .modsig import ModuleSignature, parse_modsig, sign_module, split_modsig, verify_modsig
-from .pefile import PeImage, parse_pe
+from .pefile import PeImage, build_pe, parse_pe
 from .pkcs7 import (
     SignedData,
     SignerInfo,
@@ -39,6 +39,7 @@ __all__ = [
     "VerifiedSignature",
     "VerifyRules",
     "authenticode_digest",
+    "build_pe",
     "parse_authenticode",
     "parse_modsig",
     "parse_pe",
