@@ -187,3 +187,25 @@ def test_failed_load_leaves_no_kexec_image_loaded() -> None:
     assert not _load(m, _pe(None))[0]
     with pytest.raises(Exception, match="no kexec image"):
         m.kexec_execute()
+
+
+@pytest.mark.interop
+def test_build_pe_images_are_accepted_by_the_real_tools(tmp_path: Path) -> None:
+    """A simulated kernel image made by build_pe and signed by sign_pe is a PE file the
+    Authenticode tools accept: sbverify verifies it, pesign computes the same digest."""
+    import subprocess
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from tools import need
+    leaf = pki()["leaf"]
+    image = _pe(leaf, b"\x31\xc0\xc3" + bytes(5000))
+    (tmp_path / "vmlinuz.efi").write_bytes(image)
+    (tmp_path / "leaf.pem").write_bytes(leaf.cert.public_bytes(Encoding.PEM))
+    r = subprocess.run([need("sbverify"), "--cert", str(tmp_path / "leaf.pem"),
+                        str(tmp_path / "vmlinuz.efi")], capture_output=True, text=True,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([need("pesign"), "-h", "-i", str(tmp_path / "vmlinuz.efi")],
+                       capture_output=True, text=True, check=False)
+    assert authenticode_digest(image).hex() in r.stdout, r.stdout + r.stderr

@@ -301,6 +301,17 @@ def pe_checksum(data: bytes | bytearray | memoryview, checksum_offset: int) -> i
     return (total + n) & 0xFFFFFFFF
 
 
+def _one_section_headers(img: bytearray) -> int:
+    """MZ, PE and COFF headers of a one-section x86-64 PE32+ image; the optional header's
+    offset."""
+    img[0:2] = b"MZ"
+    _U32.pack_into(img, 0x3C, 0x40)
+    img[0x40:0x44] = PE_MAGIC
+    _COFF.pack_into(img, 0x44, 0x8664, 1, 0, 0, 0, 112 + 16 * 8, 0x22)
+    _U16.pack_into(img, 0x58, OptionalHeaderMagic.PE32_PLUS)
+    return 0x58
+
+
 def build_pe(payload: bytes = b"\x31\xc0\xc3", *, name: bytes = b".text") -> bytes:
     """A minimal unsigned PE32+ (x86-64) image whose one code section holds ``payload``:
     what a simulated kernel image or EFI application needs to be hashed, signed with
@@ -313,12 +324,7 @@ def build_pe(payload: bytes = b"\x31\xc0\xc3", *, name: bytes = b".text") -> byt
     """
     raw = max(0x200, (len(payload) + 0x1FF) // 0x200 * 0x200)
     img = bytearray(0x200 + raw)
-    img[0:2] = b"MZ"
-    _U32.pack_into(img, 0x3C, 0x40)
-    img[0x40:0x44] = PE_MAGIC
-    _COFF.pack_into(img, 0x44, 0x8664, 1, 0, 0, 0, 112 + 16 * 8, 0x22)
-    opt = 0x58
-    _U16.pack_into(img, opt, OptionalHeaderMagic.PE32_PLUS)
+    opt = _one_section_headers(img)
     _U32.pack_into(img, opt + 32, 0x1000)  # SectionAlignment
     _U32.pack_into(img, opt + 36, 0x200)  # FileAlignment
     _U32.pack_into(img, opt + 56, 0x1000 + (len(payload) + 0xFFF) // 0x1000 * 0x1000)
@@ -335,12 +341,7 @@ def build_pe(payload: bytes = b"\x31\xc0\xc3", *, name: bytes = b".text") -> byt
 def _example() -> bytes:
     """A tiny PE32+ image with one section (for the doctests)."""
     img = bytearray(0x400)
-    img[0:2] = b"MZ"
-    _U32.pack_into(img, 0x3C, 0x40)
-    img[0x40:0x44] = PE_MAGIC
-    _COFF.pack_into(img, 0x44, 0x8664, 1, 0, 0, 0, 112 + 16 * 8, 0x22)
-    opt = 0x58
-    _U16.pack_into(img, opt, OptionalHeaderMagic.PE32_PLUS)
+    opt = _one_section_headers(img)
     _U32.pack_into(img, opt + SIZE_OF_HEADERS_OFFSET, 0x200)
     _U32.pack_into(img, opt + 108, 16)
     sec = opt + 112 + 16 * 8
