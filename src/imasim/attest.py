@@ -12,6 +12,14 @@ never raises for a failed check: every outcome is evidence in the
    quoted PCRs 0-9 give?
 4. Which entries fail the reference values (unknown path, wrong digest, stored template
    digest that does not match its data)?
+5. With a keyring: do the signatures the list carries verify (an ima-sig/ima-sigv2
+   entry's ``sig`` field over its file digest, as asymmetric_verify checks security.ima;
+   an ima-modsig entry's ``modsig`` PKCS#7 over its ``d-modsig`` digest)? With
+   ``require_signatures``, a file entry without one fails too.
+
+When nothing replays and the list holds more than one boot_aggregate (a kexec carried
+it), the report's ``notes`` say so: measurements made between a kexec load and execute
+are extended into the TPM but missing from a list copied at load (kernels up to 6.15).
 """
 
 from __future__ import annotations
@@ -24,9 +32,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .algorithms import HashAlgorithm
-from .errors import ParseError, VerificationError
+from .errors import ImasimError, ParseError, VerificationError
 from .ima.entry import MeasurementEntry
+from .ima.fields import DigestWithAlgo
 from .ima.replay import MatchResult, check_boot_aggregate, match
+from .keys.keyring import Keyring
+from .sig.pkcs7 import Usage, parse_pkcs7, verify_pkcs7
+from .sig.xattr import parse_xattr, verify_xattr
 from .tpm.verify import PublicKey, verify_quote
 
 __all__ = [
@@ -37,6 +49,7 @@ __all__ = [
     "appraise_entry",
     "appraise_list",
     "attest",
+    "check_entry_signature",
 ]
 
 
@@ -50,6 +63,8 @@ class Verdict(enum.Enum):
     BOOT_AGGREGATE_MISMATCH = "boot-aggregate-mismatch"
     IGNORED_KEYRING = "ignored-keyring"
     MALFORMED_ENTRY = "malformed-entry"
+    BAD_SIGNATURE = "bad-signature"
+    UNSIGNED = "unsigned"
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +180,7 @@ class AttestationReport:
     replay: MatchResult | None
     boot_aggregate_ok: bool
     failures: tuple[EntryVerdict, ...]
+    notes: tuple[str, ...] = ()
 
     @property
     def trusted(self) -> bool:
@@ -179,6 +195,7 @@ class AttestationReport:
             "boot_aggregate_ok": self.boot_aggregate_ok,
             "failures": [{"index": f.index, "path": f.path, "verdict": f.verdict.value,
                           "detail": f.detail} for f in self.failures],
+            "notes": list(self.notes),
         }
 
     def to_json(self) -> str:
@@ -198,6 +215,7 @@ class AttestationReport:
         lines.append(f"boot_aggregate: {'ok' if self.boot_aggregate_ok else 'MISMATCH'}")
         for f in self.failures[:20]:
             lines.append(f"  entry {f.index} {f.path}: {f.verdict.value} {f.detail}".rstrip())
+        lines += [f"note: {n}" for n in self.notes]
         lines.append("TRUSTED" if self.trusted else "NOT TRUSTED")
         return "\n".join(lines)
 
@@ -206,6 +224,61 @@ class AttestationReport:
         from ._html import attestation_report
 
         return attestation_report(self)
+
+
+def check_entry_signature(index: int, e: MeasurementEntry, keyring: Keyring, *,
+                          require: bool = False) -> EntryVerdict | None:
+    """The signature an entry carries, checked against ``keyring`` (e.g. the verifier's
+    copy of .ima): None when it verifies (or the entry has none and ``require`` is off).
+
+    >>> from imasim.ima import ima_ng_entry
+    >>> from imasim.keys import Keyring
+    >>> e = ima_ng_entry("/usr/bin/true", bytes(32), HashAlgorithm.SHA256)
+    >>> check_entry_signature(0, e, Keyring(".ima")) is None
+    True
+    >>> check_entry_signature(0, e, Keyring(".ima"), require=True).verdict.value
+    'unsigned'
+    """
+    try:
+        fields = e.fields
+        name = e._safe_name()
+        sig, modsig = fields.get("sig"), fields.get("modsig")
+        if isinstance(sig, bytes) and sig:
+            v = parse_xattr(sig)
+            if v.is_signature:
+                d = e.file_digest
+                if d is None or v.hash_algo is None or d.algo != v.hash_algo.kernel_name:
+                    return EntryVerdict(index, name, Verdict.BAD_SIGNATURE,
+                                        "the file digest is not in the signature's algorithm")
+                verify_xattr(v, d.digest, keyring=keyring)
+                return None
+        if isinstance(modsig, bytes) and modsig:
+            dm = fields.get("d-modsig")
+            if not isinstance(dm, DigestWithAlgo):
+                return EntryVerdict(index, name, Verdict.BAD_SIGNATURE, "no d-modsig digest")
+            verify_pkcs7(parse_pkcs7(modsig), keyring=keyring, usage=Usage.MODULE_SIGNATURE,
+                         content_digest=dm.digest)
+            return None
+    except ImasimError as exc:
+        return EntryVerdict(index, e._safe_name(), Verdict.BAD_SIGNATURE,
+                            f"{type(exc).__name__}: {exc}")
+    if require and not e.is_violation and e.file_digest is not None and \
+            e._safe_name().startswith("/"):
+        return EntryVerdict(index, e._safe_name(), Verdict.UNSIGNED)
+    return None
+
+
+def _kexec_note(entries: Sequence[MeasurementEntry], result: MatchResult | None) -> str | None:
+    if result is None or any(b.matched for b in result.banks):
+        return None
+    aggs = [i for i, e in enumerate(entries)
+            if not e.is_violation and e._safe_name() == "boot_aggregate"]
+    if len(aggs) < 2:
+        return None
+    return (f"the list spans {len(aggs) - 1} kexec(s) (boot_aggregate at entries "
+            f"{aggs}) and replays to no quoted bank: measurements extended into the TPM "
+            f"between a kexec load and execute are missing from a list copied at load "
+            f"(kernels up to 6.15), unless the list was tampered with")
 
 
 def attest(
@@ -218,6 +291,8 @@ def attest(
     entries: Sequence[MeasurementEntry],
     reference: ReferenceValues | None = None,
     kernel_version: tuple[int, int] = (6, 1),
+    signature_keyring: Keyring | None = None,
+    require_signatures: bool = False,
 ) -> AttestationReport:
     """Check a quote and a measurement list together; see the module docstring."""
     quote_ok, err = True, None
@@ -249,5 +324,12 @@ def attest(
         agg_ok = False
     if reference is not None:
         failures += appraise_list(entries, reference)
+    if signature_keyring is not None:
+        for i, e in enumerate(entries):
+            v = check_entry_signature(i, e, signature_keyring, require=require_signatures)
+            if v is not None:
+                failures.append(v)
     failures.sort(key=lambda f: f.index)
-    return AttestationReport(quote_ok, err, result, agg_ok, tuple(failures))
+    note = _kexec_note(entries, result)
+    return AttestationReport(quote_ok, err, result, agg_ok, tuple(failures),
+                             (note,) if note else ())

@@ -78,6 +78,7 @@ __all__ = [
     "AccessResult",
     "AuditRecord",
     "Filesystem",
+    "KexecRecord",
     "Machine",
     "SimFile",
     "SystemKeyrings",
@@ -198,6 +199,18 @@ class _KexecImage:
     carried: bytes | None  # the buffer when copied at load time
 
 
+@dataclass(frozen=True, slots=True)
+class KexecRecord:
+    """What one kexec did to the measurement list: how many entries the new kernel got,
+    and the ones it lost (measured into the TPM after a copy at load, or all of them
+    without CONFIG_IMA_KEXEC)."""
+
+    generation: int  #: the kernel generation that executed the kexec (0 = first boot)
+    copied_at: str  #: "load", "execute" or "not carried"
+    carried: int
+    lost: tuple[MeasurementEntry, ...]
+
+
 class Machine:
     """A simulated machine; create one with :meth:`create`."""
 
@@ -225,6 +238,7 @@ class Machine:
         self.tainted = False
         self.kernel_generation = 0
         self.secure_boot = False
+        self.kexec_log: list[KexecRecord] = []
 
     # -- construction -----------------------------------------------------------------
     @classmethod
@@ -724,6 +738,11 @@ class Machine:
             restored = list(restore_kexec_buffer(buf).entries)
         else:
             restored = []
+        self.kexec_log.append(KexecRecord(
+            self.kernel_generation,
+            "not carried" if not self.config.ima_kexec else
+            "load" if image.carried is not None else "execute",
+            len(restored), tuple(self._entries[len(restored):])))
         self.tpm.soft_reboot()
         new_cmdline = cmdline if cmdline is not None else image.cmdline
         self.boot_options = BootOptions.from_cmdline(new_cmdline) if new_cmdline else \
@@ -738,6 +757,13 @@ class Machine:
         self.kernel_generation += 1
         self.boot()
 
+    @property
+    def lost_measurements(self) -> tuple[MeasurementEntry, ...]:
+        """Every entry extended into the TPM that the current list no longer holds (the
+        kexec window of kernels up to 6.15, or whole lists without CONFIG_IMA_KEXEC),
+        since the last power cycle."""
+        return tuple(e for r in self.kexec_log for e in r.lost)
+
     def power_cycle(self) -> None:
         """A cold reboot: TPM Reset, new firmware measurements, an empty list."""
         self.tpm.power_cycle()
@@ -749,6 +775,7 @@ class Machine:
         self._kexec = None
         self.booted = False
         self.kernel_generation += 1
+        self.kexec_log = []
 
     def __repr__(self) -> str:
         return (f"<Machine kernel {self.config.version[0]}.{self.config.version[1]} "

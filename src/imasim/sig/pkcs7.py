@@ -282,14 +282,22 @@ def parse_pkcs7(data: bytes | bytearray | memoryview) -> SignedData:
 
 
 # -- verification -----------------------------------------------------------------------
-def _signed_digest(sd: SignedData, si: SignerInfo, data: bytes | None) -> bytes:
+def _signed_digest(sd: SignedData, si: SignerInfo, data: bytes | None,
+                   content_digest: bytes | None = None) -> bytes:
     if si.digest_alg is None:
         raise UnsupportedAlgorithmError(f"digest algorithm {si.digest_oid}")
-    content = data if data is not None else sd.content
-    if content is None:
-        raise ParseError("no content to verify (detached signature without data)",
-                         field="content")
-    d1 = si.digest_alg.hash(content)
+    if content_digest is not None:
+        if len(content_digest) != si.digest_alg.digest_size:
+            raise ParseError("content digest has the wrong size for the signer's algorithm",
+                             field="content_digest", expected=si.digest_alg.digest_size,
+                             actual=len(content_digest))
+        d1 = content_digest
+    else:
+        content = data if data is not None else sd.content
+        if content is None:
+            raise ParseError("no content to verify (detached signature without data)",
+                             field="content")
+        d1 = si.digest_alg.hash(content)
     if si.signed_attrs is None:
         return d1
     md = si.message_digest or b""
@@ -325,8 +333,12 @@ def verify_pkcs7(
     keyring: Keyring,
     usage: Usage = Usage.UNSPECIFIED_SIGNATURE,
     blacklist: Blacklist | None = None,
+    content_digest: bytes | None = None,
 ) -> VerifiedSignature:
-    """verify_pkcs7_signature: raises one of the errors in the module docstring."""
+    """verify_pkcs7_signature: raises one of the errors in the module docstring.
+
+    ``content_digest`` stands for the detached content when only its digest is known (in
+    the signer's digest algorithm), as in an ima-modsig entry's ``d-modsig`` field."""
     sd = parse_pkcs7(signed_data) if isinstance(signed_data, bytes) else signed_data
     if data is not None and sd.content is not None:
         raise ParseError("PKCS#7 signature with non-detached data", field="content")
@@ -349,7 +361,7 @@ def verify_pkcs7(
     unsupported = False
     for si in sd.signer_infos:
         try:
-            digest = _signed_digest(sd, si, data)
+            digest = _signed_digest(sd, si, data, content_digest)
         except UnsupportedAlgorithmError:
             unsupported = True
             continue
