@@ -10,6 +10,8 @@ from ..attest import ReferenceValues, attest
 from ..io import read_measurement_list
 from ..tpm.marshal import PcrSelection
 from ..tpm.verify import parse_pcr_file
+from ._args import hex_bytes
+from ._progress import track
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -26,10 +28,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("-s", "--signature", type=Path, required=True, help="TPMT_SIGNATURE file")
     p.add_argument("-f", "--pcrs", type=Path, required=True, help="PCR file (tpm2_quote -o)")
     p.add_argument("-l", "--pcr-list", help="selection, when -f holds raw values")
-    p.add_argument("-q", "--nonce", required=True, help="nonce in hex")
+    p.add_argument("-q", "--nonce", type=hex_bytes, required=True, help="nonce in hex")
     p.add_argument("--list", type=Path, required=True, help="measurement list (binary/ASCII)")
     p.add_argument("--policy", type=Path, help="Keylime runtime policy JSON")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_attest)
 
 
@@ -40,8 +42,8 @@ def _attest(args: argparse.Namespace) -> int:
                  if args.policy else None)
     report = attest(quote_attest=args.message.read_bytes(),
                     quote_signature=args.signature.read_bytes(),
-                    ak_public=args.ak.read_bytes(), nonce=bytes.fromhex(args.nonce),
-                    pcr_values=values, entries=list(read_measurement_list(args.list)),
+                    ak_public=args.ak.read_bytes(), nonce=args.nonce, pcr_values=values,
+                    entries=track(read_measurement_list(args.list), "attest"),
                     reference=reference)
     print(report.to_json() if args.json else report.summary())
     return 0 if report.trusted else 1

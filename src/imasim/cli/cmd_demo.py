@@ -11,7 +11,13 @@ from typing import Any
 
 from ..demo import run_demo
 
-_EPILOG = """after `imasim demo --out demo`, the real tools read the artifacts:
+_EPILOG = """examples:
+  imasim demo                  the story as a table, in about a second
+  imasim demo --json           the same as a JSON report
+  imasim demo --out demo       and keep the artifacts in demo/
+exit codes: 0 the story checks out, 1 a step did not turn out as it should
+
+after `imasim demo --out demo`, the real tools read the artifacts:
   tpm2_checkquote -u demo/ak.pem -m demo/quote.msg -s demo/quote.sig -f demo/quote.pcrs \\
       -g sha256 -q $(cat demo/nonce.hex)
   imasim log check demo/binary_runtime_measurements --pcrs demo/pcrs.json

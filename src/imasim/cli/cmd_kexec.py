@@ -14,7 +14,14 @@ from ..kexec import pack_kexec_buffer, restore_kexec_buffer
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("kexec", help="pack and unpack the IMA kexec buffer",
                        description="The measurement list as ima_dump_measurement_list "
-                       "writes it for the next kernel (struct ima_kexec_hdr + records).")
+                       "writes it for the next kernel (struct ima_kexec_hdr + records).",
+                       epilog="examples:\n"
+                       "  imasim kexec pack binary_runtime_measurements -o kexec.buf\n"
+                       "  imasim kexec unpack kexec.buf -o restored.bin\n"
+                       "exit codes: 0 success (unpack: a restore that stops early keeps the "
+                       "entries before,\n  as the kernel does, and says why on stderr), 2 bad "
+                       "input (nothing restored)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     ks = p.add_subparsers(dest="kexec_command", metavar="SUBCOMMAND")
     pk = ks.add_parser("pack", help="list -> kexec buffer",
                        epilog="example: imasim kexec pack binary_runtime_measurements -o buf")
@@ -26,7 +33,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     up.add_argument("buffer", type=Path)
     up.add_argument("-o", "--output", type=Path, required=True)
     up.set_defaults(func=_unpack)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    p.set_defaults(func=lambda args: (p.print_help(sys.stderr), 2)[1])
 
 
 def _pack(args: argparse.Namespace) -> int:
@@ -39,4 +46,6 @@ def _unpack(args: argparse.Namespace) -> int:
     args.output.write_bytes(res.entries.to_bytes())
     if res.stopped:
         print(f"restore stopped at record {res.stopped_at}: {res.stopped}", file=sys.stderr)
+        if not len(res.entries):  # the next kernel would start with an empty list
+            return 2
     return 0

@@ -10,9 +10,20 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import sys
 from typing import Any
 
 from . import __path__ as _cli_path
+
+_EPILOG = """examples:
+  imasim log show binary_runtime_measurements
+  imasim log convert ascii_runtime_measurements list.bin --to binary
+  imasim log replay binary_runtime_measurements --bank sha256 --json > pcrs.json
+  imasim log check binary_runtime_measurements --pcrs pcrs.json --json
+exit codes: 0 success (check: the list replays to the PCRs), 1 it does not,
+  2 bad input or usage
+progress is shown on stderr for big lists, only when stderr is a terminal
+"""
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -21,6 +32,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="show, convert, replay and check IMA measurement lists",
         description="Work with IMA measurement lists (binary_runtime_measurements and "
         "ascii_runtime_measurements as the kernel writes them).",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     log_sub = parser.add_subparsers(dest="log_command", metavar="SUBCOMMAND")
     for info in sorted(pkgutil.iter_modules(_cli_path), key=lambda m: m.name):
@@ -30,5 +42,5 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _no_subcommand(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
+    parser.print_help(sys.stderr)
     return 2

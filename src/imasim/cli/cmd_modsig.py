@@ -7,16 +7,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..algorithms import HashAlgorithm
 from ..errors import ParseError, VerificationError
 from ..sig.modsig import parse_modsig, sign_module, split_modsig, verify_modsig
+from ._args import add_json, hash_alg, verdict
 from ._trust import load_certificate, load_private_key, trust_keyring
 
 _EPILOG = """examples:
   imasim modsig sign --key key.pem --cert cert.der module.ko -o signed.ko
-  imasim modsig verify signed.ko --trust cert.der
+  imasim modsig verify signed.ko --trust cert.der [--json]
   imasim modsig show signed.ko
   imasim modsig strip signed.ko -o unsigned.ko
+exit codes: 0 success (verify: valid), 1 not signed or not valid, 2 bad input or usage
 """
 
 
@@ -28,14 +29,16 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     s.add_argument("file", type=Path)
     s.add_argument("--key", type=Path, required=True)
     s.add_argument("--cert", type=Path, required=True)
-    s.add_argument("--hash", default="sha256")
+    s.add_argument("--hash", type=hash_alg, default="sha256")
     s.add_argument("-k", "--key-id", action="store_true", help="identify the signer by SKID")
     s.add_argument("-i", "--include-cert", action="store_true")
     s.add_argument("-o", "--output", type=Path, help="default: sign in place")
     s.set_defaults(func=_sign)
     v = ms.add_parser("verify", help="verify against --trust certificates (exit 0/1/2)")
     v.add_argument("file", type=Path)
-    v.add_argument("--trust", type=Path, action="append", default=[])
+    v.add_argument("--trust", type=Path, action="append", default=[],
+                   help="certificate of the trusted keyring (repeatable)")
+    add_json(v)
     v.set_defaults(func=_verify)
     sh = ms.add_parser("show", help="describe the signature")
     sh.add_argument("file", type=Path)
@@ -44,7 +47,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     st.add_argument("file", type=Path)
     st.add_argument("-o", "--output", type=Path, required=True)
     st.set_defaults(func=_strip)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    p.set_defaults(func=lambda args: (p.print_help(sys.stderr), 2)[1])
 
 
 def _sign(args: argparse.Namespace) -> int:
@@ -53,7 +56,7 @@ def _sign(args: argparse.Namespace) -> int:
     payload = split[0] if split else data
     out = sign_module(payload, key=load_private_key(args.key),
                       certificate=load_certificate(args.cert),
-                      hash_alg=HashAlgorithm.from_name(args.hash), use_key_id=args.key_id,
+                      hash_alg=args.hash, use_key_id=args.key_id,
                       include_certificate=args.include_cert)
     (args.output or args.file).write_bytes(out)
     return 0
@@ -62,11 +65,15 @@ def _sign(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     data = args.file.read_bytes()
     ring = trust_keyring(args.trust)
-    if split_modsig(data) is None:  # the kernel's -ENODATA: an unsigned module
-        raise VerificationError(f"{args.file} carries no appended signature")
-    v = verify_modsig(data, keyring=ring)
-    print(f"{args.file}: valid, signed by {v.trusted_key.description!r}")
-    return 0
+
+    def check() -> tuple[str, dict[str, object]]:
+        if split_modsig(data) is None:  # the kernel's -ENODATA: an unsigned module
+            raise VerificationError(f"{args.file} carries no appended signature")
+        v = verify_modsig(data, keyring=ring)
+        return f"{args.file}: valid, signed by {v.trusted_key.description!r}", {
+            "file": str(args.file), "signer": v.trusted_key.description}
+
+    return verdict(args, check)
 
 
 def _show(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +23,17 @@ from ..sig.authenticode import (
     verify_authenticode,
 )
 from ..sig.pefile import parse_pe, pe_checksum
+from ._args import add_json, hash_alg, verdict
 from ._trust import load_certificate, load_private_key, trust_keyring
 
 _EPILOG = """examples:
   imasim pe digest vmlinuz --alg sha256
-  imasim pe verify vmlinuz --trust debian-secure-boot-ca.pem
+  imasim pe verify vmlinuz --trust debian-secure-boot-ca.pem [--json]
   imasim pe verify vmlinuz --trust mok.pem --platform db.pem      (kexec: secondary, then platform)
   imasim pe sign app.efi --key key.pem --cert cert.pem -o app.signed.efi
   imasim pe sign app.signed.efi --key k2.pem --cert c2.pem --nest -o app.twice.efi
   imasim pe show shimx64.efi.signed
+exit codes: 0 success (verify: valid), 1 not signed or not valid, 2 bad input or usage
 """
 
 
@@ -40,7 +43,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     ps = p.add_subparsers(dest="pe_command", metavar="SUBCOMMAND")
     d = ps.add_parser("digest", help="print the Authenticode image hash (hex)")
     d.add_argument("file", type=Path)
-    d.add_argument("--alg", default="sha256", help="sha1, sha224, sha256, sha384, sha512")
+    d.add_argument("--alg", type=hash_alg, default="sha256",
+                   help="sha1, sha224, sha256, sha384, sha512")
     d.add_argument("--rules", choices=[r.value for r in DigestRules], default="kernel",
                    help="kernel (= pesign, sbsign, the spec) or flat (= osslsigncode)")
     d.set_defaults(func=_digest)
@@ -55,12 +59,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                    help="an image hash on the blacklist (bin:), checked with --rules uefi")
     v.add_argument("--strict-wrapper", action="store_true",
                    help="the wrapper length check of kernels before 6.3")
+    add_json(v)
     v.set_defaults(func=_verify)
     s = ps.add_parser("sign", help="sign as sbsign does (--nest: as osslsigncode -nest)")
     s.add_argument("file", type=Path)
     s.add_argument("--key", type=Path, required=True)
     s.add_argument("--cert", type=Path, required=True)
-    s.add_argument("--hash", default="sha256")
+    s.add_argument("--hash", type=hash_alg, default="sha256")
     how = s.add_mutually_exclusive_group()
     how.add_argument("--nest", action="store_true", help="add a nested signature")
     how.add_argument("--append", action="store_true", help="add a WIN_CERTIFICATE entry")
@@ -71,12 +76,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     sh = ps.add_parser("show", help="headers, sections, certificate table, signatures")
     sh.add_argument("file", type=Path)
     sh.set_defaults(func=_show)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    p.set_defaults(func=lambda args: (p.print_help(sys.stderr), 2)[1])
 
 
 def _digest(args: argparse.Namespace) -> int:
-    alg = HashAlgorithm.from_name(args.alg)
-    print(authenticode_digest(args.file.read_bytes(), alg, rules=DigestRules(args.rules)).hex())
+    print(authenticode_digest(args.file.read_bytes(), args.alg,
+                              rules=DigestRules(args.rules)).hex())
     return 0
 
 
@@ -94,13 +99,19 @@ def _verify(args: argparse.Namespace) -> int:
             blacklist.add_binary_hash(bytes.fromhex(h))
         except ValueError:
             raise UsageError(f"--dbx {h!r} is not hex") from None
-    v = verify_authenticode(
-        args.file.read_bytes(), keyrings=rings, blacklist=blacklist,
-        rules=VerifyRules(args.rules),
-        wrapper=WrapperRules.STRICT if args.strict_wrapper else WrapperRules.RELAXED)
-    print(f"{args.file}: valid, {v.digest_alg.kernel_name} {v.digest.hex()}, signed by "
-          f"{v.signature.trusted_key.description!r} in {v.keyring}")
-    return 0
+    data = args.file.read_bytes()
+
+    def check() -> tuple[str, dict[str, object]]:
+        v = verify_authenticode(
+            data, keyrings=rings, blacklist=blacklist, rules=VerifyRules(args.rules),
+            wrapper=WrapperRules.STRICT if args.strict_wrapper else WrapperRules.RELAXED)
+        signer = v.signature.trusted_key.description
+        return (f"{args.file}: valid, {v.digest_alg.kernel_name} {v.digest.hex()}, signed by "
+                f"{signer!r} in {v.keyring}"), {
+            "file": str(args.file), "hash": v.digest_alg.kernel_name, "digest": v.digest.hex(),
+            "signer": signer, "keyring": v.keyring}
+
+    return verdict(args, check)
 
 
 def _sign(args: argparse.Namespace) -> int:
@@ -109,7 +120,7 @@ def _sign(args: argparse.Namespace) -> int:
     when = None if args.no_signing_time else datetime.datetime.now(datetime.UTC)
     out = sign_pe(args.file.read_bytes(), key=load_private_key(args.key),
                   certificate=load_certificate(args.cert),
-                  hash_alg=HashAlgorithm.from_name(args.hash), mode=mode, signing_time=when)
+                  hash_alg=args.hash, mode=mode, signing_time=when)
     args.output.write_bytes(out)
     return 0
 

@@ -7,19 +7,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..algorithms import HashAlgorithm
-from ..errors import UsageError, VerificationError
+from ..errors import UsageError
+from ..io import dump_pcrs_json
 from ..tpm.marshal import PcrSelection, SigScheme
 from ..tpm.soft_tpm import SoftTpm
 from ..tpm.verify import parse_pcr_file, verify_quote, write_pcr_file
+from ._args import add_json, hash_alg, hash_algs, hex_bytes, verdict
 
 _EPILOG = """examples:
   imasim tpm init --state tpm.json --banks sha1,sha256
   imasim tpm extend --state tpm.json 10:sha256=<64 hex>
-  imasim tpm read --state tpm.json sha256:0,10
+  imasim tpm read --state tpm.json sha256:0,10 --json > pcrs.json
   imasim tpm ak --state tpm.json --alg ecc -u ak.pem
   imasim tpm quote --state tpm.json -l sha256:0,10 -q 0011 -m q.msg -s q.sig -o q.pcrs
-  imasim tpm checkquote -u ak.pem -m q.msg -s q.sig -f q.pcrs -g sha256 -q 0011
+  imasim tpm checkquote -u ak.pem -m q.msg -s q.sig -f q.pcrs -g sha256 -q 0011 --json
+exit codes: 0 success (checkquote: verified), 1 quote not verified, 2 bad input or usage
 """
 
 
@@ -34,7 +36,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
     i = ts.add_parser("init", help="a new TPM (Startup CLEAR)")
     state(i)
-    i.add_argument("--banks", default="sha1,sha256")
+    i.add_argument("--banks", type=hash_algs, default="sha1,sha256")
     i.add_argument("--locality", type=int, default=0, help="startup locality (PCR 0)")
     i.set_defaults(func=_init)
     e = ts.add_parser("extend", help="as tpm2_pcrextend: PCR:ALG=HEX[,ALG=HEX]...")
@@ -45,6 +47,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     r = ts.add_parser("read", help="as tpm2_pcrread: [ALG:PCRS[+ALG:PCRS]]")
     state(r)
     r.add_argument("selection", nargs="?")
+    r.add_argument("--json", action="store_true",
+                   help='print {"sha256": {"10": "<hex>"}} (what log check --pcrs reads)')
     r.set_defaults(func=_read)
     z = ts.add_parser("reset", help="as tpm2_pcrreset: PCR (locality rules apply)")
     state(z)
@@ -67,11 +71,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     state(q)
     q.add_argument("-c", "--key", help="AK handle (default: the last one created)")
     q.add_argument("-l", "--pcr-list", required=True)
-    q.add_argument("-q", "--qualification", default="", help="nonce in hex")
+    q.add_argument("-q", "--qualification", type=hex_bytes, default=b"", help="nonce in hex")
     q.add_argument("-m", "--message", type=Path, required=True)
     q.add_argument("-s", "--signature", type=Path, required=True)
     q.add_argument("-o", "--pcr", type=Path, required=True)
-    q.add_argument("-g", "--hash-algorithm", default="sha256")
+    q.add_argument("-g", "--hash-algorithm", type=hash_alg, default="sha256")
     q.set_defaults(func=_quote)
     c = ts.add_parser("checkquote", help="as tpm2_checkquote (exit 0 verified, 1 not)")
     c.add_argument("-u", "--public", type=Path, required=True)
@@ -79,10 +83,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     c.add_argument("-s", "--signature", type=Path, required=True)
     c.add_argument("-f", "--pcr", type=Path)
     c.add_argument("-l", "--pcr-list")
-    c.add_argument("-g", "--hash-algorithm", default="sha256")
-    c.add_argument("-q", "--qualification", default="")
+    c.add_argument("-g", "--hash-algorithm", type=hash_alg, default="sha256")
+    c.add_argument("-q", "--qualification", type=hex_bytes, default=b"")
+    add_json(c)
     c.set_defaults(func=_checkquote)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    p.set_defaults(func=lambda args: (p.print_help(sys.stderr), 2)[1])
 
 
 def _load(path: Path) -> SoftTpm:
@@ -94,8 +99,7 @@ def _save(tpm: SoftTpm, path: Path) -> None:
 
 
 def _init(args: argparse.Namespace) -> int:
-    banks = [HashAlgorithm.from_name(b) for b in args.banks.split(",")]
-    _save(SoftTpm(banks, startup_locality=args.locality), args.state)
+    _save(SoftTpm(args.banks, startup_locality=args.locality), args.state)
     return 0
 
 
@@ -106,10 +110,14 @@ def _extend(args: argparse.Namespace) -> int:
         if not sep:
             raise UsageError(f"expected PCR:ALG=HEX, got {spec!r}")
         digests = {}
-        for part in rest.split(","):
-            alg, _, hexval = part.partition("=")
-            digests[HashAlgorithm.from_name(alg)] = bytes.fromhex(hexval)
-        tpm.extend(int(pcr_text), digests, locality=args.locality)
+        try:
+            for part in rest.split(","):
+                alg, _, hexval = part.partition("=")
+                digests[hash_alg(alg)] = bytes.fromhex(hexval)
+            pcr = int(pcr_text)
+        except (ValueError, argparse.ArgumentTypeError) as exc:
+            raise UsageError(f"expected PCR:ALG=HEX, got {spec!r} ({exc})") from None
+        tpm.extend(pcr, digests, locality=args.locality)
     _save(tpm, args.state)
     return 0
 
@@ -118,6 +126,9 @@ def _read(args: argparse.Namespace) -> int:
     tpm = _load(args.state)
     sel = (PcrSelection.from_string(args.selection) if args.selection
            else PcrSelection({a: range(24) for a in tpm.banks}))
+    if args.json:
+        print(dump_pcrs_json({a: {i: tpm.read(a, i) for i in idx} for a, idx in sel.items()}))
+        return 0
     for alg, idx in sel.items():
         print(f"  {alg.kernel_name}:")
         for i in idx:
@@ -157,10 +168,11 @@ def _quote(args: argparse.Namespace) -> int:
     keys = tpm.keys
     if not keys:
         raise UsageError("no AK: run 'imasim tpm ak' first")
+    if args.key and args.key not in keys:
+        raise UsageError(f"no AK {args.key!r}; the TPM has {', '.join(keys)}")
     ak = keys[args.key] if args.key else list(keys.values())[-1]
-    q = tpm.quote(ak, PcrSelection.from_string(args.pcr_list),
-                  bytes.fromhex(args.qualification),
-                  hash_alg=HashAlgorithm.from_name(args.hash_algorithm))
+    q = tpm.quote(ak, PcrSelection.from_string(args.pcr_list), args.qualification,
+                  hash_alg=args.hash_algorithm)
     args.message.write_bytes(q.attest)
     args.signature.write_bytes(q.signature)
     args.pcr.write_bytes(write_pcr_file(q.selection, [v for _, _, v in q.pcr_values]))
@@ -173,12 +185,15 @@ def _checkquote(args: argparse.Namespace) -> int:
     if args.pcr:
         sel = PcrSelection.from_string(args.pcr_list) if args.pcr_list else None
         _, values = parse_pcr_file(args.pcr.read_bytes(), sel)
-    try:
-        verify_quote(args.message.read_bytes(), args.signature.read_bytes(),
-                     args.public.read_bytes(), nonce=bytes.fromhex(args.qualification),
-                     pcr_values=values)
-    except VerificationError as exc:
-        print(f"quote NOT verified: {exc}", file=sys.stderr)
-        return 1
-    print("quote verified")
-    return 0
+    message, signature, public = (args.message.read_bytes(), args.signature.read_bytes(),
+                                  args.public.read_bytes())
+
+    def check() -> tuple[str, dict[str, Any]]:
+        v = verify_quote(message, signature, public, nonce=args.qualification,
+                         pcr_values=values)
+        return "quote verified", {
+            "nonce": args.qualification.hex(), "scheme": v.scheme.name.lower(),
+            "pcr_select": {a.kernel_name: list(i) for a, i in v.attest.pcr_select.items()},
+            "pcr_digest": v.attest.pcr_digest.hex(), "pcr_values_checked": values is not None}
+
+    return verdict(args, check)

@@ -11,6 +11,8 @@ from typing import Any
 from ..algorithms import HashAlgorithm
 from ..ima.replay import MatchStatus, match, replay
 from ..io import load_pcrs_json, read_measurement_list
+from ._args import hash_alg
+from ._progress import track
 
 
 def add_subcommands(sub: argparse._SubParsersAction[Any]) -> None:
@@ -20,9 +22,9 @@ def add_subcommands(sub: argparse._SubParsersAction[Any]) -> None:
         description="Replay a list into PCR banks (the kernel's per-bank template-digest "
         "rule, violations as 0xff, the legacy 'ima' rule).")
     p.add_argument("file", type=Path)
-    p.add_argument("--bank", action="append", default=[],
+    p.add_argument("--bank", action="append", type=hash_alg, default=[],
                    help="bank to replay (repeatable; default sha1 and sha256)")
-    p.add_argument("--padded", action="append", default=[],
+    p.add_argument("--padded", action="append", type=hash_alg, default=[],
                    help="bank extended with zero-padded SHA-1 digests (repeatable)")
     p.add_argument("--pcr", action="append", type=int, default=[],
                    help="PCR index to print (repeatable; default all the list touches)")
@@ -36,16 +38,15 @@ def add_subcommands(sub: argparse._SubParsersAction[Any]) -> None:
         "after the whole list, 1 otherwise, 2 on bad input.")
     c.add_argument("file", type=Path)
     c.add_argument("--pcrs", type=Path, required=True)
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--json", action="store_true", help="print the match result as JSON")
     c.set_defaults(func=_check)
 
 
 def _replay(args: argparse.Namespace) -> int:
     lst = read_measurement_list(args.file)
-    banks = [HashAlgorithm.from_name(b) for b in args.bank] or [HashAlgorithm.SHA1,
-                                                                HashAlgorithm.SHA256]
-    padded = [HashAlgorithm.from_name(b) for b in args.padded]
-    result = replay(lst, banks=banks, padded_banks=padded, digest_alg=lst.digest_alg)
+    banks = args.bank or [HashAlgorithm.SHA1, HashAlgorithm.SHA256]
+    result = replay(track(lst, "replay"), banks=banks, padded_banks=args.padded,
+                    digest_alg=lst.digest_alg)
     values = result.to_dict()
     if args.pcr:
         values = {a: {i: v for i, v in b.items() if int(i) in args.pcr}
@@ -65,9 +66,10 @@ def _replay(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     lst = read_measurement_list(args.file)
     quoted = load_pcrs_json(args.pcrs.read_bytes())
-    ima_pcrs = {e.pcr for e in lst} | {10}
+    entries = track(lst, "check")
+    ima_pcrs = {e.pcr for e in entries} | {10}
     quoted = {a: {i: v for i, v in b.items() if i in ima_pcrs} for a, b in quoted.items()}
-    result = match(lst, quoted, digest_alg=lst.digest_alg)
+    result = match(entries, quoted, pcrs=ima_pcrs, digest_alg=lst.digest_alg)
     if args.json:
         print(json.dumps(result.to_dict(), indent=1))
     else:
