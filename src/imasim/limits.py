@@ -27,6 +27,8 @@ class Limits:
     max_pe_certificates: int = 64
     max_policy_lines: int = 100_000
     max_line_length: int = 1024 * 1024
+    max_archive_members: int = 1_000_000
+    max_archive_size: int = 1024 * 1024 * 1024  # after decompression
 
 
 DEFAULT_LIMITS = Limits()
