@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from .algorithms import HashAlgorithm
+from .archive import ArchiveMember, parse_cpio, parse_tar
 from .env import Clock, Entropy, FixedClock, SeededEntropy
 from .errors import (
     ImasimError,
@@ -328,6 +329,31 @@ class Machine:
         self.files[path] = SimFile(path, bytes(content), fsys, uid, gid, mode,
                                    dict(xattrs or {}), ino,
                                    (old.i_version + 1) if old else 0)
+
+    def unpack_initramfs(self, archive: bytes, *, fs: Filesystem | tuple[str, int] = TMPFS
+                         ) -> list[str]:
+        """Populate rootfs from an initramfs (cpio newc, as unpack_to_rootfs): regular
+        files only, and never with xattrs, since cpio cannot carry them; rootfs is tmpfs
+        (or ramfs), which the appraise_tcb policy does not appraise. The paths added."""
+        return self._add_members(parse_cpio(archive), fs)
+
+    def extract_tar(self, archive: bytes, *, fs: Filesystem | tuple[str, int] = EXT4
+                    ) -> list[str]:
+        """Unpack a tar archive onto a disk file system as ``tar --xattrs`` does: each
+        file keeps its ``security.*`` xattrs (pax SCHILY.xattr records). The paths added."""
+        return self._add_members(parse_tar(archive), fs)
+
+    def _add_members(self, members: Sequence[ArchiveMember],
+                     fs: Filesystem | tuple[str, int]) -> list[str]:
+        added = []
+        for m in members:
+            if not m.is_file:
+                continue
+            path = "/" + m.path
+            self.add_file(path, m.content, uid=m.uid, gid=m.gid, mode=m.mode, fs=fs,
+                          xattrs={k: v for k, v in m.xattrs if k.startswith("security.")})
+            added.append(path)
+        return added
 
     def write_file(self, path: str, content: bytes) -> None:
         """Replace a file's content (its i_version changes, so it is measured again)."""
