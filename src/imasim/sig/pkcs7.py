@@ -229,8 +229,8 @@ def parse_pkcs7(data: bytes | bytearray | memoryview) -> SignedData:
     signed attributes, as the kernel's -EKEYREJECTED) escape."""
     buf = bytes(data)
     top = parse_tlv(buf).expect(SEQUENCE, "ContentInfo")
-    if top.end != len(buf):
-        raise ParseError("trailing bytes after ContentInfo", offset=top.end, field="ContentInfo")
+    # lib/asn1_decoder.c stops at the end of the top-level element (ASN1_OP_COMPLETE does
+    # not look at what follows), so bytes after the ContentInfo are ignored, not refused
     ci = top.items(2, "ContentInfo")
     if decode_oid(ci[0]) != OID_SIGNED_DATA:
         raise ParseError("not signedData", offset=ci[0].start, field="contentType")
@@ -277,7 +277,7 @@ def parse_pkcs7(data: bytes | bytearray | memoryview) -> SignedData:
         if s.content_type_attr is not None and s.content_type_attr != ctype:
             raise ParseError("contentType attribute differs from the content type",
                              offset=sd.start, field="contentType")
-    _asn1.check_content_info(buf)
+    _asn1.check_content_info(buf[:top.end])
     return SignedData(version, ctype, content, tuple(certs), sis, buf)
 
 
