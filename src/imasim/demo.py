@@ -7,21 +7,20 @@ deterministic: keys come from fixed seeds, the clock is a :class:`~imasim.env.Fi
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from .algorithms import HashAlgorithm
 from .attest import ReferenceValues, attest
 from .env import FixedClock, SeededEntropy
 from .ima.codec import MeasurementList
+from .keys.generate import NOT_BEFORE, derive_ec_key, make_certificate
 from .keys.key import Key
 from .machine import Machine
 from .sig.authenticode import sign_pe
@@ -33,8 +32,7 @@ from .tpm.verify import write_pcr_file
 
 __all__ = ["DemoReport", "DemoStep", "run_demo"]
 
-_N = int("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551", 16)
-_T0 = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)
+_T0 = NOT_BEFORE
 BANKS = (HashAlgorithm.SHA1, HashAlgorithm.SHA256, HashAlgorithm.SHA384)
 POLICY = """\
 # measure what runs, appraise executables and modules, record keys and kexec
@@ -74,25 +72,13 @@ class DemoReport:
 
 
 def _key(seed: str) -> ec.EllipticCurvePrivateKey:
-    d = int.from_bytes(hashlib.sha256(seed.encode()).digest(), "big") % (_N - 1) + 1
-    return ec.derive_private_key(d, ec.SECP256R1())
+    return derive_ec_key(seed)
 
 
 def _cert(cn: str, key: ec.EllipticCurvePrivateKey,
           issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
           ca: bool) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "imasim demo")])
-    b = (x509.CertificateBuilder().subject_name(name)
-         .issuer_name(issuer[0].subject if issuer else name).public_key(key.public_key())
-         .serial_number(int.from_bytes(hashlib.sha1(cn.encode()).digest()[:8], "big"))
-         .not_valid_before(_T0).not_valid_after(_T0 + datetime.timedelta(days=3650))
-         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), True))
-    if issuer:
-        b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-            issuer[1].public_key()), False)
-    return b.sign(issuer[1] if issuer else key, hashes.SHA256())
+    return make_certificate(cn, key, issuer=issuer, ca=ca)
 
 
 def run_demo() -> DemoReport:

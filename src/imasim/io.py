@@ -16,7 +16,7 @@ from .algorithms import HashAlgorithm
 from .errors import ParseError, UnsupportedAlgorithmError
 from .ima.codec import MeasurementList, parse_ascii_measurement_list, parse_measurement_list
 
-__all__ = ["dump_pcrs_json", "load_pcrs_json", "read_measurement_list"]
+__all__ = ["dump_pcrs_json", "load_pcrs_json", "read_measurement_list", "write_artifacts"]
 
 PcrMap = dict[HashAlgorithm, dict[int, bytes]]
 
@@ -71,3 +71,11 @@ def dump_pcrs_json(pcrs: Mapping[HashAlgorithm, Mapping[int, bytes]]) -> str:
     """The inverse of :func:`load_pcrs_json`."""
     return json.dumps({a.kernel_name: {str(i): v.hex() for i, v in sorted(b.items())}
                        for a, b in pcrs.items()}, indent=1)
+
+
+def write_artifacts(directory: str | Path, artifacts: Mapping[str, bytes]) -> None:
+    """Write named files (a demo's or a scenario's artifacts) into ``directory``."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in artifacts.items():
+        (out / name).write_bytes(data)

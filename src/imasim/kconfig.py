@@ -38,6 +38,7 @@ class KernelConfig:
     ima_default_hash: HashAlgorithm = HashAlgorithm.SHA256  # CONFIG_IMA_DEFAULT_HASH
     ima_measure_pcr_idx: int = 10  # CONFIG_IMA_MEASURE_PCR_IDX
     ima_measure_asymmetric_keys: bool = True  # CONFIG_IMA_MEASURE_ASYMMETRIC_KEYS
+    ima_queue_early_boot_keys: bool = True  # CONFIG_IMA_QUEUE_EARLY_BOOT_KEYS
     integrity_trusted_keyring: bool = True  # CONFIG_INTEGRITY_TRUSTED_KEYRING
     ima_keyrings_permit_signed_by_builtin_or_secondary: bool = False
     secondary_trusted_keyring: bool = True  # CONFIG_SECONDARY_TRUSTED_KEYRING
@@ -82,10 +83,12 @@ _BASE_HASHES: Final = frozenset({HashAlgorithm.SHA1, HashAlgorithm.SHA256})
 PRESETS: Final[dict[str, KernelConfig]] = {
     # Debian 12 linux-image-6.1.0-*-amd64: IMA_KEXEC unset, sha384/512 modules (padded bank)
     "debian12-6.1": KernelConfig(version=(6, 1), ima_kexec=False, ima_write_policy=False,
+                                 integrity_trusted_keyring=False,
                                  integrity_machine_keyring=True, init_hashes=_BASE_HASHES,
                                  ima_arch_policy=True, lock_down_in_efi_secure_boot=True),
     # Debian 12 linux-image-6.12.*: SHA-512 built in, per-bank lists, still no IMA_KEXEC
     "debian12-6.12": KernelConfig(version=(6, 12), ima_kexec=False,
+                                  integrity_trusted_keyring=False,
                                   integrity_machine_keyring=True, ima_arch_policy=True,
                                   lock_down_in_efi_secure_boot=True),
     # the custom 6.1 build of the captures: CONFIG_IMA_KEXEC=y, SHA-512 built in

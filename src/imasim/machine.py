@@ -178,16 +178,21 @@ class SystemKeyrings:
         ima_restriction = (restrict_link_by_builtin_and_secondary_trusted
                            if config.ima_keyrings_permit_signed_by_builtin_or_secondary
                            else restrict_link_by_builtin_trusted)
-        ima, evm = (Keyring(name, blacklist=bl, log=log,
+        # digsig.c keyring_name[]: "_ima"/"_evm" without CONFIG_INTEGRITY_TRUSTED_KEYRING
+        prefix = "." if config.integrity_trusted_keyring else "_"
+        ima, evm = (Keyring(prefix + name, blacklist=bl, log=log,
                             restriction=(ima_restriction if config.integrity_trusted_keyring
                                          else None), restriction_key=builtin)
-                    for name in (".ima", ".evm"))
+                    for name in ("ima", "evm"))
         return cls(builtin, secondary, platform, machine, ima, evm, bl, log)
 
     def by_name(self, name: str) -> Keyring:
+        """A keyring by its name; ``.ima``/``_ima`` (and ``.evm``/``_evm``) both name the
+        IMA (EVM) keyring, whichever the configuration calls it."""
         for ring in (self.builtin, self.secondary, self.platform, self.machine, self.ima,
                      self.evm):
-            if ring.name == name:
+            if ring.name == name or (ring in (self.ima, self.evm) and
+                                     ring.name[1:] == name[1:] and name[:1] in "._"):
                 return ring
         raise UsageError(f"no keyring {name!r}")
 
@@ -240,6 +245,8 @@ class Machine:
         self.kernel_generation = 0
         self.secure_boot = False
         self.kexec_log: list[KexecRecord] = []
+        self._queued_keys: list[tuple[str, bytes]] = []
+        self._process_keys = False
 
     # -- construction -----------------------------------------------------------------
     @classmethod
@@ -374,6 +381,9 @@ class Machine:
             raise SimulationError("the machine is already booted")
         self.booted = True
         self._add_boot_aggregate()
+        self._queued_keys, self._process_keys = [], False
+        for key in self.keyrings.builtin.keys:  # load_system_certificate_list
+            self._key_check(self.keyrings.builtin.name, key)
         opts = self.boot_options
         self.policy = builtin_policy(list(opts.ima_policy),
                                      kernel_version=self.config.version,
@@ -422,6 +432,7 @@ class Machine:
             new = ImaPolicy(parse_ima_policy(self._arch_rules()).rules + new.rules, new.name)
         self.policy = (self.policy + new) if self._policy_written else new
         self._policy_written = True
+        self._process_queued_keys()
         self._audit(1802, "policy_update", "completed", "policy", 1)
 
     # -- measurement core -------------------------------------------------------------
@@ -675,11 +686,30 @@ class Machine:
         return self._store(self._make_entry(template, values, pcr))
 
     def add_key(self, keyring: str, key: Key) -> None:
-        """add_key(2) into a system keyring: the restriction decides; KEY_CHECK measures."""
+        """add_key(2) into a system keyring: the restriction decides; KEY_CHECK measures,
+        or, until a custom policy is loaded, queues (CONFIG_IMA_QUEUE_EARLY_BOOT_KEYS)."""
         ring = self.keyrings.by_name(keyring)
         ring.add(key)
-        if key.der is not None and self.config.ima_measure_asymmetric_keys:
-            self._buffer_measurement(Hook.KEY_CHECK, ring.name, key.der, keyring=ring.name)
+        self._key_check(ring.name, key)
+
+    def _key_check(self, ring: str, key: Key) -> None:
+        """ima_post_key_create_or_update."""
+        if key.der is None or not self.config.ima_measure_asymmetric_keys:
+            return
+        if self.config.ima_queue_early_boot_keys and not self._process_keys:
+            self._queued_keys.append((ring, key.der))
+            return
+        self._buffer_measurement(Hook.KEY_CHECK, ring, key.der, keyring=ring)
+
+    def _process_queued_keys(self) -> None:
+        """ima_process_queued_keys, when the first custom policy is in place. (The kernel
+        also drops the queue unmeasured 5 minutes after boot; not simulated.)"""
+        if self._process_keys:
+            return
+        self._process_keys = True
+        queued, self._queued_keys = self._queued_keys, []
+        for ring, der in queued:
+            self._buffer_measurement(Hook.KEY_CHECK, ring, der, keyring=ring)
 
     def measure_critical_data(self, label: str, event_name: str, data: bytes) -> bool:
         return self._buffer_measurement(Hook.CRITICAL_DATA, event_name, data, label=label)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..demo import run_demo
+from ..io import write_artifacts
 
 _EPILOG = """examples:
   imasim demo                  the story as a table, in about a second
@@ -49,9 +50,7 @@ def _colour(ok: bool, text: str) -> str:
 def _demo(args: argparse.Namespace) -> int:
     rep = run_demo()
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        for name, data in rep.artifacts.items():
-            (args.out / name).write_bytes(data)
+        write_artifacts(args.out, rep.artifacts)
     if args.json:
         print(json.dumps(rep.to_dict(), indent=1))
     else:

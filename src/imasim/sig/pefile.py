@@ -178,6 +178,10 @@ def _chkaddr(base: int, x: int, s: int, datalen: int, *, field: str, offset: int
              what: str) -> None:
     """verify_pefile.c chkaddr(): ``x`` in ``[base, datalen - s]`` and ``s < datalen``."""
     if x < base or s >= datalen or x > datalen - s:
+        if s >= datalen:
+            raise TruncatedError(f"{what} does not fit: the file has {datalen} bytes",
+                                 offset=offset, field=field, expected=f"> {s} bytes",
+                                 actual=datalen)
         err = TruncatedError if x >= base else ParseError
         raise err(f"{what} outside the file", offset=offset, field=field,
                   expected=f">= {base}" if x < base else f"<= {datalen - s}", actual=x)
