@@ -180,9 +180,11 @@ class SystemKeyrings:
                            else restrict_link_by_builtin_trusted)
         # digsig.c keyring_name[]: "_ima"/"_evm" without CONFIG_INTEGRITY_TRUSTED_KEYRING
         prefix = "." if config.integrity_trusted_keyring else "_"
+        vouchers = secondary if config.ima_keyrings_permit_signed_by_builtin_or_secondary \
+            else builtin
         ima, evm = (Keyring(prefix + name, blacklist=bl, log=log,
                             restriction=(ima_restriction if config.integrity_trusted_keyring
-                                         else None), restriction_key=builtin)
+                                         else None), restriction_key=vouchers)
                     for name in ("ima", "evm"))
         return cls(builtin, secondary, platform, machine, ima, evm, bl, log)
 

@@ -253,3 +253,22 @@ def test_ima_appraisal_path_for_kexec_images() -> None:
     assert m.kexec_load("/boot/good").allowed
     r = m.kexec_load("/boot/bad")
     assert not r.allowed and r.reason == "invalid-signature"
+
+
+def test_ima_keyring_admits_secondary_signed_keys_only_when_configured() -> None:
+    """CONFIG_IMA_KEYRINGS_PERMIT_SIGNED_BY_BUILTIN_OR_SECONDARY: a key vouched for by a
+    key in .secondary_trusted_keys may enter .ima; by default only builtin keys vouch."""
+    from imasim.errors import KeyRejectedError
+
+    chained = pki()["chained"]  # issued by the intermediate CA, itself issued by root
+    for permit in (False, True):
+        cfg = PRESETS["custom-6.1-ima-kexec"].with_(
+            ima_keyrings_permit_signed_by_builtin_or_secondary=permit)
+        m = Machine.create(config=cfg, builtin_keys=[pki()["root"].as_key()])
+        m.boot()
+        m.keyrings.secondary.add(pki()["inter"].as_key())
+        if permit:
+            m.add_key(".ima", chained.as_key())
+        else:
+            with pytest.raises(KeyRejectedError):
+                m.add_key(".ima", chained.as_key())

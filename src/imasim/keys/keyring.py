@@ -285,11 +285,13 @@ def restrict_link_by_builtin_trusted(dest: Keyring, key: Key,
 
 def restrict_link_by_builtin_and_secondary_trusted(
         dest: Keyring, key: Key, restriction_key: Keyring | Key | None, /) -> None:
-    """Signed by a builtin or secondary key (``restriction_key`` = the builtin keyring)."""
+    """Signed by a builtin or secondary key. ``restriction_key`` is the keyring to search:
+    the builtin keyring for .secondary_trusted_keys itself (whose own keys also vouch),
+    the secondary keyring (which links the builtin one) for any other keyring."""
     try:
         restrict_link_by_key_or_keyring(dest, key, restriction_key)
     except KeyRejectedError:
-        if not _signed_by_keyring(key, dest):
+        if dest.name != ".secondary_trusted_keys" or not _signed_by_keyring(key, dest):
             raise
 
 
