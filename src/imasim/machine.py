@@ -219,6 +219,19 @@ class KexecRecord:
     lost: tuple[MeasurementEntry, ...]
 
 
+def _lsm_labels(prefix: str, context: str | bytes | None) -> dict[str, str]:
+    """``user:role:type[:level]`` (an SELinux context, as security.selinux holds it with a
+    trailing NUL) -> {prefix_user, prefix_role, prefix_type}; empty when unlabelled."""
+    if context is None:
+        return {}
+    text = context.decode(errors="replace") if isinstance(context, bytes) else context
+    parts = text.rstrip("\0").split(":", 3)
+    if len(parts) < 3:
+        return {}
+    return {f"{prefix}_user": parts[0], f"{prefix}_role": parts[1],
+            f"{prefix}_type": parts[2]}
+
+
 class Machine:
     """A simulated machine; create one with :meth:`create`."""
 
@@ -248,6 +261,9 @@ class Machine:
         self.secure_boot = False
         self.kexec_log: list[KexecRecord] = []
         self._queued_keys: list[tuple[str, bytes]] = []
+        #: the LSM context of the simulated processes (subj_* rules), e.g.
+        #: ``"system_u:system_r:init_t:s0"``; None when no LSM labels processes
+        self.context: str | None = None
         self._process_keys = False
 
     # -- construction -----------------------------------------------------------------
@@ -482,13 +498,16 @@ class Machine:
             values["modsig"] = blob
         return values
 
-    def _process(self, path: str, hook: Hook, mask: int, *, uid: int = 0) -> AccessResult:
+    def _process(self, path: str, hook: Hook, mask: int, *, uid: int = 0,
+                 context: str | None = None) -> AccessResult:
         """process_measurement for a file hook."""
         if not self.booted:
             raise SimulationError("boot the machine first")
         f = self._file(path)
+        labels = _lsm_labels("subj", context if context is not None else self.context)
+        labels.update(_lsm_labels("obj", f.xattrs.get("security.selinux")))
         m = self.policy.match(hook, mask=mask, fsmagic=f.fs.magic, fsname=f.fs.name,
-                              uid=uid, euid=uid, fowner=f.uid, fgroup=f.gid)
+                              uid=uid, euid=uid, fowner=f.uid, fgroup=f.gid, labels=labels)
         if hook in (Hook.FILE_CHECK, Hook.MMAP_CHECK) and (m.measure or mask & MAY_WRITE):
             self._violation_check(f, mask, m)
         alg = self.ima_hash
@@ -605,17 +624,21 @@ class Machine:
         return None
 
     # -- hooks ------------------------------------------------------------------------
-    def exec(self, path: str, *, uid: int = 0) -> AccessResult:
-        """execve: BPRM_CHECK with MAY_EXEC."""
-        return self._process(path, Hook.BPRM_CHECK, MAY_EXEC, uid=uid)
+    def exec(self, path: str, *, uid: int = 0, context: str | None = None) -> AccessResult:
+        """execve: BPRM_CHECK with MAY_EXEC. ``context`` is the calling process's LSM
+        context (``user:role:type:level``, matched by ``subj_*`` rules; default
+        :attr:`context`); the file's comes from its ``security.selinux`` xattr
+        (``obj_*`` rules)."""
+        return self._process(path, Hook.BPRM_CHECK, MAY_EXEC, uid=uid, context=context)
 
-    def mmap(self, path: str, *, uid: int = 0) -> AccessResult:
+    def mmap(self, path: str, *, uid: int = 0, context: str | None = None) -> AccessResult:
         """mmap with PROT_EXEC: MMAP_CHECK."""
-        return self._process(path, Hook.MMAP_CHECK, MAY_EXEC, uid=uid)
+        return self._process(path, Hook.MMAP_CHECK, MAY_EXEC, uid=uid, context=context)
 
-    def open(self, path: str, mask: int = MAY_READ, *, uid: int = 0) -> AccessResult:
+    def open(self, path: str, mask: int = MAY_READ, *, uid: int = 0,
+             context: str | None = None) -> AccessResult:
         """open(): FILE_CHECK with the access mask; keeps the file open (see close)."""
-        result = self._process(path, Hook.FILE_CHECK, mask, uid=uid)
+        result = self._process(path, Hook.FILE_CHECK, mask, uid=uid, context=context)
         f = self._file(path)
         if result.allowed:
             if mask & MAY_WRITE:

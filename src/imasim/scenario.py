@@ -263,6 +263,8 @@ class _Runner:
             xattrs["security.ima"] = bytes([XattrKind.DIGEST_NG,
                                             HashAlgorithm.SHA256.hash_algo]) + \
                 HashAlgorithm.SHA256.hash(data)
+        if "selinux" in spec:  # the file's LSM context, for obj_* rules
+            xattrs["security.selinux"] = str(spec["selinux"]).encode() + b"\0"
         return data, xattrs
 
     def machine(self) -> Machine:
@@ -350,12 +352,13 @@ def _act(r: _Runner, m: Machine, run: ScenarioRun, i: int, a: Mapping[str, Any]
             m.load_policy(str(a.get("text", "")))
         elif op == "add_key":
             m.add_key(str(a.get("keyring", ".ima")), r.kernel_key(str(a.get("key"))))
-        elif op in ("exec", "mmap", "read_file", "load_module", "load_firmware"):
-            res = getattr(m, op)(a["path"], **({"uid": int(a["uid"])} if "uid" in a and
-                                               op in ("exec", "mmap", "read_file") else {}))
+        elif op in ("exec", "mmap"):
+            res = getattr(m, op)(a["path"], uid=int(a.get("uid", 0)), context=a.get("context"))
+        elif op in ("read_file", "load_module", "load_firmware"):
+            res = getattr(m, op)(a["path"])
         elif op == "open":
             res = m.open(a["path"], MAY_WRITE if a.get("write") else MAY_READ,
-                         uid=int(a.get("uid", 0)))
+                         uid=int(a.get("uid", 0)), context=a.get("context"))
         elif op == "close":
             m.close(a["path"], MAY_WRITE if a.get("write") else MAY_READ)
         elif op == "write_file":

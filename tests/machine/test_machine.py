@@ -272,3 +272,20 @@ def test_ima_keyring_admits_secondary_signed_keys_only_when_configured() -> None
         else:
             with pytest.raises(KeyRejectedError):
                 m.add_key(".ima", chained.as_key())
+
+
+def test_lsm_labels_select_rules() -> None:
+    """obj_* rules match the file's security.selinux context, subj_* rules the calling
+    process's context (ima_match_rules with security_filter_rule_match)."""
+    m = machine()
+    m.add_key(".ima", pki()["leaf"].as_key())
+    m.load_policy("measure func=BPRM_CHECK obj_type=bin_t\n"
+                  "appraise func=BPRM_CHECK subj_type=user_t appraise_type=imasig\n")
+    m.add_file("/usr/bin/ls", b"ls", xattrs={"security.selinux": b"system_u:object_r:bin_t:s0\0"})
+    m.add_file("/tmp/x", b"x", xattrs={"security.selinux": b"user_u:object_r:user_tmp_t:s0\0"})
+    r = m.exec("/usr/bin/ls", context="system_u:system_r:init_t:s0")
+    assert r.allowed and r.measured and not r.appraised
+    assert not m.exec("/tmp/x", context="system_u:system_r:init_t:s0").measured
+    m.context = "user_u:user_r:user_t:s0"
+    r = m.exec("/tmp/x")
+    assert not r.allowed and r.reason == "IMA-signature-required"
