@@ -256,24 +256,23 @@ def _signer_oids(pkcs7: bytes) -> list[tuple[str, str]]:
     return out
 
 
-def _pkcs7_reason(ours: bool, theirs: bool, err: ImasimError | None,
-                  pkcs7: bytes) -> str | None:
-    """Which documented difference explains a modsig disagreement, if any."""
-    from imasim.errors import UnsupportedAlgorithmError
-    from imasim.sig import parse_pkcs7
+EXPLANATIONS["pkcs7: version fields"] = (
+    "the kernel checks the SignedData and SignerInfo versions (crypto/asymmetric_keys/"
+    "pkcs7_parser.c, pkcs7_note_signeddata_version(): 1 or 3, 'Unsupported SignedData "
+    "version', -EINVAL; pkcs7_note_signerinfo_version(): 1 with issuerAndSerialNumber in "
+    "a version 1 SignedData, 3 with a subjectKeyIdentifier otherwise, 'SignedData-"
+    "SignerInfo version mismatch', -EBADMSG); openssl ignores both version fields")
 
-    if ours == theirs:
-        return None
-    if theirs and err is not None and _field(err) == "contentType" and \
-            "content type" in _message(err):
+
+def _kernel_parse_reason(err: ImasimError | None, pkcs7: bytes) -> str | None:
+    """A PKCS#7 the kernel's parser refuses for a reason the tools do not check."""
+    from imasim.errors import UnsupportedAlgorithmError
+
+    if _field(err) == "contentType" and "content type" in _message(err):
         return "pkcs7: content type not data/SpcIndirectDataContent"
-    if theirs and isinstance(err, ImasimError):
-        try:
-            if any(si.signed_attrs is not None for si in parse_pkcs7(pkcs7).signer_infos):
-                return "modsig: signed attributes"
-        except ImasimError:
-            pass
-    if theirs and isinstance(err, UnsupportedAlgorithmError):
+    if _field(err) in ("SignedData.version", "SignerInfo.version"):
+        return "pkcs7: version fields"
+    if isinstance(err, UnsupportedAlgorithmError):
         try:
             oids = _signer_oids(pkcs7)
         except (ImasimError, IndexError):
@@ -282,18 +281,41 @@ def _pkcs7_reason(ours: bool, theirs: bool, err: ImasimError | None,
             return "pkcs7: SignerInfo digest algorithm unknown to the kernel"
         if any(a not in _KERNEL_PKEY_ALGOS for _, a in oids):
             return "pkcs7: SignerInfo signature algorithm unknown to the kernel"
+    return None
+
+
+def _digest_set_reason(pkcs7: bytes) -> str | None:
+    """An accepted PKCS#7 whose SignedData.digestAlgorithms openssl cannot use."""
+    try:
+        algs = _signed_data_items(pkcs7)[1]
+        oids = {decode_oid(a.items(0, "alg")[0]) for a in algs.children()}
+        signer_digests = {d for d, _ in _signer_oids(pkcs7)}
+    except (ImasimError, IndexError):
+        return None
+    if not oids <= _KNOWN_DIGESTS or not signer_digests <= oids:
+        return "pkcs7: digestAlgorithms ignored"
+    return None
+
+
+def _pkcs7_reason(ours: bool, theirs: bool, err: ImasimError | None,
+                  pkcs7: bytes) -> str | None:
+    """Which documented difference explains a modsig disagreement, if any."""
+    from imasim.sig import parse_pkcs7
+
+    if ours == theirs:
+        return None
+    if theirs and err is not None:
+        reason = _kernel_parse_reason(err, pkcs7)
+        if reason is not None:
+            return reason
+    if theirs and isinstance(err, ImasimError):
+        try:
+            if any(si.signed_attrs is not None for si in parse_pkcs7(pkcs7).signer_infos):
+                return "modsig: signed attributes"
+        except ImasimError:
+            pass
     if ours and not theirs:
-        try:
-            algs = _signed_data_items(pkcs7)[1]
-            oids = {decode_oid(a.items(0, "alg")[0]) for a in algs.children()}
-        except (ImasimError, IndexError):
-            return None
-        try:
-            signer_digests = {d for d, _ in _signer_oids(pkcs7)}
-        except (ImasimError, IndexError):
-            return None
-        if not oids <= _KNOWN_DIGESTS or not signer_digests <= oids:
-            return "pkcs7: digestAlgorithms ignored"
+        return _digest_set_reason(pkcs7)
     return None
 
 
@@ -404,7 +426,7 @@ def check_pe_sbverify(rng: random.Random, n: int, tmp: Path) -> Iterator[Case]:
         if theirs and not ours:  # would sbverify accept it from anybody?
             res2 = _run(sbverify, "--cert", tmp / "stranger.pem", tmp / "m.efi")
             lax = res2.returncode == 0 and b"Signature verification OK" in res2.stdout
-        yield Case(f"{label} {part}", ours, theirs, _pe_reason(ours, theirs, err, lax),
+        yield Case(f"{label} {part}", ours, theirs, _pe_reason(ours, theirs, err, lax, image),
                    {"image.efi": image, "root.pem": root_pem,
                     "sbverify.txt": res.stdout + res.stderr})
 
@@ -431,18 +453,49 @@ EXPLANATIONS["pe: sbverify accepts an issuer it cannot chain"] = (
     "counted only when sbverify also accepts the mutant with an unrelated certificate")
 
 
-def _pe_reason(ours: bool, theirs: bool, err: ImasimError | None,
-               lax: bool) -> str | None:
-    from imasim.errors import KeyNotFoundError, KeyRejectedError, TruncatedError
+EXPLANATIONS["pe: SpcIndirectDataContent tag"] = (
+    "the kernel takes the encapsulated content as ANY (crypto/asymmetric_keys/pkcs7.asn1, "
+    "'Data ::= ANY ({ pkcs7_note_data })'), hashes only its contents octets "
+    "(pkcs7_verify.c, pkcs7_digest()) and decodes those as SpcIndirectDataContent "
+    "(mscode_parser.c, mscode_parse()), so the tag is neither signed nor checked; "
+    "sbverify decodes the content with its own SEQUENCE template (sbsigntools src/idc.c, "
+    "'Unable to get IDC from PKCS7')")
 
+
+def _content_tag(image: bytes) -> int | None:
+    """The tag of the first signature's encapsulated content (SEQUENCE, 0x30, normally)."""
+    from imasim.sig.authenticode import strip_sig_wrapper
+
+    try:
+        encap = _signed_data_items(strip_sig_wrapper(image))[2].items(2, "encap")
+        return encap[1].items(1, "[0]")[0].tag
+    except (ImasimError, IndexError):
+        return None
+
+
+def _pe_reason(ours: bool, theirs: bool, err: ImasimError | None,
+               lax: bool, image: bytes) -> str | None:
+    from imasim.errors import KeyNotFoundError, KeyRejectedError, TruncatedError
+    from imasim.sig.authenticode import strip_sig_wrapper
+
+    if ours and not theirs:
+        if _content_tag(image) not in (None, 0x30):
+            return "pe: SpcIndirectDataContent tag"
+        try:
+            return _digest_set_reason(strip_sig_wrapper(image))
+        except ImasimError:
+            return None
     if ours == theirs or not theirs or err is None:
         return None
     if lax and isinstance(err, KeyNotFoundError | KeyRejectedError):
         return "pe: sbverify accepts an issuer it cannot chain"
-    if _field(err) == "contentType" and "content type" in _message(err):
-        return "pkcs7: content type not data/SpcIndirectDataContent"
-    if _field(err) == "certificate_table" and isinstance(err, TruncatedError) and \
-            "outside the file" in _message(err):
+    try:
+        reason = _kernel_parse_reason(err, strip_sig_wrapper(image))
+    except ImasimError:
+        reason = None
+    if reason is not None:
+        return reason
+    if _field(err) == "certificate_table" and isinstance(err, TruncatedError):
         return "pe: certificate table past the end of the file"
     if _field(err) == "dwLength" and "bigger than the table" in _message(err):
         return "pe: dwLength past the table"
