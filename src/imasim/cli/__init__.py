@@ -28,7 +28,7 @@ EXIT_BAD_INPUT = 2
 _EPILOG = """\
 tasks:
   imasim demo                         the whole story: boot, measure, appraise, kexec, attest
-  imasim boot SCENARIO -o DIR          run a scenario file (docs/scenarios/) on a simulated kernel
+  imasim boot SCENARIO -o DIR         run a scenario file (docs/scenarios/) on a simulated kernel
   imasim tpm --help                   a software TPM 2.0 spelled like tpm2-tools
   imasim log --help                   show, convert, replay and check IMA measurement lists
   imasim attest --help                one call: quote + list + reference values -> report
