@@ -23,6 +23,7 @@ signed attributes (for Authenticode and IPE policies).
 
 from __future__ import annotations
 
+import datetime
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -135,6 +136,8 @@ class SignerInfo:
     content_type_attr: str | None
     message_digest: bytes | None
     raw: bytes = field(repr=False)
+    #: the signingTime signed attribute (pkcs7_sig_note_signing_time), UTC
+    signing_time: datetime.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,10 +205,13 @@ def _parse_signer_info(t: Tlv) -> SignerInfo:
     i = 3
     signed_attrs: bytes | None = None
     ctype = mdigest = None
+    stime: datetime.datetime | None = None
     if items[i].tag == 0xA0:
         attrs = items[i]
         signed_attrs = attrs.raw
         values = _attr_values(attrs)
+        if OID_SIGNING_TIME in values:
+            stime = _decode_time(values[OID_SIGNING_TIME][0])
         if OID_CONTENT_TYPE in values:
             ctype = decode_oid(values[OID_CONTENT_TYPE][0])
         if OID_MESSAGE_DIGEST in values:
@@ -221,7 +227,24 @@ def _parse_signer_info(t: Tlv) -> SignerInfo:
     sig_oid = decode_oid(salg[0])
     signature = items[i + 1].expect(OCTET_STRING, "signature").content
     return SignerInfo(version, auth_id, by_skid, _DIGESTS.get(digest_oid), digest_oid, sig_oid,
-                      signature, signed_attrs, ctype, mdigest, t.raw)
+                      signature, signed_attrs, ctype, mdigest, t.raw, signing_time=stime)
+
+
+def _decode_time(t: Tlv) -> datetime.datetime:
+    """UTCTime or GeneralizedTime as x509_decode_time reads them (``...Z`` only)."""
+    if t.tag not in (0x17, 0x18):
+        raise ParseError("signingTime is not a UTCTime or GeneralizedTime",
+                         offset=t.start, field="signingTime", actual=hex(t.tag))
+    text = bytes(t.content).decode("ascii", errors="replace")
+    fmt = "%y%m%d%H%M%SZ" if t.tag == 0x17 else "%Y%m%d%H%M%SZ"
+    try:
+        when = datetime.datetime.strptime(text, fmt)
+    except ValueError:
+        raise ParseError("bad signingTime", offset=t.start, field="signingTime",
+                         actual=text) from None
+    if t.tag == 0x17 and when.year >= 2050:  # RFC 5280: YY >= 50 is 19YY
+        when = when.replace(year=when.year - 100)
+    return when.replace(tzinfo=datetime.UTC)
 
 
 def parse_pkcs7(data: bytes | bytearray | memoryview) -> SignedData:
@@ -369,18 +392,9 @@ def verify_pkcs7(
         signer = next((k for k in embedded if not si.by_skid and k.ids[0] == si.auth_id), None)
         chain: list[Key] = []
         if signer is not None:
+            _check_signing_time(si, signer)
             _verify_with(signer, si, digest)
-            chain.append(signer)
-            cur = signer
-            while not cur.self_signed and len(chain) < 16:
-                a0, a1 = cur.auth_ids
-                up = next((k for k in embedded if k not in chain and (
-                    (a0 is not None and k.ids[0] == a0) or (a0 is None and a1 is not None
-                                                             and k.skid == a1))), None)
-                if up is None or not cur.signed(up):
-                    break
-                chain.append(up)
-                cur = up
+            chain = _embedded_chain(signer, embedded)
         if bl is not None:
             for k in chain:
                 if bl.is_key_blocked(k):
@@ -395,6 +409,43 @@ def verify_pkcs7(
             raise UnsupportedAlgorithmError("no SignerInfo with a supported algorithm")
         raise KeyNotFoundError("no trusted key")
     return result
+
+
+def _check_signing_time(si: SignerInfo, signer: Key) -> None:
+    """pkcs7_verify_one: a signingTime outside the embedded signer's validity is
+    -EKEYREJECTED (the kernel cannot trust its clock, so it checks nothing else)."""
+    cert = signer.certificate
+    if si.signing_time is None or cert is None:
+        return
+    if not cert.not_valid_before_utc <= si.signing_time <= cert.not_valid_after_utc:
+        raise KeyRejectedError("Message signed outside of X.509 validity window")
+
+
+def _embedded_chain(signer: Key, embedded: Sequence[Key]) -> list[Key]:
+    """pkcs7_verify_sig_chain: follow the issuers among the embedded certificates. An
+    issuer found by issuer+serial whose SKID differs from the authority keyIdentifier, or
+    whose signature on the child does not verify, is -EKEYREJECTED; no issuer, a loop or a
+    self-signed certificate ends the chain."""
+    chain = [signer]
+    cur = signer
+    while not cur.self_signed:
+        a0, a1 = cur.auth_ids
+        if a0 is not None:
+            up = next((k for k in embedded if k.ids[0] == a0), None)
+            if up is not None and a1 is not None and up.skid != a1:
+                raise KeyRejectedError("X.509 chain contains auth-skid nonmatch")
+        elif a1 is not None:
+            up = next((k for k in embedded if k.skid is not None and k.skid == a1), None)
+        else:
+            up = None
+        if up is None or up in chain:
+            break
+        if not cur.signed(up):
+            raise KeyRejectedError(f"{cur.description!r} is not signed by its embedded "
+                                   f"issuer {up.description!r}")
+        chain.append(up)
+        cur = up
+    return chain
 
 
 def _validate_trust(sd: SignedData, si: SignerInfo, digest: bytes, chain: Sequence[Key],
