@@ -623,13 +623,34 @@ def check_quote_checkquote(rng: random.Random, n: int, tmp: Path) -> Iterator[Ca
         res = _run(checkquote, "-u", tmp / "ak.pem", "-m", tmp / "q.msg", "-s", tmp / "q.sig",
                    "-f", tmp / "q.pcrs", "-g", "sha256", "-q", q_nonce.hex())
         theirs = res.returncode == 0
-        yield Case(f"{label} {part}", ours, theirs, _quote_reason(ours, theirs, err),
+        yield Case(f"{label} {part}", ours, theirs,
+                   _quote_reason(ours, theirs, err, attest, pcr_file),
                    {**files, "nonce": q_nonce, "checkquote.txt": res.stdout + res.stderr})
 
 
-def _quote_reason(ours: bool, theirs: bool, err: ImasimError | None) -> str | None:
-    if ours == theirs:
+EXPLANATIONS["quote: PCR file selection differs from the quote's"] = (
+    "no kernel involved: the PCR file's own TPML_PCR_SELECTION (bank ids, bitmaps) no "
+    "longer matches the selection the TPM signed in TPMS_ATTEST; tpm2_checkquote 5.4 "
+    "only hashes the file's digests in order and never compares the two selections "
+    "(later tpm2-tools added compare_pcr_selection(), tools/misc/tpm2_checkquote.c, "
+    "'Hash selections to not match'), so it accepts values labelled with a bank or PCR "
+    "they do not belong to; imasim maps each value to its bank and PCR and refuses a "
+    "file that does not name the quoted selection")
+
+
+def _quote_reason(ours: bool, theirs: bool, err: ImasimError | None, attest: bytes,
+                  pcr_file: bytes) -> str | None:
+    from imasim.tpm import parse_attest, write_pcr_file
+
+    if ours == theirs or not theirs:
         return None
+    try:
+        quoted = write_pcr_file(parse_attest(attest).pcr_select, [])
+    except ImasimError:
+        return None
+    selection = 4 + 16 * 8  # TPML_PCR_SELECTION as tpm2-tools writes it
+    if pcr_file[:selection] != quoted[:selection]:
+        return "quote: PCR file selection differs from the quote's"
     return None
 
 
