@@ -14,7 +14,8 @@ never raises for a failed check: every outcome is evidence in the
    digest that does not match its data)?
 5. With a keyring: do the signatures the list carries verify (an ima-sig/ima-sigv2
    entry's ``sig`` field over its file digest, as asymmetric_verify checks security.ima;
-   an ima-modsig entry's ``modsig`` PKCS#7 over its ``d-modsig`` digest)? With
+   an ima-modsig entry's ``modsig`` PKCS#7 over its ``d-modsig`` digest; an evm-sig
+   entry's portable ``evmsig`` over the xattrs and inode metadata the entry carries)? With
    ``require_signatures``, a file entry without one fails too.
 
 When nothing replays and the list holds more than one boot_aggregate (a kexec carried
@@ -37,6 +38,7 @@ from .ima.entry import MeasurementEntry
 from .ima.fields import DigestWithAlgo
 from .ima.replay import MatchResult, check_boot_aggregate, match
 from .keys.keyring import Keyring
+from .sig.evm import verify_evm
 from .sig.pkcs7 import Usage, parse_pkcs7, verify_pkcs7
 from .sig.xattr import parse_xattr, verify_xattr
 from .tpm.verify import PublicKey, verify_quote
@@ -252,6 +254,10 @@ def check_entry_signature(index: int, e: MeasurementEntry, keyring: Keyring, *,
                                         "the file digest is not in the signature's algorithm")
                 verify_xattr(v, d.digest, keyring=keyring)
                 return None
+        evmsig = fields.get("evmsig")
+        if isinstance(evmsig, bytes) and evmsig:
+            _check_evmsig(fields, evmsig, keyring)
+            return None
         if isinstance(modsig, bytes) and modsig:
             dm = fields.get("d-modsig")
             if not isinstance(dm, DigestWithAlgo):
@@ -266,6 +272,27 @@ def check_entry_signature(index: int, e: MeasurementEntry, keyring: Keyring, *,
             e._safe_name().startswith("/"):
         return EntryVerdict(index, e._safe_name(), Verdict.UNSIGNED)
     return None
+
+
+def _check_evmsig(fields: Mapping[str, object], evmsig: bytes, keyring: Keyring) -> None:
+    """An evm-sig entry carries what the portable EVM digest covers: the protected
+    xattrs (names, lengths, values) and the inode's uid, gid and mode."""
+    names, lengths, values = (fields.get(k) for k in ("xattrnames", "xattrlengths",
+                                                       "xattrvalues"))
+    uid, gid, mode = (fields.get(k) for k in ("iuid", "igid", "imode"))
+    if not (isinstance(names, str) and isinstance(lengths, tuple) and
+            isinstance(values, bytes) and isinstance(uid, int) and isinstance(gid, int) and
+            isinstance(mode, int)):
+        raise ParseError("an evm-sig entry needs xattrnames, xattrlengths, xattrvalues, "
+                         "iuid, igid and imode", field="evmsig")
+    split = names.split("|") if names else []
+    if len(split) != len(lengths) or sum(lengths) != len(values):
+        raise ParseError("xattr names, lengths and values disagree", field="xattrlengths")
+    xattrs, pos = {}, 0
+    for name, n in zip(split, lengths, strict=True):
+        xattrs[name] = values[pos:pos + n]
+        pos += n
+    verify_evm(evmsig, xattrs, uid=uid, gid=gid, mode=mode, keyring=keyring)
 
 
 def _kexec_note(entries: Sequence[MeasurementEntry], result: MatchResult | None) -> str | None:
