@@ -22,6 +22,8 @@ True
 
 from __future__ import annotations
 
+import hmac
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -70,6 +72,7 @@ from .keys.keyring import (
     restrict_link_reject,
 )
 from .sig.authenticode import verify_authenticode
+from .sig.evm import EVM_XATTRS, evm_data, verify_evm
 from .sig.modsig import ModuleSignature, split_modsig
 from .sig.pkcs7 import Usage, verify_pkcs7
 from .sig.xattr import XattrKind, parse_xattr, verify_xattr
@@ -261,6 +264,8 @@ class Machine:
         self.secure_boot = False
         self.kexec_log: list[KexecRecord] = []
         self._queued_keys: list[tuple[str, bytes]] = []
+        self.evm_x509 = False
+        self.evm_hmac_key: bytes | None = None
         #: the LSM context of the simulated processes (subj_* rules), e.g.
         #: ``"system_u:system_r:init_t:s0"``; None when no LSM labels processes
         self.context: str | None = None
@@ -588,10 +593,14 @@ class Machine:
                         alg: HashAlgorithm, split: tuple[bytes, ModuleSignature] | None
                         ) -> str | None:
         raw = f.xattrs.get("security.ima")
-        if raw is None:
-            if modsig_ok and split is not None:
-                return self._verify_modsig(f)
+        try_modsig = modsig_ok and split is not None
+        if raw is None and not try_modsig:
             return "IMA-signature-required" if sig_required else "missing-hash"
+        evm_cause = self._evm_cause(f, try_modsig)
+        if evm_cause is not None:
+            return evm_cause
+        if raw is None:
+            return self._verify_modsig(f)
         try:
             v = parse_xattr(raw)
         except (ParseError, UnsupportedAlgorithmError):
@@ -611,6 +620,40 @@ class Machine:
             return "invalid-signature"
         except UnsupportedAlgorithmError:
             return "invalid-signature"
+        return None
+
+    def evm_init(self, *, x509: bool = True, hmac_key: bytes | None = None) -> None:
+        """Initialise EVM as writing to <securityfs>/evm does (EVM_INIT_X509 with keys in
+        the EVM keyring, EVM_INIT_HMAC with ``hmac_key``, the evm-key's payload): from now
+        on appraisal first checks that security.evm vouches for the file's xattrs."""
+        self.evm_x509 = self.evm_x509 or x509
+        if hmac_key is not None:
+            self.evm_hmac_key = bytes(hmac_key)
+
+    def _evm_cause(self, f: SimFile, try_modsig: bool) -> str | None:
+        """evm_verifyxattr(security.ima) as ima_appraise_measurement maps its status."""
+        if not self.evm_x509 and self.evm_hmac_key is None:
+            return None  # INTEGRITY_UNKNOWN: no EVM key loaded
+        evm = f.xattrs.get("security.evm")
+        if evm is None:
+            protected = any(n in f.xattrs for n in EVM_XATTRS)
+            if not protected and try_modsig:
+                return None  # INTEGRITY_NOXATTRS is fine with a modsig
+            return "missing-HMAC"
+        uid, gid, mode = f.uid, f.gid, f.mode & 0xFFFF
+        uuid_bytes = uuid.UUID(f.fs.uuid).bytes
+        if evm[:1] == b"\x02":  # EVM_XATTR_HMAC: HMAC-SHA1, bound to the inode
+            if self.evm_hmac_key is None or len(evm) != 21:
+                return "invalid-HMAC"
+            data = evm_data(f.xattrs, portable=False, ino=f.ino, fs_uuid=uuid_bytes, uid=uid,
+                            gid=gid, mode=mode)
+            mac = hmac.new(self.evm_hmac_key, data, "sha1").digest()
+            return None if hmac.compare_digest(mac, evm[1:]) else "invalid-HMAC"
+        try:
+            verify_evm(evm, f.xattrs, keyring=self.keyrings.evm, ino=f.ino, fs_uuid=uuid_bytes,
+                       uid=uid, gid=gid, mode=mode)
+        except ImasimError:
+            return "invalid-fail-immutable" if evm[:1] == b"\x05" else "invalid-HMAC"
         return None
 
     def _verify_modsig(self, f: SimFile) -> str | None:

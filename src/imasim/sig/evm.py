@@ -37,7 +37,7 @@ from ..keys.key import Key
 from ..keys.keyring import Blacklist, Keyring
 from .xattr import XattrKind, parse_xattr, sign_xattr, verify_xattr
 
-__all__ = ["EVM_XATTRS", "evm_digest", "sign_evm", "verify_evm"]
+__all__ = ["EVM_XATTRS", "evm_data", "evm_digest", "sign_evm", "verify_evm"]
 
 #: evm_config_default_xattrnames, in the kernel's order (each only when its LSM is built)
 EVM_XATTRS: Final = ("security.selinux", "security.SMACK64", "security.SMACK64EXEC",
@@ -46,23 +46,28 @@ EVM_XATTRS: Final = ("security.selinux", "security.SMACK64", "security.SMACK64EX
 _H_MISC: Final = struct.Struct("<QIIIH2x")
 
 
+def evm_data(xattrs: Mapping[str, bytes], *, uid: int, gid: int, mode: int,
+             portable: bool = True, ino: int = 0, generation: int = 0,
+             fs_uuid: bytes | None = None, names: Sequence[str] = EVM_XATTRS) -> bytes:
+    """The bytes evm_calc_hmac_or_hash feeds to the hash (or to HMAC-SHA1 for an
+    EVM_XATTR_HMAC value): protected xattr values, h_misc, the UUID when bound."""
+    if not 0 <= uid < 1 << 32 or not 0 <= gid < 1 << 32 or not 0 <= mode < 1 << 16:
+        raise ParseError("uid, gid or mode out of range", field="h_misc")
+    parts = [xattrs[n] for n in names if n in xattrs]
+    parts.append(_H_MISC.pack(0 if portable else ino, 0 if portable else generation, uid,
+                              gid, mode))
+    if fs_uuid is not None and not portable:
+        parts.append(fs_uuid)
+    return b"".join(parts)
+
+
 def evm_digest(xattrs: Mapping[str, bytes], *, uid: int, gid: int, mode: int,
                alg: HashAlgorithm = HashAlgorithm.SHA256, portable: bool = True,
                ino: int = 0, generation: int = 0, fs_uuid: bytes | None = None,
                names: Sequence[str] = EVM_XATTRS) -> bytes:
     """evm_calc_hash for a portable (type 5) or an inode-bound (type 3) signature."""
-    h = alg.new()
-    for name in names:
-        value = xattrs.get(name)
-        if value is not None:
-            h.update(value)
-    if not 0 <= uid < 1 << 32 or not 0 <= gid < 1 << 32 or not 0 <= mode < 1 << 16:
-        raise ParseError("uid, gid or mode out of range", field="h_misc")
-    h.update(_H_MISC.pack(0 if portable else ino, 0 if portable else generation, uid, gid,
-                          mode))
-    if fs_uuid is not None and not portable:
-        h.update(fs_uuid)
-    return h.digest()
+    return alg.hash(evm_data(xattrs, uid=uid, gid=gid, mode=mode, portable=portable, ino=ino,
+                             generation=generation, fs_uuid=fs_uuid, names=names))
 
 
 def sign_evm(xattrs: Mapping[str, bytes], *, uid: int, gid: int, mode: int,
