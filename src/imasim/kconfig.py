@@ -58,6 +58,10 @@ class KernelConfig:
     #: CONFIG_LOCK_DOWN_IN_EFI_SECURE_BOOT (a distribution patch, Debian and Fedora carry
     #: it): lockdown=integrity when the firmware booted with secure boot on
     lock_down_in_efi_secure_boot: bool = False
+    security_ipe: bool = False  # CONFIG_SECURITY_IPE (and ipe in the LSM list)
+    ipe_boot_policy: str | None = None  # CONFIG_IPE_BOOT_POLICY's text
+    ipe_policy_sig_secondary_keyring: bool = True  # CONFIG_IPE_POLICY_SIG_SECONDARY_KEYRING
+    ipe_policy_sig_platform_keyring: bool = True  # CONFIG_IPE_POLICY_SIG_PLATFORM_KEYRING
     #: hashes IMA can allocate when it initialises (a TPM bank outside this set is
     #: extended with zero-padded SHA-1 digests; Debian's 6.1 has sha384 as a module)
     init_hashes: frozenset[HashAlgorithm] = field(default_factory=lambda: frozenset({

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hmac
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from .algorithms import HashAlgorithm
@@ -60,6 +60,9 @@ from .ima.policy import (
 )
 from .ima.replay import boot_aggregate
 from .ima.templates import lookup_template
+from .ipe.lsm import FileProperties, Ipe
+from .ipe.policy import Op
+from .ipe.verity import dm_verity_root_hash, fsverity_digest, verify_fsverity_signature
 from .kconfig import PRESETS, BootOptions, KernelConfig
 from .kexec import pack_kexec_buffer, restore_kexec_buffer
 from .keys.key import Key
@@ -95,10 +98,33 @@ PROC: Final = ("proc", 0x9FA0)
 
 
 @dataclass(frozen=True, slots=True)
+class DmVerity:
+    """A dm-verity device under a file system: its root hash (algorithm name, bytes) and
+    whether a root-hash signature verified when the table was loaded."""
+
+    alg: str
+    root_hash: bytes
+    signed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FsVerity:
+    """fs-verity enabled on a file: its file digest and whether a built-in signature
+    verified against the .fs-verity keyring."""
+
+    alg: str
+    digest: bytes
+    signed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Filesystem:
     name: str
     magic: int
     uuid: str = "00000000-0000-0000-0000-000000000000"
+    #: the superblock IPE marked when it unpacked the initramfs (boot_verified)
+    initramfs: bool = False
+    verity: DmVerity | None = None
 
 
 @dataclass
@@ -116,6 +142,7 @@ class SimFile:
     i_version: int = 0
     readers: int = 0
     writers: int = 0
+    fsverity: FsVerity | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +249,17 @@ class KexecRecord:
     lost: tuple[MeasurementEntry, ...]
 
 
+_IPE_OPS: Final = {
+    Hook.BPRM_CHECK: (Op.EXECUTE, "BPRM_CHECK"),
+    Hook.MMAP_CHECK: (Op.EXECUTE, "MMAP"),
+    Hook.MODULE_CHECK: (Op.KMODULE, "KERNEL_READ"),
+    Hook.FIRMWARE_CHECK: (Op.FIRMWARE, "KERNEL_READ"),
+    Hook.KEXEC_KERNEL_CHECK: (Op.KEXEC_IMAGE, "KERNEL_READ"),
+    Hook.KEXEC_INITRAMFS_CHECK: (Op.KEXEC_INITRAMFS, "KERNEL_READ"),
+    Hook.POLICY_CHECK: (Op.POLICY, "KERNEL_READ"),
+}
+
+
 def _lsm_labels(prefix: str, context: str | bytes | None) -> dict[str, str]:
     """``user:role:type[:level]`` (an SELinux context, as security.selinux holds it with a
     trailing NUL) -> {prefix_user, prefix_role, prefix_type}; empty when unlabelled."""
@@ -266,6 +304,9 @@ class Machine:
         self._queued_keys: list[tuple[str, bytes]] = []
         self.evm_x509 = False
         self.evm_hmac_key: bytes | None = None
+        #: the IPE LSM (None unless enabled: Machine.enable_ipe or CONFIG_SECURITY_IPE)
+        self.ipe: Ipe | None = None
+        self.fsverity_keyring = Keyring(".fs-verity")
         #: the LSM context of the simulated processes (subj_* rules), e.g.
         #: ``"system_u:system_r:init_t:s0"``; None when no LSM labels processes
         self.context: str | None = None
@@ -296,7 +337,76 @@ class Machine:
                 keyrings=SystemKeyrings.build(cfg, builtin_keys), clock=clock,
                 entropy=entropy)
         m.secure_boot = secure_boot
+        if cfg.security_ipe:
+            m.enable_ipe(cfg.ipe_boot_policy)
         return m
+
+    # -- IPE --------------------------------------------------------------------------
+    def enable_ipe(self, boot_policy: str | None = None, *, enforce: bool = True,
+                   unsigned_policy_by_rule: bool = False) -> Ipe:
+        """IPE in the LSM list, with CONFIG_IPE_BOOT_POLICY's text (None: allow all until
+        a policy is deployed and activated). Policies are verified against the secondary
+        keyring (or the builtin one) and retried with the platform keyring, per config.
+        ``unsigned_policy_by_rule`` turns on the proposal that is NOT in mainline."""
+        cfg = self.config
+        self.ipe = Ipe(
+            keyring=(self.keyrings.secondary if cfg.ipe_policy_sig_secondary_keyring
+                     else self.keyrings.builtin),
+            platform_keyring=(self.keyrings.platform if cfg.ipe_policy_sig_platform_keyring
+                              else None),
+            boot_policy=boot_policy, enforce=enforce, kernel_version=cfg.version,
+            unsigned_policy_by_rule=unsigned_policy_by_rule)
+        return self.ipe
+
+    def ipe_properties(self, path: str) -> FileProperties:
+        """What IPE's property providers see for a file."""
+        f = self._file(path)
+        v = f.fs.verity
+        return FileProperties(
+            boot_verified=f.fs.initramfs,
+            dmverity_roothash=(v.alg, v.root_hash) if v is not None else None,
+            dmverity_signature=v is not None and v.signed,
+            fsverity_digest=(f.fsverity.alg, f.fsverity.digest) if f.fsverity else None,
+            fsverity_signature=f.fsverity is not None and f.fsverity.signed)
+
+    def enable_fsverity(self, path: str, signature: bytes | None = None) -> FsVerity:
+        """FS_IOC_ENABLE_VERITY (sha256, 4096-byte blocks): a built-in signature must
+        verify against the .fs-verity keyring or the ioctl fails and nothing changes."""
+        f = self._file(path)
+        alg, digest = fsverity_digest(f.content)
+        if signature is not None:
+            verify_fsverity_signature(f.content, signature, self.fsverity_keyring)
+        f.fsverity = FsVerity(alg, digest, signature is not None)
+        return f.fsverity
+
+    def mount_dm_verity(self, files: dict[str, bytes], *, salt: bytes = bytes(32),
+                        signature: bytes | None = None, name: str = "ext4") -> DmVerity:
+        """A read-only file system on dm-verity holding ``files``. The simulated device is
+        the files' contents in order, each padded to 4096 bytes; its root hash is what
+        veritysetup computes for those bytes. A root-hash signature (PKCS#7 over the hex
+        string, as dm-verity checks it) must verify against the secondary keyring, else
+        the table load fails and nothing is mounted."""
+        image = b"".join(c + bytes(-len(c) % 4096) for c in files.values()) or bytes(4096)
+        root = dm_verity_root_hash(image, salt=salt)
+        signed = False
+        if signature is not None:
+            verify_pkcs7(signature, root.hex().encode(), keyring=self.keyrings.secondary,
+                         usage=Usage.UNSPECIFIED_SIGNATURE)
+            signed = True
+        verity = DmVerity("sha256", root, signed)
+        fs = Filesystem(name, EXT4[1], str(uuid.UUID(bytes=root[:16])), verity=verity)
+        for path, content in files.items():
+            self.add_file(path, content, fs=fs, mode=0o100755)
+        return verity
+
+    def _ipe_check(self, f: SimFile, hook: Hook) -> AccessResult | None:
+        """The IPE LSM hook that runs before IMA: a denial stops the access."""
+        if self.ipe is None or hook not in _IPE_OPS:
+            return None
+        op, ipe_hook = _IPE_OPS[hook]
+        d = self.ipe.evaluate(op, ipe_hook, self.ipe_properties(f.path), path=f.path,
+                              ino=f.ino)
+        return None if d.allowed else AccessResult(False, reason=f"IPE: {d.rule}")
 
     # -- derived settings -------------------------------------------------------------
     @property
@@ -365,7 +475,9 @@ class Machine:
         """Populate rootfs from an initramfs (cpio newc, as unpack_to_rootfs): regular
         files only, and never with xattrs, since cpio cannot carry them; rootfs is tmpfs
         (or ramfs), which the appraise_tcb policy does not appraise. The paths added."""
-        return self._add_members(parse_cpio(archive), fs)
+        fsys = fs if isinstance(fs, Filesystem) else Filesystem(*fs)
+        # ipe_unpack_initramfs marks the rootfs superblock: boot_verified for IPE
+        return self._add_members(parse_cpio(archive), replace(fsys, initramfs=True))
 
     def extract_tar(self, archive: bytes, *, fs: Filesystem | tuple[str, int] = EXT4
                     ) -> list[str]:
@@ -509,6 +621,9 @@ class Machine:
         if not self.booted:
             raise SimulationError("boot the machine first")
         f = self._file(path)
+        denied = self._ipe_check(f, hook)
+        if denied is not None:
+            return denied
         labels = _lsm_labels("subj", context if context is not None else self.context)
         labels.update(_lsm_labels("obj", f.xattrs.get("security.selinux")))
         m = self.policy.match(hook, mask=mask, fsmagic=f.fs.magic, fsname=f.fs.name,
