@@ -1,5 +1,5 @@
-"""IPE policy text: the examples of Documentation/admin-guide/LSM/ipe.rst, and every way
 # ruff: noqa: E501  (the admin guide's example policies are kept verbatim)
+"""IPE policy text: the examples of Documentation/admin-guide/LSM/ipe.rst, and every way
 policy_parser.c refuses a policy (line, token, errno)."""
 
 from __future__ import annotations
