@@ -256,6 +256,13 @@ def _signer_oids(pkcs7: bytes) -> list[tuple[str, str]]:
     return out
 
 
+EXPLANATIONS["pkcs7: issuer compared byte for byte"] = (
+    "the kernel finds the signer's key by an id made of the serial number and the issuer "
+    "Name's DER bytes (crypto/asymmetric_keys/pkcs7_parser.c, pkcs7_sig_note_issuer() and "
+    "pkcs7_sig_note_serial() -> asymmetric_key_generate_id(); asymmetric_type.c, "
+    "asymmetric_key_id_same(): memcmp), so an issuer whose letters changed case names no "
+    "key, -ENOKEY; openssl cms matches the -certfile certificate with X509_NAME_cmp(), "
+    "which compares canonical, case-folded names")
 EXPLANATIONS["pkcs7: version fields"] = (
     "the kernel checks the SignedData and SignerInfo versions (crypto/asymmetric_keys/"
     "pkcs7_parser.c, pkcs7_note_signeddata_version(): 1 or 3, 'Unsupported SignedData "
@@ -264,13 +271,30 @@ EXPLANATIONS["pkcs7: version fields"] = (
     "SignerInfo version mismatch', -EBADMSG); openssl ignores both version fields")
 
 
+def _versions_disagree(pkcs7: bytes) -> bool:
+    """A SignerInfo version that pkcs7_note_signerinfo_version() refuses for the
+    SignedData's version (1 goes with 1, 3 with 3)."""
+    try:
+        items = _signed_data_items(pkcs7)
+        sd_version = int.from_bytes(items[0].content, "big")
+        for si in items[-1].children():
+            si_version = int.from_bytes(si.items(1, "SignerInfo")[0].content, "big")
+            if si_version not in (1, 3) or (si_version == 1) != (sd_version == 1):
+                return True
+    except (ImasimError, IndexError):
+        return False
+    return False
+
+
 def _kernel_parse_reason(err: ImasimError | None, pkcs7: bytes) -> str | None:
     """A PKCS#7 the kernel's parser refuses for a reason the tools do not check."""
     from imasim.errors import UnsupportedAlgorithmError
 
     if _field(err) == "contentType" and "content type" in _message(err):
         return "pkcs7: content type not data/SpcIndirectDataContent"
-    if _field(err) in ("SignedData.version", "SignerInfo.version"):
+    if _field(err) in ("SignedData.version", "SignerInfo.version") or (
+            _field(err) in ("subjectKeyIdentifier", "issuerAndSerialNumber")
+            and _versions_disagree(pkcs7)):
         return "pkcs7: version fields"
     if isinstance(err, UnsupportedAlgorithmError):
         try:
@@ -297,9 +321,21 @@ def _digest_set_reason(pkcs7: bytes) -> str | None:
     return None
 
 
+def _issuer_case_only(pkcs7: bytes, cert: x509.Certificate) -> bool:
+    """The first SignerInfo names the certificate's issuer up to the case of letters."""
+    try:
+        si = next(_signed_data_items(pkcs7)[-1].children()).items(2, "SignerInfo")
+        issuer = si[1].items(2, "issuerAndSerialNumber")[0].raw
+    except (ImasimError, IndexError, StopIteration):
+        return False
+    real = cert.issuer.public_bytes()
+    return issuer != real and issuer.lower() == real.lower()
+
+
 def _pkcs7_reason(ours: bool, theirs: bool, err: ImasimError | None,
-                  pkcs7: bytes) -> str | None:
+                  pkcs7: bytes, cert: x509.Certificate) -> str | None:
     """Which documented difference explains a modsig disagreement, if any."""
+    from imasim.errors import KeyNotFoundError
     from imasim.sig import parse_pkcs7
 
     if ours == theirs:
@@ -308,6 +344,8 @@ def _pkcs7_reason(ours: bool, theirs: bool, err: ImasimError | None,
         reason = _kernel_parse_reason(err, pkcs7)
         if reason is not None:
             return reason
+    if theirs and isinstance(err, KeyNotFoundError) and _issuer_case_only(pkcs7, cert):
+        return "pkcs7: issuer compared byte for byte"
     if theirs and isinstance(err, ImasimError):
         try:
             if any(si.signed_attrs is not None for si in parse_pkcs7(pkcs7).signer_infos):
@@ -339,7 +377,8 @@ def check_modsig_openssl(rng: random.Random, n: int, tmp: Path) -> Iterator[Case
         module = append_signature(payload, pkcs7)
         ours, err = _verdict(lambda m=module, r=ring: verify_modsig(m, keyring=r))
         theirs = _openssl_cms(openssl, tmp, payload, pkcs7, cert)
-        yield Case(f"{label} {part}", ours, theirs, _pkcs7_reason(ours, theirs, err, pkcs7),
+        yield Case(f"{label} {part}", ours, theirs,
+                   _pkcs7_reason(ours, theirs, err, pkcs7, cert),
                    {"module.ko": module, "sig.p7": pkcs7,
                     "cert.pem": cert.public_bytes(Encoding.PEM)})
 
@@ -638,12 +677,27 @@ EXPLANATIONS["quote: PCR file selection differs from the quote's"] = (
     "file that does not name the quoted selection")
 
 
+EXPLANATIONS["quote: PCR file digest counts"] = (
+    "no kernel involved: a TPML_DIGEST holds at most 8 digests (TPM 2.0 Part 2, "
+    "TPML_DIGEST) and the file must hold one per selected PCR; tpm2_checkquote 5.4 takes "
+    "the digests the selection needs in order and never checks the counts against the "
+    "array or the selection (tpm2-tools lib/tpm2_openssl.c, tpm2_openssl_hash_pcr_banks()); "
+    "imasim refuses a malformed file")
+EXPLANATIONS["quote: bytes after the TPMT_SIGNATURE"] = (
+    "no kernel involved: a TPMT_SIGNATURE has an exact size (TPM 2.0 Part 2); imasim "
+    "refuses bytes after it (TrailingDataError), tpm2_checkquote 5.4 unmarshals the "
+    "structure from the start of the file and ignores what follows")
+
+
 def _quote_reason(ours: bool, theirs: bool, err: ImasimError | None, attest: bytes,
                   pcr_file: bytes) -> str | None:
+    from imasim.errors import TrailingDataError
     from imasim.tpm import parse_attest, write_pcr_file
 
     if ours == theirs or not theirs:
         return None
+    if isinstance(err, TrailingDataError) and "TPMT_SIGNATURE" in str(err):
+        return "quote: bytes after the TPMT_SIGNATURE"
     try:
         quoted = write_pcr_file(parse_attest(attest).pcr_select, [])
     except ImasimError:
@@ -651,6 +705,8 @@ def _quote_reason(ours: bool, theirs: bool, err: ImasimError | None, attest: byt
     selection = 4 + 16 * 8  # TPML_PCR_SELECTION as tpm2-tools writes it
     if pcr_file[:selection] != quoted[:selection]:
         return "quote: PCR file selection differs from the quote's"
+    if _field(err) in ("TPML_DIGEST.count", "digest blocks", "digests"):
+        return "quote: PCR file digest counts"
     return None
 
 
