@@ -399,6 +399,22 @@ class Machine:
             self.add_file(path, content, fs=fs, mode=0o100755)
         return verity
 
+    def ipe_load_policy_file(self, path: str, *, update: str | None = None,
+                             activate: bool = False) -> None:
+        """Write a file's bytes to IPE's new_policy (or policies/<update>/update), as
+        ``cat FILE > /sys/kernel/security/ipe/new_policy`` does; the file's properties
+        matter only to the unsigned-policy proposal (not mainline)."""
+        if self.ipe is None:
+            raise SimulationError("IPE is not enabled")
+        f = self._file(path)
+        source = self.ipe_properties(path)
+        if update is not None:
+            p = self.ipe.update_policy(update, f.content, source=source)
+        else:
+            p = self.ipe.new_policy(f.content, source=source)
+        if activate:
+            self.ipe.activate(p.name)
+
     def _ipe_check(self, f: SimFile, hook: Hook) -> AccessResult | None:
         """The IPE LSM hook that runs before IMA: a denial stops the access."""
         if self.ipe is None or hook not in _IPE_OPS:

@@ -75,6 +75,7 @@ from .archive import ArchiveMember, write_cpio, write_tar
 from .env import SeededEntropy
 from .errors import ImasimError, ParseError, UsageError
 from .ima.policy import MAY_READ, MAY_WRITE
+from .ipe.verity import sign_fsverity
 from .kconfig import PRESETS, KernelConfig
 from .keys.generate import derive_ec_key, make_certificate
 from .keys.key import Key
@@ -82,6 +83,7 @@ from .machine import EXT4, PROC, RAMFS, TMPFS, AccessResult, Machine
 from .sig.authenticode import sign_pe
 from .sig.modsig import sign_module
 from .sig.pefile import build_pe
+from .sig.pkcs7 import sign_pkcs7
 from .sig.xattr import XattrKind, sign_xattr
 from .tpm.marshal import PcrSelection
 from .tpm.verify import write_pcr_file
@@ -93,7 +95,9 @@ _ACCESS: Final = frozenset({"exec", "mmap", "open", "read_file", "load_module",
                             "load_firmware", "kexec_load"})
 _OPS: Final = _ACCESS | {"boot", "load_policy", "add_key", "close", "write_file",
                          "kexec_execute", "power_cycle", "critical_data", "blacklist",
-                         "unpack_initramfs", "extract_tar", "quote"}
+                         "unpack_initramfs", "extract_tar", "quote", "mount_dm_verity",
+                         "enable_fsverity", "ipe_load_policy", "ipe_activate",
+                         "ipe_enforce"}
 
 
 def _bad(message: str, where: str) -> ParseError:
@@ -206,6 +210,7 @@ class _Runner:
         self.s = s
         self.data = s.data
         self._keys: dict[str, tuple[ec.EllipticCurvePrivateKey, x509.Certificate]] = {}
+        self.roothashes: dict[str, bytes] = {}
         for name in self.data.get("keys", {}):
             self._key(name, ())
 
@@ -225,6 +230,11 @@ class _Runner:
         self._keys[name] = (key, cert)
         return self._keys[name]
 
+    def keys(self, name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        if name not in self._keys:
+            raise UsageError(f"unknown key {name!r}")
+        return self._keys[name]
+
     def kernel_key(self, name: str) -> Key:
         if name not in self._keys:
             raise UsageError(f"unknown key {name!r}")
@@ -232,7 +242,10 @@ class _Runner:
 
     def content(self, spec: Mapping[str, Any], where: str) -> bytes:
         if "content" in spec:
-            return str(spec["content"]).encode()
+            text = str(spec["content"])
+            for name, root in self.roothashes.items():  # {{roothash:NAME}} of a volume
+                text = text.replace("{{roothash:" + name + "}}", "sha256:" + root.hex())
+            return text.encode()
         if "content_hex" in spec:
             try:
                 return bytes.fromhex(spec["content_hex"])
@@ -276,11 +289,26 @@ class _Runner:
             banks = [HashAlgorithm.from_name(b) for b in spec.get("banks", ["sha1", "sha256"])]
         except ImasimError as exc:
             raise _bad(str(exc), "machine.banks") from None
-        return Machine.create(config=cfg, cmdline=spec.get("cmdline", "ima_policy=tcb"),
-                              banks=banks, secure_boot=bool(spec.get("secure_boot", False)),
-                              builtin_keys=[self.kernel_key(k)
-                                            for k in spec.get("builtin_keys", [])],
-                              entropy=SeededEntropy(str(spec.get("seed", "scenario")).encode()))
+        m = Machine.create(config=cfg, cmdline=spec.get("cmdline", "ima_policy=tcb"),
+                           banks=banks, secure_boot=bool(spec.get("secure_boot", False)),
+                           builtin_keys=[self.kernel_key(k)
+                                         for k in spec.get("builtin_keys", [])],
+                           entropy=SeededEntropy(str(spec.get("seed", "scenario")).encode()))
+        if "ipe_boot_policy" in spec or spec.get("ipe"):
+            m.enable_ipe(spec.get("ipe_boot_policy"), unsigned_policy_by_rule=bool(
+                spec.get("ipe_unsigned_policy_by_rule", False)))
+        for k in spec.get("secondary_keys", []):
+            m.keyrings.secondary.add(self.kernel_key(k))
+        return m
+
+    def signed_policy(self, a: Mapping[str, Any], where: str) -> bytes:
+        """An IPE policy text, PKCS#7-signed with attached content when ``signed_by``."""
+        text = self.content(a, where)
+        if "signed_by" not in a:
+            return text
+        key, cert = self._keys[a["signed_by"]]
+        return sign_pkcs7(text, key=key, certificate=cert, detached=False,
+                          include_certificate=True)
 
     def members(self, a: Mapping[str, Any], where: str) -> list[ArchiveMember]:
         out = []
@@ -318,6 +346,8 @@ def run_scenario(s: Scenario) -> ScenarioRun:
                                  for a, b in m.pcr_values().items()}, indent=1).encode(),
         "policy.txt": m.policy.render().encode(),
     })
+    if m.ipe is not None:
+        run.artifacts["ipe-audit.log"] = "".join(f"{a}\n" for a in m.ipe.audit).encode()
     run.artifacts["results.json"] = json.dumps(run.to_dict(), indent=1).encode()
     return run
 
@@ -386,6 +416,43 @@ def _act(r: _Runner, m: Machine, run: ScenarioRun, i: int, a: Mapping[str, Any]
             m.extract_tar(write_tar(r.members(a, where)))
         elif op == "quote":
             _quote(m, run, a, i)
+        elif op == "mount_dm_verity":
+            files = {f["path"]: r.file(f, f"{where}.files[{j}]")[0]
+                     for j, f in enumerate(a.get("files", []))}
+            sig = None
+            if "signed_by" in a:
+                root = Machine.create().mount_dm_verity(dict(files)).root_hash
+                key, cert = r.keys(a["signed_by"])
+                sig = sign_pkcs7(root.hex().encode(), key=key, certificate=cert)
+            r.roothashes[str(a.get("name", "rootfs"))] = \
+                m.mount_dm_verity(files, signature=sig).root_hash
+        elif op == "enable_fsverity":
+            fsig = None
+            if "signed_by" in a:
+                key, cert = r.keys(a["signed_by"])
+                fsig = sign_fsverity(m.files[a["path"]].content, key=key, certificate=cert)
+                m.fsverity_keyring.add(r.kernel_key(a["signed_by"]))
+            m.enable_fsverity(a["path"], fsig)
+        elif op == "ipe_load_policy":
+            if "path" in a:  # cat FILE > new_policy (the file's origin matters to the proposal)
+                m.ipe_load_policy_file(a["path"], update=a.get("update"),
+                                       activate=bool(a.get("activate")))
+            else:
+                if m.ipe is None:
+                    raise UsageError("IPE is not enabled")
+                data = r.signed_policy(a, where)
+                p = m.ipe.update_policy(a["update"], data) if "update" in a else \
+                    m.ipe.new_policy(data)
+                if a.get("activate"):
+                    m.ipe.activate(p.name)
+        elif op == "ipe_activate":
+            if m.ipe is None:
+                raise UsageError("IPE is not enabled")
+            m.ipe.activate(str(a.get("name")))
+        elif op == "ipe_enforce":
+            if m.ipe is None:
+                raise UsageError("IPE is not enabled")
+            m.ipe.set_enforce(bool(a.get("value", True)))
     except (ImasimError, KeyError) as exc:
         reason = f"{type(exc).__name__}: {exc}"
         return ActionResult(i, op, target, "error", reason, expect)
