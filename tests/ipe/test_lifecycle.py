@@ -185,3 +185,22 @@ def test_policy_signed_by_openssl_smime_as_the_kernel_docs_say(tmp_path: Path) -
                        cwd=tmp_path, capture_output=True, check=False)
     assert r.returncode == 0, r.stderr
     assert r.stdout == LOCK.encode()
+
+
+def test_cli_check_eval_sign(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from imasim.cli import main
+
+    (tmp_path / "p.pol").write_text(LOCK)
+    assert main(["ipe", "check", str(tmp_path / "p.pol")]) == 0
+    assert main(["ipe", "eval", str(tmp_path / "p.pol"), "--op", "EXECUTE",
+                 "--prop", "dmverity_signature=TRUE"]) == 0
+    assert main(["ipe", "eval", str(tmp_path / "p.pol"), "--op", "EXECUTE", "--json"]) == 1
+    assert '"rule": "DEFAULT action=DENY"' in capsys.readouterr().out
+    (tmp_path / "bad.pol").write_text("policy_name=x\n")
+    assert main(["ipe", "check", str(tmp_path / "bad.pol")]) == 2
+    leaf = pki()["leaf"]
+    (tmp_path / "key.pem").write_bytes(leaf.key_pem)
+    (tmp_path / "cert.pem").write_bytes(leaf.cert.public_bytes(Encoding.PEM))
+    assert main(["ipe", "sign", str(tmp_path / "p.pol"), "--key", str(tmp_path / "key.pem"),
+                 "--cert", str(tmp_path / "cert.pem"), "-o", str(tmp_path / "p.p7b")]) == 0
+    assert _ipe().new_policy((tmp_path / "p.p7b").read_bytes()).name == "lockdown"

@@ -35,6 +35,7 @@ tasks:
   imasim modsig --help                appended (module) signatures: sign, verify, show, strip
   imasim imasig --help                security.ima signatures: sign, verify, show
   imasim pe --help                    PE/COFF Authenticode: digest, verify, sign, show
+  imasim ipe --help                   IPE policies: check, eval, sign; fs-verity/dm-verity digests
   imasim kexec --help                 pack and unpack the IMA kexec buffer
 
 exit codes: 0 success, 1 verification failed, 2 bad input or usage
