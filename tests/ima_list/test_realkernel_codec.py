@@ -39,8 +39,9 @@ def test_stored_digests_and_violations(st: Stage) -> None:
             assert e.template_digest == e.template_hash(HashAlgorithm.SHA1)
 
 
-def test_per_bank_lists_of_6_12() -> None:
-    (st,) = [s for s in STAGES if s.scenario.startswith("k612")]
+@pytest.mark.parametrize("st", [s for s in STAGES if s.scenario.startswith("k612")],
+                         ids=lambda s: s.id)
+def test_per_bank_lists_of_6_12(st: Stage) -> None:
     classic = st.entries()
     banks = st.per_bank_files()
     assert {a.kernel_name for a, _ in banks} == {"sha1", "sha256", "sha384"}
