@@ -180,6 +180,10 @@ TARGETS: dict[str, Target] = {
         Target("pe-certificate-table", _pe_certificate_table, ("../corpus/pe-*/*",)),
         Target("pe-authenticode", _pe_authenticode, ("../corpus/pe-*/*",)),
         Target("spc-indirect-data", _spc_indirect_data, ("../corpus/spc-indirect-data/*",)),
+        Target("ipe-policy", _text("imasim.ipe.policy", "parse_ipe_policy"),
+               ("realkernel/k612-ipe/ipe-policies/*.policy", "../corpus/ipe-policy/*")),
+        Target("cpio", _call("imasim.archive", "parse_cpio"), ("../corpus/cpio/*",)),
+        Target("tar", _call("imasim.archive", "parse_tar"), ("../corpus/tar/*",)),
     )
 }
 
