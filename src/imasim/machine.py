@@ -415,6 +415,24 @@ class Machine:
         if activate:
             self.ipe.activate(p.name)
 
+    def load_x509_file(self, path: str, keyring: str = ".ima") -> AccessResult:
+        """integrity_load_x509 (CONFIG_IMA_X509_PATH/EVM_X509_PATH): the kernel reads the
+        certificate file (READING_X509_CERTIFICATE: IPE's X509_CERT, IMA's FILE_CHECK
+        rules) and adds it to the keyring, whose restriction decides."""
+        if not self.booted:
+            raise SimulationError("boot the machine first")
+        f = self._file(path)
+        if self.ipe is not None:
+            d = self.ipe.evaluate(Op.X509_CERT, "KERNEL_READ", self.ipe_properties(path),
+                                  path=path, ino=f.ino)
+            if not d.allowed:
+                return AccessResult(False, reason=f"IPE: {d.rule}")
+        r = self._process(path, Hook.FILE_CHECK, MAY_READ)
+        if not r.allowed:
+            return r
+        self.add_key(keyring, Key.from_certificate(f.content))
+        return r
+
     def _ipe_check(self, f: SimFile, hook: Hook) -> AccessResult | None:
         """The IPE LSM hook that runs before IMA: a denial stops the access."""
         if self.ipe is None or hook not in _IPE_OPS:

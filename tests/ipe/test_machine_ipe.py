@@ -161,3 +161,16 @@ def test_bad_verity_signatures_are_refused_and_change_nothing() -> None:
                                               certificate=stranger.cert))
     assert m.files["/f"].fsverity is None
     assert m.open("/f", MAY_READ).allowed
+
+
+def test_x509_cert_op_guards_certificate_files() -> None:
+    policy = ("policy_name=p policy_version=0.0.0\nDEFAULT action=ALLOW\n"
+              "op=X509_CERT boot_verified=TRUE action=ALLOW\nDEFAULT op=X509_CERT action=DENY\n")
+    m = _machine(policy)
+    leaf = pki()["leaf"].der
+    m.add_file("/etc/keys/x509_ima.der", leaf)
+    r = m.load_x509_file("/etc/keys/x509_ima.der")
+    assert not r.allowed and r.reason == "IPE: DEFAULT op=X509_CERT action=DENY"
+    m.unpack_initramfs(write_cpio([ArchiveMember("etc/keys/x509_ima.der", leaf)]))
+    assert m.load_x509_file("/etc/keys/x509_ima.der").allowed
+    assert pki()["leaf"].as_key() in m.keyrings.ima.keys
