@@ -28,15 +28,16 @@ from __future__ import annotations
 import enum
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import struct
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from .algorithms import HashAlgorithm
 from .errors import ImasimError, ParseError, VerificationError
 from .ima.entry import MeasurementEntry
 from .ima.fields import DigestWithAlgo
-from .ima.replay import MatchResult, check_boot_aggregate, match
+from .ima.replay import MatchResult, ReplayResult, _replay_file, check_boot_aggregate, match
 from .keys.keyring import Keyring
 from .sig.evm import verify_evm
 from .sig.pkcs7 import Usage, parse_pkcs7, verify_pkcs7
@@ -52,6 +53,7 @@ __all__ = [
     "appraise_list",
     "attest",
     "check_entry_signature",
+    "replay_and_appraise_file",
 ]
 
 
@@ -150,12 +152,18 @@ def appraise_entry(index: int, e: MeasurementEntry, reference: ReferenceValues
         name, digest = _name_and_digest(e)
     except ParseError as exc:
         return EntryVerdict(index, e._safe_name(), Verdict.MALFORMED_ENTRY, str(exc))
+    return _verdict(index, name, digest, e.template_name, reference)
+
+
+def _verdict(index: int, name: str, digest: bytes | None, template_name: str,
+             reference: ReferenceValues) -> EntryVerdict | None:
+    """appraise_entry once the entry's event name and file digest are known."""
     allowed = reference.digests_bytes.get(name)
     if allowed is not None and digest in allowed:
         return None
     if name == "boot_aggregate":
         return None
-    if e.template_name == "ima-buf" and name in reference.ignored_keyrings:
+    if template_name == "ima-buf" and name in reference.ignored_keyrings:
         return None
     if reference.is_excluded(name):
         return None
@@ -173,6 +181,89 @@ def appraise_list(entries: Iterable[MeasurementEntry], reference: ReferenceValue
         if v is not None:
             out.append(v)
     return tuple(out)
+
+
+class _FileAppraiser:
+    """appraise_entry for the fused replay of replay_and_appraise_file.
+
+    ``fast_set`` gives, for every allowed (path, digest) pair, the template data of the
+    ima-ng record whose d-ng field starts with ``prefix`` ("sha256:" and a NUL): an entry
+    whose data is in that set is one appraise_entry accepts, so the replay skips it.
+    Every other entry gets appraise_entry's verdict (read from its raw data when it has
+    the same shape).
+    """
+
+    def __init__(self, reference: ReferenceValues) -> None:
+        self.reference = reference
+        self.failures: list[EntryVerdict] = []
+
+    def fast_set(self, prefix: bytes, f0: int
+                 ) -> tuple[frozenset[bytes], Callable[[int, int, bytes, bytes], None]]:
+        size = f0 - len(prefix)
+        u32 = struct.Struct("<I").pack
+        head = u32(f0) + prefix
+        out: set[bytes] = set()
+        for path, digests in self.reference.digests_bytes.items():
+            try:
+                name = path.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:
+                continue
+            if name.decode("utf-8", "surrogateescape") != path:
+                continue  # no record's name decodes to this path
+            tail = u32(len(name) + 1) + name + b"\0"
+            out.update(head + d + tail for d in digests if len(d) == size)
+        reference, failures = self.reference, self.failures
+        d_start, name_start = 4 + len(prefix), 8 + f0
+
+        def appraise_raw(index: int, pcr: int, stored: bytes, data: bytes) -> None:
+            """appraise_entry for a valid two-field ima-ng record with this d-ng prefix
+            and first-field length, not a violation, read from its raw data."""
+            if len(data) > name_start and data[-1:] == b"\0" and data.startswith(prefix, 4):
+                # what _name_and_digest reads
+                v = _verdict(index, data[name_start:-1].decode("utf-8", "surrogateescape"),
+                             data[d_start:4 + f0], "ima-ng", reference)
+            else:
+                v = appraise_entry(index, MeasurementEntry(pcr, "ima-ng", stored, data), reference)
+            if v is not None:
+                failures.append(v)
+
+        return frozenset(out), appraise_raw
+
+    def __call__(self, index: int, e: MeasurementEntry) -> None:
+        v = appraise_entry(index, e, self.reference)
+        if v is not None:
+            self.failures.append(v)
+
+
+def replay_and_appraise_file(
+    source: BinaryIO,
+    reference: ReferenceValues,
+    *,
+    banks: Sequence[HashAlgorithm] = (HashAlgorithm.SHA1, HashAlgorithm.SHA256),
+    padded_banks: Iterable[HashAlgorithm] = (),
+    digest_alg: HashAlgorithm = HashAlgorithm.SHA1,
+    chunk_size: int = 8 << 20,
+) -> tuple[ReplayResult, tuple[EntryVerdict, ...]]:
+    """:func:`~imasim.ima.replay.replay_file` and :func:`appraise_list` in one pass.
+
+    Streams a binary list from a file in bounded memory, validates every record, replays
+    it into ``banks`` (stored template digests checked) and appraises every entry
+    against ``reference``; returns the replay and the non-OK verdicts, exactly what
+    ``replay_file`` and ``appraise_list`` over the same entries give. Entries the
+    allowlist accepts cost one set lookup on their raw template data.
+
+    >>> import io
+    >>> from imasim.ima import ima_ng_entry
+    >>> ok = ima_ng_entry("/bin/a", bytes(32), HashAlgorithm.SHA256)
+    >>> odd = ima_ng_entry("/bin/b", bytes(32), HashAlgorithm.SHA256)
+    >>> ref = ReferenceValues({"/bin/a": frozenset({bytes(32).hex()})})
+    >>> r, failures = replay_and_appraise_file(io.BytesIO(ok.to_bytes() + odd.to_bytes()), ref)
+    >>> r.count, [(f.index, f.path, f.verdict.value) for f in failures]
+    (2, [(1, '/bin/b', 'unknown-path')])
+    """
+    appraiser = _FileAppraiser(reference)
+    result = _replay_file(source, banks, padded_banks, digest_alg, chunk_size, appraiser)
+    return result, tuple(appraiser.failures)
 
 
 @dataclass(frozen=True, slots=True)

@@ -125,9 +125,7 @@ class _Scanner:
                 if end - p < nlen + 4:
                     if not final:
                         break
-                    raise TruncatedError(f"entry[{index}] template name of {nlen} bytes "
-                                         "and data length do not fit", offset=base + p - 4,
-                                         field="template_name_len")
+                    raise self._name_cut(index, nlen, base + p - 4)
                 last_raw = bytes(buf[p:p + nlen])
                 last_len = nlen
                 found = self.names.get(last_raw)
@@ -139,6 +137,8 @@ class _Scanner:
                 if end - p < 24:
                     if not final:
                         break
+                    if end - p < 4:  # as when the name is checked (not the last one's)
+                        raise self._name_cut(index, nlen, base + p - nlen - 4)
                     raise TruncatedError(f"entry[{index}] 'ima' record truncated",
                                          offset=base + p, field="ima_digest")
                 flen = unpack(buf, p + 20)[0]
@@ -174,11 +174,10 @@ class _Scanner:
                         pos = dend
                         index += 1
                         continue
-                if end - p < 4:
+                if end - p < 4:  # only when the name was the last one's: the same error
                     if not final:
                         break
-                    raise TruncatedError(f"entry[{index}] template data length missing",
-                                         offset=base + p, field="template_data_len")
+                    raise self._name_cut(index, nlen, base + p - nlen - 4)
                 dlen = unpack(buf, p)[0]
                 dstart = p + 4
                 dend = dstart + dlen
@@ -218,6 +217,16 @@ class _Scanner:
             pos = dend
             index += 1
         return pos, out
+
+    @staticmethod
+    def _name_cut(index: int, nlen: int, offset: int) -> TruncatedError:
+        """The error for a record that ends before its template name and data length.
+
+        Raised whether or not the name is the one of the record before, so that an error
+        does not depend on where a scan started (a chunk, a window).
+        """
+        return TruncatedError(f"entry[{index}] template name of {nlen} bytes and data "
+                              "length do not fit", offset=offset, field="template_name_len")
 
     def _shape(self, f0: int) -> struct.Struct:
         """``u32 data_len | u32 f0_len | f0 | u32 f1_len`` for a first field of ``f0`` bytes."""
@@ -465,30 +474,53 @@ def iter_record_chunks(
     chunks of whole records (bounded memory; errors carry absolute offsets)."""
     order = _check_order(byte_order)
     scanner = _Scanner(order, digest_alg.digest_size, limits)
-    buf = b""
-    base = 0
+    reader = _ChunkReader(source, chunk_size, limits)
     index = 0
-    eof = False
-    while not eof or buf:
-        if not eof:
-            chunk = source.read(chunk_size)
-            eof = not chunk
-            buf += chunk
-        if not buf:
-            return
+    while reader.fill():
+        buf = reader.buf
         offsets = array("Q")
-        pos, _ = scanner.scan(buf, 0, len(buf), base, eof, offsets, index)
+        pos, _ = scanner.scan(buf, 0, len(buf), reader.base, reader.eof, offsets, index)
         if offsets:
             yield MeasurementList._from_parsed(buf[:pos] if pos < len(buf) else buf, offsets,
                                                digest_alg, order)
         index += len(offsets)
-        buf = buf[pos:]
-        base += pos
-        if eof and buf:  # pragma: no cover - scan raises on a final incomplete record
-            raise TruncatedError("incomplete record at the end", offset=base, field="entry")
-        if not eof and len(buf) > limits.max_template_data + chunk_size + 4096:
+        reader.consume(pos)
+
+
+class _ChunkReader:
+    """A binary list read a chunk at a time: ``buf`` (the bytes left over from the last
+    chunk, then the new ones) starts at absolute offset ``base``; ``eof`` when the
+    source is exhausted. Memory stays bounded: a record larger than the template data
+    limit is refused."""
+
+    __slots__ = ("base", "buf", "chunk_size", "eof", "limits", "source")
+
+    def __init__(self, source: BinaryIO, chunk_size: int, limits: Limits) -> None:
+        self.source = source
+        self.chunk_size = chunk_size
+        self.limits = limits
+        self.buf = b""
+        self.base = 0
+        self.eof = False
+
+    def fill(self) -> bool:
+        """Read the next chunk; False when nothing is left."""
+        if not self.eof:
+            chunk = self.source.read(self.chunk_size)
+            self.eof = not chunk
+            self.buf += chunk
+        return bool(self.buf)
+
+    def consume(self, pos: int) -> None:
+        """The first ``pos`` bytes of ``buf`` were whole records; keep the rest."""
+        self.buf = buf = self.buf[pos:]
+        self.base += pos
+        if self.eof and buf:  # pragma: no cover - scan raises on a final incomplete record
+            raise TruncatedError("incomplete record at the end", offset=self.base,
+                                 field="entry")
+        if not self.eof and len(buf) > self.limits.max_template_data + self.chunk_size + 4096:
             raise LimitExceededError("a record is larger than the template data limit",
-                                     offset=base, field="entry")
+                                     offset=self.base, field="entry")
 
 
 def parse_ascii_measurement_list(

@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import enum
 import struct
+from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, Protocol
 
 from ..algorithms import HashAlgorithm
 from ..errors import ParseError, UnsupportedAlgorithmError, UsageError
-from .codec import MeasurementList, iter_record_chunks
+from ..limits import DEFAULT_LIMITS, Limits
+from .codec import MeasurementList, _ChunkReader, _Scanner, iter_record_chunks
 from .entry import MeasurementEntry
 from .fields import DigestWithAlgo
 
@@ -328,15 +330,266 @@ def replay_file(
 ) -> ReplayResult:
     """Replay a binary list from a file in bounded memory (chunks of ``chunk_size``).
 
-    Every chunk is validated as :func:`~imasim.ima.parse_measurement_list` validates a
-    whole list, then replayed from its buffer. Errors carry absolute offsets.
+    Every record is validated as :func:`~imasim.ima.parse_measurement_list` validates a
+    whole list (same errors, same absolute offsets), and replayed in the same pass.
     """
+    return _replay_file(source, banks, padded_banks, digest_alg, chunk_size, None)
+
+
+class _Appraiser(Protocol):
+    """What the fused replay calls to appraise entries (see imasim.attest.appraise_file)."""
+
+    def fast_set(self, prefix: bytes, f0: int, /
+                 ) -> tuple[frozenset[bytes], Callable[[int, int, bytes, bytes], None]]:
+        """For ima-ng records whose d-ng field has ``prefix`` ("sha256:" NUL) and ``f0``
+        bytes: the template data known good, and the appraisal of other such records
+        (index, PCR, stored digest, template data) that are not violations."""
+
+    def __call__(self, index: int, entry: MeasurementEntry, /) -> None:
+        """Appraise one entry the fast check did not accept."""
+
+
+def _replay_file(source: BinaryIO, banks: Sequence[HashAlgorithm],
+                 padded_banks: Iterable[HashAlgorithm], digest_alg: HashAlgorithm,
+                 chunk_size: int, appraiser: _Appraiser | None,
+                 limits: Limits = DEFAULT_LIMITS) -> ReplayResult:
+    """replay_file, optionally appraising every entry in the same pass."""
+    if not banks:
+        raise UsageError("replay needs at least one bank")
+    if chunk_size < 1:
+        raise UsageError("chunk_size must be positive")
     r = _Replayer(banks, padded_banks, digest_alg, None)
     for a in r.banks:
         r.values[a].setdefault(10, a.zero)
-    for chunk in iter_record_chunks(source, digest_alg=digest_alg, chunk_size=chunk_size):
-        r.feed_records(chunk)
+    if not r.padded and len(set(r.banks)) == 2 and digest_alg in r.banks:
+        fused = _FusedReplay(r, limits, appraiser)
+        fused.run(source, chunk_size)
+        fused.result_into(r)
+    else:
+        index = 0
+        for chunk in iter_record_chunks(source, digest_alg=digest_alg, chunk_size=chunk_size,
+                                        limits=limits):
+            if appraiser is not None:
+                for i, e in enumerate(chunk, index):
+                    appraiser(i, e)
+            index += len(chunk)
+            r.feed_records(chunk)
     return ReplayResult(r.state(), tuple(r.bad), r.padded)
+
+
+class _FusedReplay:
+    """Validate and replay a binary list in one pass over each chunk, for two native banks.
+
+    A run of records of the same shape as the last one validated (same template of two
+    fields, same first-field length: an ima-ng list with one file-hash algorithm) is
+    validated with one ``unpack_from`` and a few comparisons per record, which accept a
+    record only when the scanner of :mod:`imasim.ima.codec` would accept it with the same
+    boundaries; any other record goes to that scanner (over a small window from it), so
+    errors, their offsets and fields are exactly the scanner's. Template data is hashed
+    from slices of the chunk; no entry objects are built except for the legacy 'ima'
+    template and for entries the appraiser's fast check does not accept.
+    """
+
+    _WINDOW = 16384
+
+    def __init__(self, r: _Replayer, limits: Limits, appraiser: _Appraiser | None) -> None:
+        self.limits = limits
+        self.appraiser = appraiser
+        self.chk = r.digest_alg
+        self.other = r.banks[1] if r.banks[0] is self.chk else r.banks[0]
+        self.dsize = self.chk.digest_size
+        self.scanner = _Scanner("little", self.dsize, limits)
+        self.fast_sets: dict[tuple[bytes, int], tuple[
+            frozenset[bytes], Callable[[int, int, bytes, bytes], None]]] = {}
+        self.names: dict[bytes, tuple[str, int]] = {}
+        # the shape of the fast path: (struct, u32 name_len + name, first-field length,
+        # appraiser's set of known-good template data); none until a record is seen
+        self.shape: tuple[Callable[[bytes, int], tuple[Any, ...]], int, bytes, int, int,
+                          frozenset[bytes] | None,
+                          Callable[[int, int, bytes, bytes], None] | None] | None = None
+        # PCR -> (value in the stored digest's bank, value in the other bank)
+        self.cur: dict[int, tuple[bytes, bytes]] = {
+            pcr: (r.values[self.chk].get(pcr, self.chk.zero),
+                  r.values[self.other].get(pcr, self.other.zero))
+            for pcr in {p for v in r.values.values() for p in v}}
+        self.index = r.count
+        self.bad = r.bad
+
+    def run(self, source: BinaryIO, chunk_size: int) -> None:
+        reader = _ChunkReader(source, chunk_size, self.limits)
+        while reader.fill():
+            reader.consume(self._chunk(reader.buf, reader.base, reader.eof))
+
+    def result_into(self, r: _Replayer) -> None:
+        for pcr, (v0, v1) in self.cur.items():
+            r.values[self.chk][pcr] = v0
+            r.values[self.other][pcr] = v1
+        r.count = self.index
+
+    def _chunk(self, buf: bytes, base: int, final: bool) -> int:
+        """Validate and replay the complete records of ``buf``; return where they end.
+
+        The hot loop: keep it free of calls other than unpack and the four hashes.
+        """
+        end = len(buf)
+        hdr = 8 + self.dsize
+        max_data = self.limits.max_template_data
+        # when no record of this chunk can reach the entry limit, the fast path need
+        # not check it (every record takes at least hdr + 5 bytes)
+        fast_ok = self.index + end // (hdr + 5) <= self.limits.max_entries
+        c0, c1 = self.chk.constructor(), self.other.constructor()
+        o0, o1 = self.chk.ones, self.other.ones
+        zero = self.chk.zero
+        zeros = (self.chk.zero, self.other.zero)
+        cur = self.cur
+        bad = self.bad
+        bad_append = bad.append
+        slow_appraise = self.appraiser
+        index = self.index
+        pcr_now = 10
+        v0, v1 = cur.get(10, zeros)
+        pos = 0
+        while pos < end:
+            shape = self.shape
+            if shape is not None and fast_ok:
+                unpack, ssize, key, f0_len, skip, fast_set, raw_appraise = shape
+                lim = end - ssize
+                dhead = skip + 4
+                two = 8 + f0_len
+                while pos <= lim:
+                    pcr, dig, hn, dlen, f0, f1 = unpack(buf, pos)
+                    dstart = pos + dhead
+                    dend = dstart + dlen
+                    if (hn != key or f0 != f0_len or dlen != two + f1 or dlen > max_data
+                            or dend > end):
+                        break
+                    data = buf[dstart:dend]
+                    if pcr != pcr_now:
+                        cur[pcr_now] = (v0, v1)
+                        pcr_now = pcr
+                        v0, v1 = cur.get(pcr, zeros)
+                    h0 = c0(data).digest()
+                    h1 = c1(data).digest()
+                    if h0 != dig:
+                        if dig == zero:  # a violation: 0xff..ff into every bank
+                            h0, h1 = o0, o1
+                        else:
+                            bad_append(index)
+                    if slow_appraise is not None:
+                        if fast_set is None or raw_appraise is None or dig == zero:
+                            self._appraise(buf, pos, index)
+                        elif data not in fast_set:
+                            raw_appraise(index, pcr, dig, data)
+                    v0 = c0(v0 + h0).digest()
+                    v1 = c1(v1 + h1).digest()
+                    pos = dend
+                    index += 1
+                if pos >= end:
+                    break
+            # anything else: the scanner validates a window of records from here
+            self.index = index
+            cur[pcr_now] = (v0, v1)
+            starts, pos = self._scan(buf, pos, end, base, final)
+            if not starts:
+                break
+            for start in starts:
+                self._replay_record(buf, start)
+            index = self.index
+            v0, v1 = cur.get(pcr_now, zeros)
+        self.index = index
+        cur[pcr_now] = (v0, v1)
+        return pos
+
+    def _scan(self, buf: bytes, pos: int, end: int, base: int, final: bool
+              ) -> tuple[array[int], int]:
+        """The scanner over a window from ``pos``, widened until it holds one record."""
+        starts: array[int] = array("Q")
+        win = self._WINDOW
+        while True:
+            w_end = min(end, pos + win)
+            new_pos, _ = self.scanner.scan(buf, pos, w_end, base, final and w_end == end,
+                                           starts, self.index)
+            if new_pos != pos or w_end == end:
+                break
+            win *= 4
+        if starts:
+            self._learn(buf, starts[-1])
+        return starts, new_pos
+
+    def _name(self, raw: bytes) -> tuple[str, int]:
+        found = self.names.get(raw)
+        if found is None:
+            found = self.scanner.names.get(raw) or self.scanner._template(raw, 0)
+            if len(self.names) < 4096:
+                self.names[raw] = found
+        return found
+
+    def _learn(self, buf: bytes, start: int) -> None:
+        """Take the shape of a validated record for the fast path (two fields only)."""
+        dsize = self.dsize
+        hdr = 8 + dsize
+        (nlen,) = _LE32(buf, start + 4 + dsize)
+        raw = buf[start + hdr:start + hdr + nlen]
+        name, nfields = self._name(raw)
+        if nfields != 2:
+            return
+        p = start + hdr + nlen
+        (f0,) = _LE32(buf, p + 4)
+        fast_set, raw_appraise = None, None
+        if self.appraiser is not None and name == "ima-ng":
+            d = buf[p + 8:p + 8 + f0]
+            nul = d.find(b"\0")
+            if nul > 0:
+                k = (d[:nul + 1], f0)
+                if k not in self.fast_sets:
+                    self.fast_sets[k] = self.appraiser.fast_set(d[:nul + 1], f0)
+                fast_set, raw_appraise = self.fast_sets[k]
+        st = struct.Struct(f"<I{dsize}s{4 + nlen}sII{f0}xI")
+        self.shape = (st.unpack_from, st.size, buf[start + 4 + dsize:start + hdr + nlen],
+                      f0, hdr + nlen, fast_set, raw_appraise)
+
+    def _entry(self, buf: bytes, start: int) -> MeasurementEntry:
+        dsize = self.dsize
+        pcr, digest, nlen = _HEAD[dsize](buf, start)
+        p = start + 8 + dsize
+        name, nfields = self._name(buf[p:p + nlen])
+        p += nlen
+        if nfields < 0:
+            data = buf[p:p + 24 + _LE32(buf, p + 20)[0]]
+        else:
+            data = buf[p + 4:p + 4 + _LE32(buf, p)[0]]
+        return tuple.__new__(MeasurementEntry, (pcr, name, digest, data, "little"))
+
+    def _replay_record(self, buf: bytes, start: int) -> None:
+        """Replay one record the scanner validated (any template)."""
+        e = self._entry(buf, start)
+        chk, other = self.chk, self.other
+        pcr = e[0]
+        v0, v1 = self.cur.get(pcr, (chk.zero, other.zero))
+        stored = e[2]
+        if stored == chk.zero:
+            h0, h1 = chk.ones, other.ones
+        else:
+            if e[1] == "ima":
+                h0, h1 = e.template_hash(chk), e.template_hash(other)
+            else:
+                data = e[3]
+                h0, h1 = chk.constructor()(data).digest(), other.constructor()(data).digest()
+            if h0 != stored:
+                self.bad.append(self.index)
+        self.cur[pcr] = (chk.hash(v0 + h0), other.hash(v1 + h1))
+        if self.appraiser is not None:
+            self.appraiser(self.index, e)
+        self.index += 1
+
+    def _appraise(self, buf: bytes, start: int, index: int) -> None:
+        assert self.appraiser is not None
+        self.appraiser(index, self._entry(buf, start))
+
+
+_LE32 = struct.Struct("<I").unpack_from
+_HEAD = {a.digest_size: struct.Struct(f"<I{a.digest_size}sI").unpack_from
+         for a in HashAlgorithm}
 
 
 class MatchStatus(enum.Enum):
