@@ -492,8 +492,7 @@ class _FusedReplay:
             starts, pos = self._scan(buf, pos, end, base, final)
             if not starts:
                 break
-            for start in starts:
-                self._replay_record(buf, start)
+            self._replay_records(buf, starts)
             index = self.index
             v0, v1 = cur.get(pcr_now, zeros)
         self.index = index
@@ -560,27 +559,40 @@ class _FusedReplay:
             data = buf[p + 4:p + 4 + _LE32(buf, p)[0]]
         return tuple.__new__(MeasurementEntry, (pcr, name, digest, data, "little"))
 
-    def _replay_record(self, buf: bytes, start: int) -> None:
-        """Replay one record the scanner validated (any template)."""
-        e = self._entry(buf, start)
+    def _replay_records(self, buf: bytes, starts: array[int]) -> None:
+        """Replay records the scanner validated (any template), as feed_records does."""
         chk, other = self.chk, self.other
-        pcr = e[0]
-        v0, v1 = self.cur.get(pcr, (chk.zero, other.zero))
-        stored = e[2]
-        if stored == chk.zero:
-            h0, h1 = chk.ones, other.ones
-        else:
-            if e[1] == "ima":
+        c0, c1 = chk.constructor(), other.constructor()
+        o0, o1 = chk.ones, other.ones
+        zero = chk.zero
+        zeros = (chk.zero, other.zero)
+        dsize = self.dsize
+        head = _HEAD[dsize]
+        hdr = 8 + dsize
+        cur, bad, appraiser = self.cur, self.bad, self.appraiser
+        index = self.index
+        for start in starts:
+            pcr, stored, nlen = head(buf, start)
+            v0, v1 = cur.get(pcr, zeros)
+            p = start + hdr + nlen
+            if stored == zero:
+                h0, h1 = o0, o1
+            elif nlen == 3 and buf[p - 3:p] == b"ima":
+                e = self._entry(buf, start)
                 h0, h1 = e.template_hash(chk), e.template_hash(other)
+                if h0 != stored:
+                    bad.append(index)
             else:
-                data = e[3]
-                h0, h1 = chk.constructor()(data).digest(), other.constructor()(data).digest()
-            if h0 != stored:
-                self.bad.append(self.index)
-        self.cur[pcr] = (chk.hash(v0 + h0), other.hash(v1 + h1))
-        if self.appraiser is not None:
-            self.appraiser(self.index, e)
-        self.index += 1
+                data = buf[p + 4:p + 4 + _LE32(buf, p)[0]]
+                h0 = c0(data).digest()
+                if h0 != stored:
+                    bad.append(index)
+                h1 = c1(data).digest()
+            cur[pcr] = (c0(v0 + h0).digest(), c1(v1 + h1).digest())
+            if appraiser is not None:
+                appraiser(index, self._entry(buf, start))
+            index += 1
+        self.index = index
 
     def _appraise(self, buf: bytes, start: int, index: int) -> None:
         assert self.appraiser is not None
