@@ -30,6 +30,7 @@ import json
 import re
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -198,20 +199,26 @@ class _FileAppraiser:
         self.failures: list[EntryVerdict] = []
 
     def fast_set(self, prefix: bytes, f0: int
-                 ) -> tuple[frozenset[bytes], Callable[[int, int, bytes, bytes], None]]:
+                 ) -> tuple[AbstractSet[bytes], Callable[[int, int, bytes, bytes], None]]:
         size = f0 - len(prefix)
         u32 = struct.Struct("<I").pack
         head = u32(f0) + prefix
         out: set[bytes] = set()
+        add = out.add
         for path, digests in self.reference.digests_bytes.items():
-            try:
-                name = path.encode("utf-8", "surrogateescape")
-            except UnicodeEncodeError:
-                continue
-            if name.decode("utf-8", "surrogateescape") != path:
-                continue  # no record's name decodes to this path
+            if path.isascii():
+                name = path.encode()
+            else:
+                try:
+                    name = path.encode("utf-8", "surrogateescape")
+                except UnicodeEncodeError:
+                    continue
+                if name.decode("utf-8", "surrogateescape") != path:
+                    continue  # no record's name decodes to this path
             tail = u32(len(name) + 1) + name + b"\0"
-            out.update(head + d + tail for d in digests if len(d) == size)
+            for d in digests:
+                if len(d) == size:
+                    add(head + d + tail)
         reference, failures = self.reference, self.failures
         d_start, name_start = 4 + len(prefix), 8 + f0
 
@@ -227,7 +234,7 @@ class _FileAppraiser:
             if v is not None:
                 failures.append(v)
 
-        return frozenset(out), appraise_raw
+        return out, appraise_raw
 
     def __call__(self, index: int, e: MeasurementEntry) -> None:
         v = appraise_entry(index, e, self.reference)

@@ -57,7 +57,7 @@ def window(size: int) -> Iterator[None]:
 @st.composite
 def entry(draw: st.DrawFn) -> MeasurementEntry:
     kind = draw(st.sampled_from(["ng", "ng", "ng", "ng", "ng1", "viol", "sig", "buf", "ima",
-                                 "boot", "bad", "pcr"]))
+                                 "boot", "bad", "pcr", "ngv2"]))
     path = draw(st.sampled_from(PATHS))
     content = draw(st.sampled_from(CONTENTS))
     if kind in ("ng", "bad", "pcr"):
@@ -72,6 +72,9 @@ def entry(draw: st.DrawFn) -> MeasurementEntry:
         return violation_entry("ima-ng", path)
     if kind == "sig":
         return file_entry("ima-sig", path, H.SHA256.hash(content), H.SHA256)
+    if kind == "ngv2":  # two fields, but not ima-ng: appraised from entries
+        e = file_entry("ima-ngv2", path, H.SHA256.hash(content), H.SHA256)
+        return e if draw(st.booleans()) else e._replace(template_digest=bytes(20))
     if kind == "buf":
         return ima_buf_entry(draw(st.sampled_from(["kexec-cmdline", ".ima"])), content)
     if kind == "ima":

@@ -24,6 +24,7 @@ import enum
 import struct
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Literal, Protocol
 
@@ -336,11 +337,15 @@ def replay_file(
     return _replay_file(source, banks, padded_banks, digest_alg, chunk_size, None)
 
 
+#: appraise a record from (index, PCR, stored template digest, template data)
+_RawAppraisal = Callable[[int, int, bytes, bytes], None]
+
+
 class _Appraiser(Protocol):
     """What the fused replay calls to appraise entries (see imasim.attest.appraise_file)."""
 
     def fast_set(self, prefix: bytes, f0: int, /
-                 ) -> tuple[frozenset[bytes], Callable[[int, int, bytes, bytes], None]]:
+                 ) -> tuple[AbstractSet[bytes], _RawAppraisal]:
         """For ima-ng records whose d-ng field has ``prefix`` ("sha256:" NUL) and ``f0``
         bytes: the template data known good, and the appraisal of other such records
         (index, PCR, stored digest, template data) that are not violations."""
@@ -400,13 +405,12 @@ class _FusedReplay:
         self.dsize = self.chk.digest_size
         self.scanner = _Scanner("little", self.dsize, limits)
         self.fast_sets: dict[tuple[bytes, int], tuple[
-            frozenset[bytes], Callable[[int, int, bytes, bytes], None]]] = {}
+            AbstractSet[bytes], _RawAppraisal]] = {}
         self.names: dict[bytes, tuple[str, int]] = {}
         # the shape of the fast path: (struct, u32 name_len + name, first-field length,
         # appraiser's set of known-good template data); none until a record is seen
         self.shape: tuple[Callable[[bytes, int], tuple[Any, ...]], int, bytes, int, int,
-                          frozenset[bytes] | None,
-                          Callable[[int, int, bytes, bytes], None] | None] | None = None
+                          AbstractSet[bytes] | None, _RawAppraisal, _RawAppraisal] | None = None
         # PCR -> (value in the stored digest's bank, value in the other bank)
         self.cur: dict[int, tuple[bytes, bytes]] = {
             pcr: (r.values[self.chk].get(pcr, self.chk.zero),
@@ -444,7 +448,6 @@ class _FusedReplay:
         cur = self.cur
         bad = self.bad
         bad_append = bad.append
-        slow_appraise = self.appraiser
         index = self.index
         pcr_now = 10
         v0, v1 = cur.get(10, zeros)
@@ -452,7 +455,7 @@ class _FusedReplay:
         while pos < end:
             shape = self.shape
             if shape is not None and fast_ok:
-                unpack, ssize, key, f0_len, skip, fast_set, raw_appraise = shape
+                unpack, ssize, key, f0_len, skip, fast_set, raw_appraise, entry_appraise = shape
                 lim = end - ssize
                 dhead = skip + 4
                 two = 8 + f0_len
@@ -470,16 +473,19 @@ class _FusedReplay:
                         v0, v1 = cur.get(pcr, zeros)
                     h0 = c0(data).digest()
                     h1 = c1(data).digest()
+                    # appraisal (fast_set is None without an appraiser): an entry whose
+                    # data is in fast_set is fine; the others get their verdict
                     if h0 != dig:
                         if dig == zero:  # a violation: 0xff..ff into every bank
                             h0, h1 = o0, o1
+                            if fast_set is not None:
+                                entry_appraise(index, pcr, dig, data)
                         else:
                             bad_append(index)
-                    if slow_appraise is not None:
-                        if fast_set is None or raw_appraise is None or dig == zero:
-                            self._appraise(buf, pos, index)
-                        elif data not in fast_set:
-                            raw_appraise(index, pcr, dig, data)
+                            if fast_set is not None and data not in fast_set:
+                                raw_appraise(index, pcr, dig, data)
+                    elif fast_set is not None and data not in fast_set:
+                        raw_appraise(index, pcr, dig, data)
                     v0 = c0(v0 + h0).digest()
                     v1 = c1(v1 + h1).digest()
                     pos = dend
@@ -534,18 +540,26 @@ class _FusedReplay:
             return
         p = start + hdr + nlen
         (f0,) = _LE32(buf, p + 4)
-        fast_set, raw_appraise = None, None
-        if self.appraiser is not None and name == "ima-ng":
+        fast_set: AbstractSet[bytes] | None = None
+        raw_appraise: _RawAppraisal = _no_appraisal
+        entry_appraise: _RawAppraisal = _no_appraisal
+        appraiser = self.appraiser
+        if appraiser is not None:
+            def appraise(index: int, pcr: int, stored: bytes, data: bytes) -> None:
+                appraiser(index, tuple.__new__(MeasurementEntry,
+                                               (pcr, name, stored, data, "little")))
+
+            fast_set, raw_appraise, entry_appraise = frozenset(), appraise, appraise
             d = buf[p + 8:p + 8 + f0]
             nul = d.find(b"\0")
-            if nul > 0:
+            if name == "ima-ng" and nul > 0:
                 k = (d[:nul + 1], f0)
                 if k not in self.fast_sets:
-                    self.fast_sets[k] = self.appraiser.fast_set(d[:nul + 1], f0)
+                    self.fast_sets[k] = appraiser.fast_set(d[:nul + 1], f0)
                 fast_set, raw_appraise = self.fast_sets[k]
         st = struct.Struct(f"<I{dsize}s{4 + nlen}sII{f0}xI")
         self.shape = (st.unpack_from, st.size, buf[start + 4 + dsize:start + hdr + nlen],
-                      f0, hdr + nlen, fast_set, raw_appraise)
+                      f0, hdr + nlen, fast_set, raw_appraise, entry_appraise)
 
     def _entry(self, buf: bytes, start: int) -> MeasurementEntry:
         dsize = self.dsize
@@ -594,9 +608,10 @@ class _FusedReplay:
             index += 1
         self.index = index
 
-    def _appraise(self, buf: bytes, start: int, index: int) -> None:
-        assert self.appraiser is not None
-        self.appraiser(index, self._entry(buf, start))
+
+
+def _no_appraisal(index: int, pcr: int, stored: bytes, data: bytes) -> None:
+    """The appraisal callbacks of the fast path when nothing is appraised (never called)."""
 
 
 _LE32 = struct.Struct("<I").unpack_from
