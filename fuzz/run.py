@@ -135,9 +135,12 @@ def run_atheris(target: Target, seconds: float, executions: int = 0,
             argv.append(f"-runs={executions}")
         (CORPUS / target.name).mkdir(parents=True, exist_ok=True)
         atheris.Setup(argv, test_one)
-        # imasim is already imported (the targets and the error check need it), so
-        # instrument every loaded function for coverage instead of hooking imports
+        # the targets import their parser lazily: run each seed once so that every module
+        # the target reaches is loaded, then instrument every loaded function for coverage
+        # (without this only fuzz/targets.py itself was instrumented and libFuzzer ran blind)
         import imasim.ima  # noqa: F401
+        for s in seeds(target):
+            one(target, s)
         atheris.instrument_all()
         atheris.Fuzz()
     return 0
