@@ -827,6 +827,11 @@ CHECKS: dict[str, tuple[Callable[[random.Random, int, Path], Iterator[Case]], st
 }
 
 
+#: tools a check needs besides the one it compares with (sign-file is optional)
+_ALSO_NEEDS: dict[str, tuple[str, ...]] = {"pe-sbverify": ("sbsign",),
+                                          "xattr-evmctl": ("evmctl",)}
+
+
 def run_check(name: str, mutants: int, seed: int, save: Path | None = None,
               log: Callable[[str], None] | None = None) -> Tally:
     fn, needs = CHECKS[name]
@@ -877,9 +882,9 @@ def main() -> int:
     names = list(CHECKS) if args.check == "all" else [args.check]
     rc = 0
     for name in names:
-        needs = CHECKS[name][1]
-        if tool(needs) is None:
-            print(f"{name}: skipped, {needs} is not installed")
+        missing = [t for t in (CHECKS[name][1], *_ALSO_NEEDS.get(name, ())) if tool(t) is None]
+        if missing:
+            print(f"{name}: skipped, {', '.join(missing)} not installed")
             continue
         tally = run_check(name, args.mutants, args.seed, args.save, log=print)
         print(tally.line(), flush=True)
