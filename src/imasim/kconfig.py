@@ -80,6 +80,75 @@ class KernelConfig:
     def with_(self, **changes: object) -> KernelConfig:
         return replace(self, **changes)  # type: ignore[arg-type]
 
+    @classmethod
+    def from_kconfig(cls, text: str, *, version: tuple[int, int]) -> KernelConfig:
+        r"""The integrity switches of a kernel ``.config`` (``/boot/config-$(uname -r)``).
+
+        A hash is available at IMA init only when built in (``=y``): a module (``=m``)
+        is not loaded yet, so its TPM bank gets padded SHA-1 digests. File-valued options
+        (CONFIG_SYSTEM_BLACKLIST_HASH_LIST, CONFIG_IPE_BOOT_POLICY) must be empty: their
+        content is not in the ``.config``.
+
+        >>> c = KernelConfig.from_kconfig('CONFIG_IMA_KEXEC=y\n'
+        ...     'CONFIG_IMA_DEFAULT_TEMPLATE="ima-sig"\nCONFIG_CRYPTO_SHA512=m\n',
+        ...     version=(6, 1))
+        >>> c.ima_kexec, c.ima_default_template, HashAlgorithm.SHA512 in c.init_hashes
+        (True, 'ima-sig', False)
+        """
+        opts: dict[str, str] = {}
+        for line in text.splitlines():
+            line = line.strip()
+            if line.startswith("CONFIG_") and "=" in line:
+                key, _, value = line.partition("=")
+                opts[key[len("CONFIG_"):]] = value.strip('"')
+
+        def on(name: str) -> bool:
+            return opts.get(name) == "y"
+
+        for name in ("SYSTEM_BLACKLIST_HASH_LIST", "IPE_BOOT_POLICY"):
+            if opts.get(name):
+                raise UsageError(f"CONFIG_{name} names a file ({opts[name]}); give its "
+                                 "content to KernelConfig yourself")
+        hashes = {HashAlgorithm.SHA1: on("CRYPTO_SHA1"), HashAlgorithm.SHA256: on("CRYPTO_SHA256"),
+                  HashAlgorithm.SHA384: on("CRYPTO_SHA512"),
+                  HashAlgorithm.SHA512: on("CRYPTO_SHA512"),
+                  HashAlgorithm.SM3_256: on("CRYPTO_SM3_GENERIC")}
+        lockdown: Literal["none", "integrity", "confidentiality"] = (
+            "confidentiality" if on("LOCK_DOWN_KERNEL_FORCE_CONFIDENTIALITY") else
+            "integrity" if on("LOCK_DOWN_KERNEL_FORCE_INTEGRITY") else "none")
+        try:
+            default_hash = HashAlgorithm.from_name(opts.get("IMA_DEFAULT_HASH", "sha1"))
+        except UnsupportedAlgorithmError as exc:
+            raise UsageError(f"CONFIG_IMA_DEFAULT_HASH: {exc}") from None
+        return cls(
+            version=version, ima_kexec=on("IMA_KEXEC"), ima_appraise=on("IMA_APPRAISE"),
+            ima_appraise_modsig=on("IMA_APPRAISE_MODSIG"),
+            ima_write_policy=on("IMA_WRITE_POLICY"),
+            ima_default_template=opts.get("IMA_DEFAULT_TEMPLATE", "ima-ng"),
+            ima_default_hash=default_hash,
+            ima_measure_pcr_idx=int(opts.get("IMA_MEASURE_PCR_IDX", "10")),
+            ima_measure_asymmetric_keys=on("IMA_MEASURE_ASYMMETRIC_KEYS"),
+            ima_queue_early_boot_keys=on("IMA_QUEUE_EARLY_BOOT_KEYS"),
+            integrity_trusted_keyring=on("INTEGRITY_TRUSTED_KEYRING"),
+            ima_keyrings_permit_signed_by_builtin_or_secondary=on(
+                "IMA_KEYRINGS_PERMIT_SIGNED_BY_BUILTIN_OR_SECONDARY"),
+            secondary_trusted_keyring=on("SECONDARY_TRUSTED_KEYRING"),
+            integrity_platform_keyring=on("INTEGRITY_PLATFORM_KEYRING"),
+            integrity_machine_keyring=on("INTEGRITY_MACHINE_KEYRING"),
+            module_sig=on("MODULE_SIG"), module_sig_force=on("MODULE_SIG_FORCE"),
+            kexec_sig=on("KEXEC_SIG"), kexec_sig_force=on("KEXEC_SIG_FORCE"),
+            lockdown=lockdown,
+            arch="s390x" if on("S390") else "arm64" if on("ARM64") else "x86_64",
+            ima_arch_policy=on("IMA_ARCH_POLICY"),
+            lock_down_in_efi_secure_boot=on("LOCK_DOWN_IN_EFI_SECURE_BOOT"),
+            security_ipe=on("SECURITY_IPE") and "ipe" in opts.get("LSM", "").split(","),
+            # without IPE these two do not exist; keep the defaults
+            ipe_policy_sig_secondary_keyring=on("IPE_POLICY_SIG_SECONDARY_KEYRING")
+            if on("SECURITY_IPE") else True,
+            ipe_policy_sig_platform_keyring=on("IPE_POLICY_SIG_PLATFORM_KEYRING")
+            if on("SECURITY_IPE") else True,
+            init_hashes=frozenset(a for a, ok in hashes.items() if ok))
+
 
 _BASE_HASHES: Final = frozenset({HashAlgorithm.SHA1, HashAlgorithm.SHA256})
 
@@ -87,14 +156,18 @@ _BASE_HASHES: Final = frozenset({HashAlgorithm.SHA1, HashAlgorithm.SHA256})
 PRESETS: Final[dict[str, KernelConfig]] = {
     # Debian 12 linux-image-6.1.0-*-amd64: IMA_KEXEC unset, sha384/512 modules (padded bank)
     "debian12-6.1": KernelConfig(version=(6, 1), ima_kexec=False, ima_write_policy=False,
+                                 ima_default_template="ima-sig", ima_appraise_modsig=False,
                                  integrity_trusted_keyring=False,
                                  integrity_machine_keyring=True, init_hashes=_BASE_HASHES,
                                  ima_arch_policy=True, lock_down_in_efi_secure_boot=True),
     # Debian 12 linux-image-6.12.*: SHA-512 built in, per-bank lists, still no IMA_KEXEC
     "debian12-6.12": KernelConfig(version=(6, 12), ima_kexec=False,
+                                  ima_default_template="ima-sig", ima_appraise_modsig=False,
                                   integrity_trusted_keyring=False,
                                   integrity_machine_keyring=True, ima_arch_policy=True,
-                                  lock_down_in_efi_secure_boot=True),
+                                  lock_down_in_efi_secure_boot=True, security_ipe=True,
+                                  init_hashes=_BASE_HASHES | {HashAlgorithm.SHA384,
+                                                              HashAlgorithm.SHA512}),
     # the custom 6.1 build of the captures: CONFIG_IMA_KEXEC=y, SHA-512 built in
     "custom-6.1-ima-kexec": KernelConfig(version=(6, 1), ima_kexec=True),
     # a 6.16+ kernel: the list is copied at kexec execute

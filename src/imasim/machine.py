@@ -592,7 +592,7 @@ class Machine:
             self._audit(1802, "policy_update", "failed", "policy", 0)
             raise PolicyError("the policy file is gone (CONFIG_IMA_WRITE_POLICY is not set)")
         try:
-            new = parse_ima_policy(text)
+            new = parse_ima_policy(text, appraise_modsig=self.config.ima_appraise_modsig)
         except PolicyError:
             self._audit(1802, "policy_update", "failed", "policy", 0)
             raise

@@ -434,8 +434,11 @@ def _validate(r: Rule, lineno: int) -> None:
         raise bad("appraise_type=sigv3 needs digest_type=verity (before 7.1)")
 
 
-def parse_ima_policy(text: str, *, max_lines: int = 100_000) -> ImaPolicy:
-    """Parse policy text; the first bad rule raises PolicyError(line, token)."""
+def parse_ima_policy(text: str, *, max_lines: int = 100_000,
+                     appraise_modsig: bool = True) -> ImaPolicy:
+    """Parse policy text; the first bad rule raises PolicyError(line, token).
+    ``appraise_modsig`` is CONFIG_IMA_APPRAISE_MODSIG: without it the kernel refuses
+    ``appraise_type=imasig|modsig`` (-EINVAL)."""
     rules: list[Rule] = []
     for lineno, line in enumerate(text.splitlines(), 1):
         if lineno > max_lines:
@@ -443,7 +446,11 @@ def parse_ima_policy(text: str, *, max_lines: int = 100_000) -> ImaPolicy:
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
-        rules.append(_parse_rule(stripped.split("#", 1)[0], lineno))
+        rule = _parse_rule(stripped.split("#", 1)[0], lineno)
+        if rule.modsig_allowed and not appraise_modsig:
+            raise PolicyError("appraise_type=imasig|modsig needs CONFIG_IMA_APPRAISE_MODSIG",
+                              line=lineno, token="appraise_type=imasig|modsig")
+        rules.append(rule)
     return ImaPolicy(tuple(rules))
 
 
