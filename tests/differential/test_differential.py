@@ -49,9 +49,10 @@ def test_same_verdict_as_the_reference_tool(check: str) -> None:
     tally = D.run_check(check, SAMPLE, seed=0)  # type: ignore[attr-defined]
     assert tally.tried == SAMPLE
     assert not tally.unexplained, tally.unexplained
-    # sbsign's signing time and ECDSA make the inputs vary a little from run to run, so the
-    # sample checks agreement, not exact counts
-    assert tally.agreements >= SAMPLE * 0.9, tally.line()
+    # sbsign's signing time and ECDSA make the inputs vary a little from run to run, and the
+    # real captures the list check draws from grow; so the sample checks agreement, not exact
+    # counts (explained disagreements are documented kernel-vs-tool differences)
+    assert tally.agreements >= SAMPLE * 0.8, tally.line()
 
 
 def test_every_reason_is_explained_with_a_kernel_reference() -> None:
