@@ -349,12 +349,16 @@ class Machine:
         keyring (or the builtin one) and retried with the platform keyring, per config.
         ``unsigned_policy_by_rule`` turns on the proposal that is NOT in mainline."""
         cfg = self.config
+        args = dict(t.split("=", 1) for t in self.boot_options.cmdline.split() if "=" in t)
         self.ipe = Ipe(
             keyring=(self.keyrings.secondary if cfg.ipe_policy_sig_secondary_keyring
                      else self.keyrings.builtin),
             platform_keyring=(self.keyrings.platform if cfg.ipe_policy_sig_platform_keyring
                               else None),
-            boot_policy=boot_policy, enforce=enforce, kernel_version=cfg.version,
+            boot_policy=boot_policy, kernel_version=cfg.version,
+            # ipe.enforce= and ipe.success_audit= on the command line
+            enforce=enforce and args.get("ipe.enforce", "1") not in ("0", "n", "N"),
+            success_audit=args.get("ipe.success_audit", "0") in ("1", "y", "Y"),
             unsigned_policy_by_rule=unsigned_policy_by_rule)
         return self.ipe
 

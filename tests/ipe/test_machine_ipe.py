@@ -174,3 +174,12 @@ def test_x509_cert_op_guards_certificate_files() -> None:
     m.unpack_initramfs(write_cpio([ArchiveMember("etc/keys/x509_ima.der", leaf)]))
     assert m.load_x509_file("/etc/keys/x509_ima.der").allowed
     assert pki()["leaf"].as_key() in m.keyrings.ima.keys
+
+
+def test_command_line_switches() -> None:
+    m = Machine.create(cmdline="ima_policy=tcb ipe.enforce=0 ipe.success_audit=1")
+    ipe = m.enable_ipe(DOC_EXAMPLES["Allow_Initramfs"])
+    m.boot()
+    m.add_file("/x", b"x")
+    assert not ipe.enforce and ipe.success_audit
+    assert m.exec("/x").allowed and "enforcing=0" in str(ipe.audit[-1])
