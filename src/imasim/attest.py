@@ -342,7 +342,11 @@ def check_entry_signature(index: int, e: MeasurementEntry, keyring: Keyring, *,
     try:
         fields = e.fields
         name = e._safe_name()
-        sig, modsig = fields.get("sig"), fields.get("modsig")
+        sig, modsig, evmsig = fields.get("sig"), fields.get("modsig"), fields.get("evmsig")
+        xattrs = _entry_xattrs(fields) if "xattrnames" in fields else {}
+        if not (isinstance(sig, bytes) and sig):
+            # evm-sig has no sig field; its xattr fields carry security.ima
+            sig = xattrs.get("security.ima")
         if isinstance(sig, bytes) and sig:
             v = parse_xattr(sig)
             if v.is_signature:
@@ -351,10 +355,10 @@ def check_entry_signature(index: int, e: MeasurementEntry, keyring: Keyring, *,
                     return EntryVerdict(index, name, Verdict.BAD_SIGNATURE,
                                         "the file digest is not in the signature's algorithm")
                 verify_xattr(v, d.digest, keyring=keyring)
-                return None
-        evmsig = fields.get("evmsig")
+                if not (isinstance(evmsig, bytes) and evmsig):
+                    return None
         if isinstance(evmsig, bytes) and evmsig:
-            _check_evmsig(fields, evmsig, keyring)
+            _check_evmsig(fields, evmsig, xattrs, keyring)
             return None
         if isinstance(modsig, bytes) and modsig:
             dm = fields.get("d-modsig")
@@ -372,17 +376,17 @@ def check_entry_signature(index: int, e: MeasurementEntry, keyring: Keyring, *,
     return None
 
 
-def _check_evmsig(fields: Mapping[str, object], evmsig: bytes, keyring: Keyring) -> None:
-    """An evm-sig entry carries what the portable EVM digest covers: the protected
-    xattrs (names, lengths, values) and the inode's uid, gid and mode."""
+def _entry_xattrs(fields: Mapping[str, object]) -> dict[str, bytes]:
+    """The protected xattrs an evm-sig (or custom) entry records: xattrnames split on
+    '|', xattrvalues cut by xattrlengths (ima_template_lib.c, evm_read_protected_xattrs)."""
     names, lengths, values = (fields.get(k) for k in ("xattrnames", "xattrlengths",
                                                        "xattrvalues"))
-    uid, gid, mode = (fields.get(k) for k in ("iuid", "igid", "imode"))
+    if names is None and lengths is None and values is None:
+        return {}
     if not (isinstance(names, str) and isinstance(lengths, tuple) and
-            isinstance(values, bytes) and isinstance(uid, int) and isinstance(gid, int) and
-            isinstance(mode, int)):
-        raise ParseError("an evm-sig entry needs xattrnames, xattrlengths, xattrvalues, "
-                         "iuid, igid and imode", field="evmsig")
+            isinstance(values, bytes)):
+        raise ParseError("xattrnames, xattrlengths and xattrvalues go together",
+                         field="xattrnames")
     split = names.split("|") if names else []
     if len(split) != len(lengths) or sum(lengths) != len(values):
         raise ParseError("xattr names, lengths and values disagree", field="xattrlengths")
@@ -390,6 +394,18 @@ def _check_evmsig(fields: Mapping[str, object], evmsig: bytes, keyring: Keyring)
     for name, n in zip(split, lengths, strict=True):
         xattrs[name] = values[pos:pos + n]
         pos += n
+    return xattrs
+
+
+def _check_evmsig(fields: Mapping[str, object], evmsig: bytes, xattrs: Mapping[str, bytes],
+                  keyring: Keyring) -> None:
+    """An evm-sig entry carries what the portable EVM digest covers: the protected
+    xattrs (names, lengths, values) and the inode's uid, gid and mode."""
+    uid, gid, mode = (fields.get(k) for k in ("iuid", "igid", "imode"))
+    if not ("xattrnames" in fields and isinstance(uid, int) and isinstance(gid, int) and
+            isinstance(mode, int)):
+        raise ParseError("an evm-sig entry needs xattrnames, xattrlengths, xattrvalues, "
+                         "iuid, igid and imode", field="evmsig")
     verify_evm(evmsig, xattrs, uid=uid, gid=gid, mode=mode, keyring=keyring)
 
 

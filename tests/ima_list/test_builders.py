@@ -38,9 +38,12 @@ def rebuild(e: MeasurementEntry, ima_hash: HashAlgorithm) -> MeasurementEntry:
                              template=e.template_name)
     alg = HashAlgorithm.from_name(d.algo)
     sig = f.get("sig")
+    evm = None
+    if "xattrnames" in f:  # evm-sig: what evm_read_protected_xattrs returned
+        evm = (f.get("evmsig"), f["xattrnames"], f["xattrlengths"], f["xattrvalues"])
     return file_entry(e.template_name, name, d.digest, alg, pcr=e.pcr,
                       sha1_digest=d.digest if e.template_name == "ima" else None,
-                      sig=sig if isinstance(sig, bytes) else None,
+                      sig=sig if isinstance(sig, bytes) else None, evm=evm,  # type: ignore[arg-type]
                       uid=f.get("iuid"), gid=f.get("igid"), mode=f.get("imode"))  # type: ignore[arg-type]
 
 

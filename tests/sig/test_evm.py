@@ -117,7 +117,7 @@ def test_imasim_portable_signature_verifies_with_evmctl(files: tuple[Path, Path,
 
 def _evm_sig_entry(evmsig: bytes, xattrs: dict[str, bytes], mode: int) -> MeasurementEntry:
     desc = lookup_template("evm-sig")
-    values = {"d-ng": DigestWithAlgo("sha256", bytes(32)), "n-ng": "/usr/bin/prog",
+    values = {"d-ng": DigestWithAlgo("sha256", H.SHA256.hash(b"prog")), "n-ng": "/usr/bin/prog",
               "evmsig": evmsig, "xattrnames": "|".join(xattrs),
               "xattrlengths": tuple(len(v) for v in xattrs.values()),
               "xattrvalues": b"".join(xattrs.values()), "iuid": 0, "igid": 0, "imode": mode}
@@ -130,3 +130,9 @@ def test_attest_checks_evm_sig_entries() -> None:
     assert check_entry_signature(0, _evm_sig_entry(evm, x, 0o100755), _ring()) is None
     v = check_entry_signature(0, _evm_sig_entry(evm, x, 0o104755), _ring())
     assert v is not None and v.verdict is Verdict.BAD_SIGNATURE
+    # the recorded security.ima signature must match the recorded file digest
+    other = {"security.ima": _ima(b"other")}
+    evm2 = sign_evm(other, uid=0, gid=0, mode=0o100755, key=RSA.key,
+                    keyid=RSA.as_key().key_id_v2)
+    v = check_entry_signature(0, _evm_sig_entry(evm2, other, 0o100755), _ring())
+    assert v is not None and "security.ima" in v.detail
