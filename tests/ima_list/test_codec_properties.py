@@ -220,3 +220,20 @@ def test_accepted_mutations_are_well_formed(items: list[MeasurementEntry],
     assert lst.to_bytes() == bytes(raw)
     for e in lst:
         assert len(e.raw_fields()) == len(e.descriptor.fields)
+
+
+@settings(max_examples=150, deadline=None)
+@given(entries(), st.booleans())
+def test_byte_order_conversion_round_trips(e: MeasurementEntry, violation: bool) -> None:
+    if violation:
+        e = e._replace(template_digest=bytes(len(e.template_digest)))
+    big = e.with_byte_order("big")
+    assert big.fields == e.fields
+    # xattrlengths is printed as hex of its stored (native-order) u32s
+    if "xattrlengths" not in e.fields:
+        assert big.ascii_line().replace(big.template_digest.hex(), "") == \
+            e.ascii_line().replace(e.template_digest.hex(), "")
+    assert big.with_byte_order("little") == e
+    assert parse_measurement_list(e.to_bytes(byte_order="big"), byte_order="big")[0] == big
+    if not e.is_violation:
+        assert big.template_digest == big.template_hash(HashAlgorithm.SHA1)

@@ -129,10 +129,13 @@ class MeasurementEntry(_EntryFields):
 
     # -- serialisation ----------------------------------------------------------------
     def to_bytes(self, *, byte_order: ByteOrder | None = None) -> bytes:
-        """The binary record (ima_measurements_show)."""
+        """The binary record (ima_measurements_show); in another ``byte_order``, the
+        record :meth:`with_byte_order` gives."""
         if not 0 <= self.pcr <= 0xFFFFFFFF:
             raise UsageError(f"PCR index {self.pcr} does not fit the u32 of a record")
-        u32 = _U32[byte_order or self.byte_order].pack
+        if byte_order is not None and byte_order != self.byte_order:
+            return self.with_byte_order(byte_order).to_bytes()
+        u32 = _U32[self.byte_order].pack
         name = self.template_name.encode("ascii")
         head = u32(self.pcr) + self.template_digest + u32(len(name)) + name
         if self.template_name == "ima":
@@ -189,6 +192,32 @@ class MeasurementEntry(_EntryFields):
         entry = cls(pcr, desc.name, b"", data, byte_order)
         digest = digest_alg.zero if violation else entry.template_hash(digest_alg)
         return cls(pcr, desc.name, digest, data, byte_order)
+
+    def with_byte_order(self, byte_order: ByteOrder) -> MeasurementEntry:
+        """This measurement as a kernel of the other byte order records it.
+
+        A big-endian kernel without ``ima_canonical_fmt`` writes the field lengths and
+        the integer fields (iuid, igid, imode, xattrlengths; the ``ima`` template's name
+        length) in its own order and hashes those bytes, so the template data is
+        re-encoded and the template digest recomputed (in the algorithm the stored one
+        is in). A violation keeps its zero digest; a digest that does not match its
+        template data (a forged record) is kept as it is, so it stays detectable.
+        """
+        if byte_order == self.byte_order:
+            return self
+        desc = self.descriptor
+        values = [spec.decode(raw, self.byte_order)
+                  for spec, raw in zip(desc.fields, self.raw_fields(), strict=True)]
+        again = MeasurementEntry.create(desc, values, pcr=self.pcr, byte_order=byte_order,
+                                        violation=True)
+        digest = self.template_digest
+        if not self.is_violation:
+            for alg in HashAlgorithm:
+                if alg.digest_size == len(digest) and alg.available and \
+                        self.template_hash(alg) == digest:
+                    digest = again.template_hash(alg)
+                    break
+        return again._replace(template_digest=digest)
 
     def with_digest_for(self, alg: HashAlgorithm) -> MeasurementEntry:
         """This entry as the per-bank list of ``alg`` stores it (6.10+)."""
