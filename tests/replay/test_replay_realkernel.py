@@ -129,3 +129,18 @@ def test_replay_file_equals_replay_and_reports_offsets(chunk: int) -> None:
     tampered[-5] ^= 1  # inside the last entry's template data
     bad = replay_file(io.BytesIO(bytes(tampered)), chunk_size=chunk)
     assert bad.bad_digests == (7,)
+
+
+def test_a_sha512_bank_is_chosen_for_boot_aggregate_when_ima_hash_is_sha512() -> None:
+    """k612-boot-tcb-four-banks: a TPM with sha1, sha256, sha384 and sha512 banks and
+    ima_hash=sha512 on 6.12: five lists (classic + one per bank), each bank native."""
+    st = stage("k612-boot-tcb-four-banks")
+    lst, pcrs = st.entries(), st.pcrs()
+    agg = lst[0].file_digest
+    assert agg is not None and agg.algo == "sha512"
+    assert agg.digest == H.SHA512.hash(b"".join(pcrs[H.SHA512][i] for i in range(10)))
+    assert agg.digest == boot_aggregate(pcrs, ima_hash=H.SHA512, kernel_version=(6, 12)).digest
+    result = match(lst, pcrs)
+    assert result.status is MatchStatus.MATCH
+    assert {b.bank for b in result.banks} == {H.SHA1, H.SHA256, H.SHA384, H.SHA512}
+    assert not any(b.padded for b in result.banks)
