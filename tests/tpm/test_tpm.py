@@ -85,6 +85,16 @@ def test_lifecycle() -> None:
     tpm.power_cycle()
     assert tpm.read(H.SHA1, 10) == bytes(20) and tpm.reset_count == 1
     assert tpm.restart_count == 0
+    # Shutdown(STATE) then Startup(CLEAR): a TPM Restart, PCRs cleared
+    tpm.extend(10, {H.SHA1: bytes(20)})
+    tpm.shutdown_state()
+    tpm.power_cycle()
+    assert (tpm.reset_count, tpm.restart_count) == (1, 1)
+    assert tpm.read(H.SHA1, 10) == bytes(20)
+    tpm.shutdown()  # Shutdown(CLEAR) then Startup(CLEAR): a TPM Reset
+    tpm.startup(locality=3)
+    assert (tpm.reset_count, tpm.restart_count) == (2, 0)
+    assert tpm.read(H.SHA1, 0) == bytes(19) + b"\x03"
 
 
 def test_deterministic_keys() -> None:

@@ -59,6 +59,16 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     state(b)
     b.add_argument("--soft", action="store_true")
     b.set_defaults(func=_reboot)
+    su = ts.add_parser("startup", help="_TPM_Init + TPM2_Startup (as tpm2_startup: -c CLEAR, "
+                       "else STATE)")
+    state(su)
+    su.add_argument("-c", "--clear", action="store_true", help="Startup(CLEAR)")
+    su.add_argument("--locality", type=int, choices=range(5), help="the startup locality")
+    su.set_defaults(func=_startup)
+    sd = ts.add_parser("shutdown", help="TPM2_Shutdown (as tpm2_shutdown: -c CLEAR, else STATE)")
+    state(sd)
+    sd.add_argument("-c", "--clear", action="store_true", help="Shutdown(CLEAR)")
+    sd.set_defaults(func=_shutdown)
     a = ts.add_parser("ak", help="create an attestation key (as tpm2_createak)")
     state(a)
     a.add_argument("--alg", choices=("rsa", "ecc"), default="rsa")
@@ -146,6 +156,20 @@ def _reset(args: argparse.Namespace) -> int:
 def _reboot(args: argparse.Namespace) -> int:
     tpm = _load(args.state)
     tpm.soft_reboot() if args.soft else tpm.power_cycle()
+    _save(tpm, args.state)
+    return 0
+
+
+def _startup(args: argparse.Namespace) -> int:
+    tpm = _load(args.state)
+    tpm.startup(state=not args.clear, locality=args.locality)
+    _save(tpm, args.state)
+    return 0
+
+
+def _shutdown(args: argparse.Namespace) -> int:
+    tpm = _load(args.state)
+    tpm.shutdown(state=not args.clear)
     _save(tpm, args.state)
     return 0
 

@@ -332,28 +332,55 @@ class SoftTpm:
             self._pcrs[alg][index] = alg.zero
 
     # -- lifecycle --------------------------------------------------------------------
+    def shutdown(self, *, state: bool = False) -> None:
+        """TPM2_Shutdown(CLEAR or STATE); STATE saves PCRs 0-15 (the PC Client profile's
+        pcrSave set) for a later Startup(STATE)."""
+        self._saved = {alg: list(v) for alg, v in self._pcrs.items()} if state else None
+
     def shutdown_state(self) -> None:
         """TPM2_Shutdown(STATE): save PCRs 0-15 for a later resume."""
-        self._saved = {alg: list(v) for alg, v in self._pcrs.items()}
+        self.shutdown(state=True)
+
+    def startup(self, *, state: bool = False, locality: int | None = None) -> None:
+        """_TPM_Init then TPM2_Startup (Part 1, "TPM Operational States").
+
+        Startup(CLEAR) after Shutdown(STATE) is a TPM Restart (restartCount + 1), else a
+        TPM Reset (resetCount + 1, restartCount 0); either re-initialises every PCR, PCR 0
+        from the startup ``locality``. Startup(STATE) after Shutdown(STATE) is a TPM
+        Resume: PCRs 0-15 restored, 16-23 re-initialised, restartCount + 1; without a
+        Shutdown(STATE) the TPM refuses it (TPM_RC_VALUE) and nothing changes.
+        """
+        if locality is not None and not 0 <= locality <= 4:
+            raise UsageError(f"locality {locality} out of range 0..4")
+        saved = self._saved
+        if state and saved is None:
+            raise SimulationError("Startup(STATE) without a Shutdown(STATE) (TPM_RC_VALUE)")
+        if locality is not None:
+            self._startup_locality = locality
+        self._saved = None
+        if state:
+            assert saved is not None
+            self.restart_count += 1
+            self._startup_pcrs(range(16, NUM_PCRS))
+            for alg in self._banks:
+                for i in _STATE_SAVED:
+                    self._pcrs[alg][i] = saved[alg][i]
+            return
+        if saved is not None:
+            self.restart_count += 1
+        else:
+            self.reset_count += 1
+            self.restart_count = 0
+        self._startup_pcrs(range(NUM_PCRS))
 
     def power_cycle(self) -> None:
-        """_TPM_Init + Startup(CLEAR) without an orderly shutdown: TPM Reset."""
-        self.reset_count += 1
-        self.restart_count = 0
-        self._saved = None
-        self._startup_pcrs(range(NUM_PCRS))
+        """_TPM_Init + Startup(CLEAR): a TPM Reset, or a TPM Restart when the OS had
+        done a Shutdown(STATE)."""
+        self.startup()
 
     def resume(self) -> None:
         """Shutdown(STATE) + Startup(STATE): TPM Resume; PCRs 0-15 restored."""
-        if self._saved is None:
-            raise SimulationError("Startup(STATE) without a Shutdown(STATE) (TPM_RC_VALUE)")
-        self.restart_count += 1
-        saved = self._saved
-        self._saved = None
-        self._startup_pcrs(range(16, NUM_PCRS))
-        for alg in self._banks:
-            for i in _STATE_SAVED:
-                self._pcrs[alg][i] = saved[alg][i]
+        self.startup(state=True)
 
     def soft_reboot(self) -> None:
         """A kexec or soft reboot: the TPM sees no _TPM_Init and keeps every PCR."""
