@@ -290,9 +290,14 @@ class PublicArea:
     x: bytes = b""
     y: bytes = b""
     auth_policy: bytes = b""
+    #: the TPMT_PUBLIC bytes as parsed (a non-NULL symmetric or kdf included): what the
+    #: Name hashes; empty for a built key
+    raw: bytes = field(default=b"", compare=False, repr=False)
 
     def to_bytes(self) -> bytes:
         """The marshalled TPMT_PUBLIC (what the Name hashes)."""
+        if self.raw:
+            return self.raw
         assert self.name_alg.tpm_alg_id is not None and self.scheme_hash.tpm_alg_id is not None
         w = Writer(order=">").u16(self.type).u16(self.name_alg.tpm_alg_id).u32(self.attributes)
         w.sized(self.auth_policy, width=2)
@@ -347,7 +352,7 @@ def parse_public(data: bytes) -> PublicArea:
         mod = bytes(r.sized("unique.size", "unique.rsa", width=2))
         out = PublicArea(type=typ, name_alg=name_alg, attributes=attrs, scheme=scheme,
                          scheme_hash=scheme_hash, key_bits=bits, exponent=exp, modulus=mod,
-                         auth_policy=policy)
+                         auth_policy=policy, raw=bytes(body))
     else:
         curve = r.u16("curveID")
         kdf = r.u16("kdf.scheme")
@@ -356,6 +361,7 @@ def parse_public(data: bytes) -> PublicArea:
         x = bytes(r.sized("unique.x.size", "unique.x", width=2))
         y = bytes(r.sized("unique.y.size", "unique.y", width=2))
         out = PublicArea(type=typ, name_alg=name_alg, attributes=attrs, scheme=scheme,
-                         scheme_hash=scheme_hash, curve=curve, x=x, y=y, auth_policy=policy)
+                         scheme_hash=scheme_hash, curve=curve, x=x, y=y, auth_policy=policy,
+                         raw=bytes(body))
     r.expect_end("TPMT_PUBLIC")
     return out
