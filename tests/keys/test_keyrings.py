@@ -68,10 +68,34 @@ def test_restrict_link_by_ca() -> None:
 
 
 def test_restriction_is_set_once() -> None:
+    builtin, _, _ = system()
     ring = Keyring("r")
-    ring.restrict(restrict_link_by_builtin_trusted, ring)
-    with pytest.raises(UsageError):
-        ring.restrict(restrict_link_reject)
+    ring.restrict(restrict_link_by_builtin_trusted, builtin)
+    for again in (restrict_link_reject, None, "asymmetric:builtin_trusted"):
+        with pytest.raises(UsageError, match="EEXIST"):
+            ring.restrict(again, resolve={".builtin_trusted_keys": builtin}.__getitem__)
+    ring.add(pki()["leaf"].as_key())  # still the first restriction, not lifted
+    with pytest.raises(KeyRejectedError):
+        ring.add(pki()["stranger"].as_key())
+    with pytest.raises(UsageError, match="EEXIST"):
+        builtin.restrict(None)  # made with restrict_link_reject: cannot be lifted either
+
+
+def test_restrict_without_type_rejects_everything() -> None:
+    ring = Keyring("r")
+    ring.restrict()  # keyctl restrict_keyring <id>: restrict_link_reject
+    with pytest.raises(KeyRejectedError, match="EPERM"):
+        ring.add(pki()["root"].as_key())
+
+
+def test_restriction_cycle_is_refused() -> None:
+    a, b = Keyring("a"), Keyring("b", restriction=restrict_link_by_key_or_keyring)
+    with pytest.raises(UsageError, match="EDEADLK"):
+        a.restrict(restrict_link_by_key_or_keyring, a)
+    b2 = Keyring("b2", restriction=restrict_link_by_key_or_keyring, restriction_key=a)
+    with pytest.raises(UsageError, match="EDEADLK"):
+        a.restrict(restrict_link_by_key_or_keyring, b2)  # a -> b2 -> a
+    a.restrict(restrict_link_by_key_or_keyring, b)  # no cycle
 
 
 def test_blacklisted_tbs_hash_is_refused() -> None:
@@ -147,27 +171,52 @@ def test_bad_certificates(data: bytes) -> None:
 
 
 def test_restriction_text_syntax() -> None:
-    builtin, _, _ = system()
+    builtin, secondary, _ = system()
     anchor = Keyring("anchor")
     anchor.add(pki()["root"].as_key())
-    rings = {".builtin_trusted_keys": builtin, "2ad0d11e": anchor}
+    rings = {".builtin_trusted_keys": builtin, ".secondary_trusted_keys": secondary,
+             "2ad0d11e": anchor}
     ring = Keyring("user")
-    ring.restrict("asymmetric:key_or_keyring:2ad0d11e", resolve=rings.__getitem__)
+    # the serial as kstrtos32(s, 0) reads it: 0x hex or decimal, as keyctl passes it
+    ring.restrict("asymmetric:key_or_keyring:0x2ad0d11e", resolve=rings.__getitem__)
     ring.add(pki()["leaf"].as_key())
     with pytest.raises(KeyRejectedError):
         ring.add(pki()["stranger"].as_key())
+    with pytest.raises(KeyRejectedError):
+        ring.add(pki()["chained"].as_key())  # no :chain
     chained = Keyring("chained")
-    chained.restrict("asymmetric:key_or_keyring:2ad0d11e:chain", resolve=rings.__getitem__)
+    chained.restrict(f"asymmetric:key_or_keyring:{0x2ad0d11e}:chain", resolve=rings.__getitem__)
     chained.add(pki()["inter"].as_key())
     chained.add(pki()["chained"].as_key())
     other = Keyring("b")
     other.restrict("asymmetric:builtin_trusted", resolve=rings.__getitem__)
     other.add(pki()["leaf"].as_key())
+    with pytest.raises(KeyRejectedError):
+        other.add(pki()["chained"].as_key())  # its issuer is only in the secondary keyring
+    # builtin_and_secondary_trusted searches .secondary_trusted_keys (which links builtin)
+    secondary.add(pki()["inter"].as_key())
+    both = Keyring("both")
+    both.restrict("asymmetric:builtin_and_secondary_trusted", resolve=rings.__getitem__)
+    both.add(pki()["chained"].as_key())
+    both.add(pki()["leaf"].as_key())
+    # key_or_keyring:0:chain: no key, only the keyring's own keys vouch
+    own = Keyring("own")
+    own.restrict("asymmetric:key_or_keyring:0:chain")
+    with pytest.raises(KeyRejectedError):
+        own.add(pki()["leaf"].as_key())
     from imasim.errors import PolicyError
 
-    for bad in ("asymmetric:nope", "keyring:x", "asymmetric:key_or_keyring:1:chian"):
-        with pytest.raises(PolicyError):
-            Keyring("x").restrict(bad, resolve=rings.__getitem__)
+    for bad in ("asymmetric:nope", "keyring:x", "asymmetric:key_or_keyring:1:chian",
+                "asymmetric:key_or_keyring:2ad0d11e", "asymmetric:key_or_keyring:",
+                "asymmetric:key_or_keyring", "asymmetric:key_or_keyring:0",
+                "asymmetric:builtin_trusted:x", "asymmetric:key_or_keyring:99999999999"):
+        x = Keyring("x")
+        with pytest.raises(PolicyError if bad != "asymmetric:key_or_keyring:0"
+                           else KeyNotFoundError):
+            x.restrict(bad, resolve=rings.__getitem__)
+        x.restrict(restrict_link_reject)  # the failed attempt left it unrestricted
+    with pytest.raises(KeyNotFoundError, match="ENOKEY"):
+        Keyring("x").restrict("asymmetric:key_or_keyring:12", resolve=rings.__getitem__)
 
 
 def test_restrict_link_by_digsig_refuses_cas() -> None:

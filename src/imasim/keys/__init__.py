@@ -18,9 +18,11 @@ from .keyring import (
     restrict_link_by_builtin_and_secondary_trusted,
     restrict_link_by_builtin_trusted,
     restrict_link_by_ca,
+    restrict_link_by_ca_max,
     restrict_link_by_digsig,
     restrict_link_by_key_or_keyring,
     restrict_link_by_key_or_keyring_chain,
+    restrict_link_by_signature,
     restrict_link_reject,
 )
 
@@ -37,9 +39,11 @@ __all__ = [
     "restrict_link_by_builtin_and_secondary_trusted",
     "restrict_link_by_builtin_trusted",
     "restrict_link_by_ca",
+    "restrict_link_by_ca_max",
     "restrict_link_by_digsig",
     "restrict_link_by_key_or_keyring",
     "restrict_link_by_key_or_keyring_chain",
+    "restrict_link_by_signature",
     "restrict_link_reject",
     "verify_signature",
 ]

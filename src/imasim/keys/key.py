@@ -18,7 +18,7 @@ key identifier used to find the issuer.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -27,7 +27,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.x509.oid import NameOID
 
 from .._der import SEQUENCE, Tlv, parse_tlv
-from ..errors import ParseError, SignatureInvalidError, UnsupportedAlgorithmError
+from ..errors import (
+    KeyRejectedError,
+    ParseError,
+    SignatureInvalidError,
+    UnsupportedAlgorithmError,
+)
 
 __all__ = ["Key", "PublicKey", "parse_key", "verify_signature"]
 
@@ -35,21 +40,30 @@ PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 
 def _fabricate_name(cert: x509.Certificate) -> str:
-    """x509_fabricate_name: CN, O, or "O: CN" unless CN starts with (7 chars of) O."""
+    r"""x509_cert_parser.c x509_fabricate_name: the subject's CN, O or emailAddress.
 
-    def first(oid: x509.ObjectIdentifier) -> str:
+    x509_extract_name_segment keeps the *last* value of each attribute, and an empty one
+    counts as absent. With both CN and O, the name is "O: CN" unless the CN starts with
+    the whole O, or both are at least 7 bytes long and share their first 7 bytes (then
+    the CN alone); the bytes compared are the attribute values as encoded.
+    """
+
+    def last(oid: x509.ObjectIdentifier) -> bytes:
         attrs = cert.subject.get_attributes_for_oid(oid)
-        value = attrs[0].value if attrs else ""
-        return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+        value = attrs[-1].value if attrs else b""
+        return value if isinstance(value, bytes) else str(value).encode()
 
-    cn, o = first(NameOID.COMMON_NAME), first(NameOID.ORGANIZATION_NAME)
+    cn, o = last(NameOID.COMMON_NAME), last(NameOID.ORGANIZATION_NAME)
     if cn and o:
-        cb, ob = cn.encode(), o.encode()
-        if (len(cb) >= len(ob) and cb[:len(ob)] == ob) or (
-                len(cb) >= 7 and len(ob) >= 7 and cb[:7] == ob[:7]):
-            return cn
-        return f"{o}: {cn}"
-    return cn or o or first(NameOID.EMAIL_ADDRESS)
+        if (len(cn) >= len(o) and cn[:len(o)] == o) or (
+                len(cn) >= 7 and len(o) >= 7 and cn[:7] == o[:7]):
+            name = cn
+        else:
+            name = o + b": " + cn
+    else:
+        name = cn or o or last(NameOID.EMAIL_ADDRESS)
+    # the kernel keeps a C string: it ends at the first NUL
+    return name.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +82,9 @@ class Key:
     key_usage_digital_signature: bool | None = None
     key_cert_sign: bool | None = None
     self_signed: bool = False
+    #: the raw issuer Name contents: auth_ids[2], the kernel's lookup when there is no
+    #: AKID (x509_note_issuer, Linux 5.19+), matched against a key's id[2] (subject)
+    issuer_raw: bytes = b""
 
     @classmethod
     def from_certificate(cls, data: bytes) -> Key:
@@ -122,9 +139,28 @@ class Key:
             raise UnsupportedAlgorithmError(f"certificate signature: {exc}") from None
         tail = skid if skid is not None else serial_raw
         ids = (serial_raw + issuer_raw, skid if skid is not None else b"", subject_raw)
-        self_signed = issuer_raw == subject_raw
-        return cls(f"{name}: {tail.hex()}", pub, ids, cert, der_bytes, skid, akid, is_ca,
-                   ku_ds, ku_cs, self_signed)
+        key = cls(f"{name}: {tail.hex()}", pub, ids, cert, der_bytes, skid, akid, is_ca,
+                  ku_ds, ku_cs, False, issuer_raw)
+        if key._check_for_self_signed():
+            key = replace(key, self_signed=True)
+        return key
+
+    def _check_for_self_signed(self) -> bool:
+        """x509_check_for_self_signed: issuer == subject, an AKID (if any) naming this
+        certificate (both parts when both are given, else EKEYREJECTED), and the
+        signature verifying with the certificate's own key."""
+        if self.issuer_raw != self.ids[2]:
+            return False
+        a0, a1 = self.auth_ids
+        if a0 is not None or a1 is not None:
+            a = a1 is not None and self.skid == a1
+            b = a0 is not None and self.ids[0] == a0
+            if not a and not b:
+                return False
+            if a != b and a0 is not None and a1 is not None:
+                raise KeyRejectedError("self-signed certificate whose AKID only partly "
+                                       "matches (EKEYREJECTED)")
+        return self.signed(self)
 
     @classmethod
     def from_public_key(cls, public_key: PublicKey, *, description: str) -> Key:
@@ -141,15 +177,38 @@ class Key:
         """The 4-byte key id IMA signature v2 headers carry (last 4 bytes of the SKID)."""
         return (self.skid or self.ids[0])[-4:]
 
+    @property
+    def pkey_algo(self) -> str:
+        """public_key->pkey_algo as x509_cert_parser sets it (``rsa``, ``ecdsa-nist-p256``)."""
+        pub = self.public_key
+        if isinstance(pub, rsa.RSAPublicKey):
+            return "rsa"
+        curve = {"secp192r1": "p192", "secp256r1": "p256", "secp384r1": "p384",
+                 "secp521r1": "p521"}.get(pub.curve.name, pub.curve.name)
+        return f"ecdsa-nist-{curve}"
+
+    def describe(self) -> str:
+        """What /proc/keys shows for the key (asymmetric_key_describe + public_key_describe):
+        ``"<description>: X509.<pkey_algo> <last 4 bytes of id[1] hex> []"``."""
+        tail = f" {self.ids[1][-4:].hex()}" if self.ids[1] else ""
+        kind = "X509" if self.certificate is not None else "raw"
+        return f"{self.description}: {kind}.{self.pkey_algo}{tail} []"
+
     def tbs_hash(self) -> bytes | None:
-        """SHA-256 of the TBSCertificate: what a ``tbs:`` blacklist entry names."""
+        """The TBSCertificate's digest with the certificate's signature hash (x509_get_sig_params
+        hashes it for the signature check): what ``is_hash_blacklisted(.., "tbs")`` looks up,
+        so a ``tbs:`` entry names SHA-256 of it for a sha256WithRSAEncryption certificate."""
         if self.certificate is None:
             return None
-        return hashlib.sha256(self.certificate.tbs_certificate_bytes).digest()
+        alg = self.certificate.signature_hash_algorithm
+        h = hashes.Hash(alg if alg is not None else hashes.SHA256())
+        h.update(self.certificate.tbs_certificate_bytes)
+        return h.finalize()
 
     def matches_id(self, wanted: bytes, *, partial: bool) -> bool:
-        """asymmetric_key_cmp / _cmp_partial on id[0] and id[1]."""
-        for kid in self.ids[:2]:
+        """asymmetric_match_key_ids: asymmetric_key_id_same (``ex:``) or
+        asymmetric_key_id_partial (``id:``, the tail) on id[0], id[1] and id[2]."""
+        for kid in self.ids[:3]:
             if not kid:
                 continue
             if (kid.endswith(wanted) if partial else kid == wanted):

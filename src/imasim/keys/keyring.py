@@ -31,9 +31,11 @@ __all__ = [
     "restrict_link_by_builtin_and_secondary_trusted",
     "restrict_link_by_builtin_trusted",
     "restrict_link_by_ca",
+    "restrict_link_by_ca_max",
     "restrict_link_by_digsig",
     "restrict_link_by_key_or_keyring",
     "restrict_link_by_key_or_keyring_chain",
+    "restrict_link_by_signature",
     "restrict_link_reject",
 ]
 
@@ -59,8 +61,11 @@ class EventLog:
 
 
 class Restriction(Protocol):
-    def __call__(self, dest: Keyring, key: Key, restriction_key: Keyring | Key | None,
-                 /) -> None: ...
+    """``key_restrict_link_func_t``: raise KeyRejectedError to refuse ``key`` (a
+    :class:`Key` being added or linked, or a :class:`Keyring` being linked)."""
+
+    def __call__(self, dest: Keyring, key: Key | Keyring,
+                 restriction_key: Keyring | Key | None, /) -> None: ...
 
 
 class Blacklist:
@@ -121,18 +126,33 @@ class Keyring:
         r = self._restriction
         return None if r is None else getattr(r, "__name__", type(r).__name__)
 
-    def restrict(self, restriction: Restriction | str, restriction_key: Keyring | Key | None
-                 = None, *, resolve: Callable[[str], Keyring | Key] | None = None) -> None:
-        """KEYCTL_RESTRICT_KEYRING: set the restriction once; it cannot be changed later.
+    def restrict(self, restriction: Restriction | str | None = None,
+                 restriction_key: Keyring | Key | None = None, *,
+                 resolve: Callable[[str], Keyring | Key] | None = None) -> None:
+        """security/keys/keyring.c keyring_restrict (KEYCTL_RESTRICT_KEYRING): set the
+        restriction once; it can be neither lifted nor replaced later (EEXIST).
 
-        A string uses the kernel's syntax (``asymmetric:builtin_trusted``,
-        ``asymmetric:key_or_keyring:<id>[:chain]``); ``resolve`` maps an id to a key or
-        keyring.
+        ``None`` is ``keyctl restrict_keyring <id>`` without a type: restrict_link_reject.
+        A string is the asymmetric type's syntax (``asymmetric:builtin_trusted``,
+        ``asymmetric:builtin_and_secondary_trusted``,
+        ``asymmetric:key_or_keyring:<serial>[:chain]``, see :func:`parse_restriction`);
+        ``resolve`` maps a serial (8 hex digits, as /proc/keys prints it) or a system
+        keyring's name to a key or keyring. A restriction whose keyring chain leads back
+        to this keyring is refused (EDEADLK). On error nothing changes.
         """
         if self._restriction is not None:
             raise UsageError(f"keyring {self.name} is already restricted (EEXIST)")
-        if isinstance(restriction, str):
+        if restriction is None:
+            restriction, restriction_key = restrict_link_reject, None
+        elif isinstance(restriction, str):
             restriction, restriction_key = parse_restriction(restriction, resolve)
+        rk = restriction_key
+        seen: set[int] = set()
+        while isinstance(rk, Keyring) and id(rk) not in seen:  # keyring_detect_restriction_cycle
+            if rk is self:
+                raise UsageError(f"restriction of {self.name} leads back to it (EDEADLK)")
+            seen.add(id(rk))
+            rk = rk._restriction_key
         self._restriction = restriction
         self._restriction_key = restriction_key
 
@@ -145,29 +165,45 @@ class Keyring:
     def links(self) -> tuple[Keyring, ...]:
         return tuple(self._links)
 
-    def _admit(self, key: Key) -> None:
+    def _admit(self, item: Key | Keyring) -> None:
+        what = item.description if isinstance(item, Key) else f"keyring {item.name}"
         try:
-            if self.blacklist is not None:
-                self.blacklist.check_key(key)
+            if self.blacklist is not None and isinstance(item, Key):
+                self.blacklist.check_key(item)
             if self._restriction is not None:
-                self._restriction(self, key, self._restriction_key)
+                self._restriction(self, item, self._restriction_key)
         except (KeyRejectedError, RevokedError) as exc:
-            self.log.record(KeyringEvent(self.name, key.description, False, str(exc)))
+            self.log.record(KeyringEvent(self.name, what, False, str(exc)))
             raise
-        self.log.record(KeyringEvent(self.name, key.description, True,
+        self.log.record(KeyringEvent(self.name, what, True,
                                      self.restriction_name or "unrestricted"))
 
     def add(self, key: Key) -> Key:
-        """Add a key (the restriction and the blacklist decide; unchanged on refusal)."""
+        """key_create_or_update: the blacklist (``tbs:`` hash or revocation certificate:
+        EKEYREJECTED) and the restriction decide; the keyring is unchanged on refusal."""
         self._admit(key)
         if key not in self._keys:
             self._keys.append(key)
         return key
 
+    def add_certificate(self, data: bytes) -> Key:
+        """Parse a DER or PEM certificate and :meth:`add` it (``keyctl padd asymmetric``); a
+        certificate that does not parse (EBADMSG) or whose algorithm is unsupported
+        (ENOPKG) is recorded as refused and re-raised, the keyring unchanged."""
+        from ..errors import ParseError, UnsupportedAlgorithmError
+
+        try:
+            key = Key.from_certificate(data)
+        except (ParseError, UnsupportedAlgorithmError, KeyRejectedError) as exc:
+            self.log.record(KeyringEvent(self.name, "<unparsed certificate>", False, str(exc)))
+            raise
+        return self.add(key)
+
     def link(self, other: Keyring) -> None:
-        """Link a keyring: each of its keys must pass this keyring's restriction."""
-        for k in other.iter_keys():
-            self._admit(k)
+        """key_link: the restriction sees the keyring itself (the kernel's asymmetric
+        restrictions refuse keyrings, EOPNOTSUPP, except the builtin keyring into
+        .secondary_trusted_keys); an unrestricted keyring links anything."""
+        self._admit(other)
         if other not in self._links:
             self._links.append(other)
 
@@ -212,10 +248,10 @@ class Keyring:
         """Search as the kernel matches descriptions: ``id:<hex>`` (tail), ``ex:<hex>``."""
         kind, sep, value = spec.partition(":")
         if sep and kind in ("id", "ex"):
-            try:
-                wanted = bytes.fromhex(value)
-            except ValueError:
-                raise UsageError(f"bad key id {value!r}") from None
+            # asymmetric_key_hex_to_key_id: an even number of hex digits, nothing else
+            if not value or len(value) % 2 or value.strip("0123456789abcdefABCDEF"):
+                raise UsageError(f"bad key id {value[:80]!r} (EINVAL)")
+            wanted = bytes.fromhex(value)
             found = self.find_asymmetric_key(wanted, partial=kind == "id")
         else:
             found = next((k for k in self.iter_keys() if k.description == spec), None)
@@ -234,105 +270,232 @@ class Keyring:
 
 
 # -- restrictions ------------------------------------------------------------------------
-def restrict_link_reject(dest: Keyring, key: Key, restriction_key: Keyring | Key | None, /
-                         ) -> None:
-    """Nothing may be added (the builtin keyring after boot)."""
-    raise KeyRejectedError(f"{dest.name} accepts no new keys")
+def _not_asymmetric(key: Key | Keyring) -> bool:
+    """A restriction also sees keyrings being linked (key_link -> the check function with
+    ``type == &key_type_keyring``): the kernel's asymmetric restrictions refuse them."""
+    return isinstance(key, Keyring)
 
 
-def _signed_by_keyring(key: Key, ring: Keyring) -> bool:
+def restrict_link_reject(dest: Keyring, key: Key | Keyring,
+                         restriction_key: Keyring | Key | None, /) -> None:
+    """security/keys/keyring.c restrict_link_reject: nothing may be added or linked (-EPERM)."""
+    raise KeyRejectedError(f"{dest.name} accepts no new keys (EPERM)")
+
+
+def _auth_ids(key: Key) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """sig->auth_ids[0..2]: AKID issuer+serial, AKID keyIdentifier, the issuer name."""
+    if key.certificate is None:  # a raw public key: no payload->data[asym_auth]
+        raise KeyRejectedError(f"{key.description!r} carries no signature (ENOPKG)")
     a0, a1 = key.auth_ids
-    for cand in ring.iter_keys():
-        if a0 is not None and cand.ids[0] != a0:
-            continue
-        if a1 is not None and cand.skid != a1:
-            continue
-        if key.signed(cand):
-            return True
-    return False
+    return a0, a1, key.issuer_raw or None
 
 
-def restrict_link_by_key_or_keyring(dest: Keyring, key: Key,
+def _find_signer(key: Key, ring: Keyring) -> Key | None:
+    """find_asymmetric_key(trust_keyring, auth_ids[0], auth_ids[1], auth_ids[2], false):
+    one key, by the first id present (exact), the second checked when both are given."""
+    a0, a1, a2 = _auth_ids(key)
+    if a0 is not None:
+        return ring.find_asymmetric_key(a0, a1)
+    if a1 is not None:
+        return ring.find_asymmetric_key(None, a1)
+    return ring.find_asymmetric_key(None, None, a2)
+
+
+def _verify_by(key: Key, signer: Key | None, where: str) -> None:
+    if signer is None:
+        raise KeyRejectedError(f"{key.description!r}: no key in {where} signed it (ENOKEY)")
+    if not key.signed(signer):
+        raise KeyRejectedError(f"{key.description!r}: signature by {signer.description!r} "
+                               "does not verify (EKEYREJECTED)")
+
+
+def restrict_link_by_signature(dest: Keyring, key: Key | Keyring,
+                               restriction_key: Keyring | Key | None, /) -> None:
+    """crypto/asymmetric_keys/restrict.c restrict_link_by_signature: the key's certificate
+    must be signed by the key that ``restriction_key`` (a keyring) holds under the
+    certificate's authority ids (looked up exactly, then verified)."""
+    if not isinstance(restriction_key, Keyring):
+        raise KeyRejectedError("no trust keyring (ENOKEY)")
+    if _not_asymmetric(key):
+        raise KeyRejectedError(f"{dest.name}: only asymmetric keys may be added (EOPNOTSUPP)")
+    assert isinstance(key, Key)
+    _verify_by(key, _find_signer(key, restriction_key), restriction_key.name)
+
+
+def _match_signer_key(key: Key, signer: Key) -> bool:
+    """key_or_keyring_common with a key: auth_ids against the signer's ids (match_either_id)."""
+    a0, a1, a2 = _auth_ids(key)
+    ids = signer.ids
+
+    def either(a: bytes) -> bool:
+        return a in (ids[0], ids[1]) and a != b""
+
+    if a0 is None and a1 is None:
+        return a2 is not None and a2 == ids[2]
+    if a0 is None or a1 is None:
+        return either(a0 if a0 is not None else a1)  # type: ignore[arg-type]
+    return a1 == ids[1] and either(a0)
+
+
+def _key_or_keyring_common(dest: Keyring, key: Key | Keyring, trusted: Keyring | Key | None,
+                           check_dest: bool) -> None:
+    """crypto/asymmetric_keys/restrict.c key_or_keyring_common."""
+    if trusted is None and not check_dest:
+        raise KeyRejectedError("no restriction key (ENOKEY)")
+    if _not_asymmetric(key):
+        raise KeyRejectedError(f"{dest.name}: only asymmetric keys may be added (EOPNOTSUPP)")
+    assert isinstance(key, Key)
+    signer: Key | None = None
+    if isinstance(trusted, Keyring):
+        signer = _find_signer(key, trusted)
+    elif isinstance(trusted, Key):
+        signer = trusted if _match_signer_key(key, trusted) else None
+    if check_dest and signer is None:
+        signer = _find_signer(key, dest)
+    _verify_by(key, signer, "the trusted key or keyring")
+
+
+def restrict_link_by_key_or_keyring(dest: Keyring, key: Key | Keyring,
                                     restriction_key: Keyring | Key | None, /) -> None:
     """Admit a key whose certificate is signed by the given key or a key of the keyring."""
-    if restriction_key is None:
-        raise KeyRejectedError("no restriction key")
-    ring = restriction_key if isinstance(restriction_key, Keyring) else None
-    if ring is not None:
-        ok = _signed_by_keyring(key, ring)
-    else:
-        assert isinstance(restriction_key, Key)
-        ok = key.signed(restriction_key)
-    if not ok:
-        raise KeyRejectedError(f"{key.description!r} is not signed by a trusted key")
+    _key_or_keyring_common(dest, key, restriction_key, False)
 
 
-def restrict_link_by_key_or_keyring_chain(dest: Keyring, key: Key,
+def restrict_link_by_key_or_keyring_chain(dest: Keyring, key: Key | Keyring,
                                           restriction_key: Keyring | Key | None, /) -> None:
-    """As restrict_link_by_key_or_keyring, but a key already in ``dest`` may sign too."""
-    try:
-        restrict_link_by_key_or_keyring(dest, key, restriction_key)
-    except KeyRejectedError:
-        if not _signed_by_keyring(key, dest):
-            raise
+    """As restrict_link_by_key_or_keyring, but a key already in ``dest`` may sign too (the
+    ``:chain`` suffix); ``restriction_key`` may be None (``key_or_keyring:0:chain``)."""
+    _key_or_keyring_common(dest, key, restriction_key, True)
 
 
-def restrict_link_by_builtin_trusted(dest: Keyring, key: Key,
+def restrict_link_by_builtin_trusted(dest: Keyring, key: Key | Keyring,
                                      restriction_key: Keyring | Key | None, /) -> None:
-    """The key must be signed by a key in ``restriction_key`` (.builtin_trusted_keys)."""
-    restrict_link_by_key_or_keyring(dest, key, restriction_key)
+    """certs/system_keyring.c: signed by a key in ``restriction_key``, which stands for the
+    kernel's global .builtin_trusted_keys."""
+    restrict_link_by_signature(dest, key, restriction_key)
 
 
 def restrict_link_by_builtin_and_secondary_trusted(
-        dest: Keyring, key: Key, restriction_key: Keyring | Key | None, /) -> None:
-    """Signed by a builtin or secondary key. ``restriction_key`` is the keyring to search:
-    the builtin keyring for .secondary_trusted_keys itself (whose own keys also vouch),
-    the secondary keyring (which links the builtin one) for any other keyring."""
-    try:
-        restrict_link_by_key_or_keyring(dest, key, restriction_key)
-    except KeyRejectedError:
-        if dest.name != ".secondary_trusted_keys" or not _signed_by_keyring(key, dest):
-            raise
+        dest: Keyring, key: Key | Keyring, restriction_key: Keyring | Key | None, /) -> None:
+    """certs/system_keyring.c: signed by a builtin or secondary key.
+
+    ``restriction_key`` stands for the kernel's globals: for ``.secondary_trusted_keys``
+    itself it is the builtin keyring (the only keyring that may be linked into it, and
+    the secondary's own keys vouch too); for any other keyring it is the secondary keyring
+    (which links the builtin one).
+    """
+    if isinstance(key, Keyring):
+        if dest.name == ".secondary_trusted_keys" and key is restriction_key:
+            return  # allow the builtin keyring to be added to the secondary
+        raise KeyRejectedError(f"{dest.name}: only asymmetric keys may be added (EOPNOTSUPP)")
+    if dest.name != ".secondary_trusted_keys":
+        restrict_link_by_signature(dest, key, restriction_key)
+        return
+    # the search of secondary_trusted_keys: its own keys, then through its link to builtin
+    signer = _find_signer(key, dest)
+    if signer is None and isinstance(restriction_key, Keyring):
+        signer = _find_signer(key, restriction_key)
+    _verify_by(key, signer, dest.name)
 
 
-def restrict_link_by_ca(dest: Keyring, key: Key, restriction_key: Keyring | Key | None, /
-                        ) -> None:
-    """Only self-signed CA certificates with keyCertSign (the .machine keyring, 6.4+)."""
-    if not key.self_signed or not key.is_ca or key.key_cert_sign is False:
-        raise KeyRejectedError(f"{key.description!r} is not a self-signed CA")
+def restrict_link_by_ca(dest: Keyring, key: Key | Keyring,
+                        restriction_key: Keyring | Key | None, /) -> None:
+    """crypto/asymmetric_keys/restrict.c restrict_link_by_ca (6.4+, the .machine keyring):
+    the certificate must have basicConstraints CA and keyUsage keyCertSign (KEY_EFLAG_CA,
+    KEY_EFLAG_KEYCERTSIGN); no signature is checked."""
+    if _not_asymmetric(key):
+        raise KeyRejectedError(f"{dest.name}: only asymmetric keys may be added (EOPNOTSUPP)")
+    assert isinstance(key, Key)
+    if not key.is_ca:
+        raise KeyRejectedError(f"{key.description!r} is not a CA (ENOKEY)")
+    if not key.key_cert_sign:
+        raise KeyRejectedError(f"{key.description!r} lacks keyUsage keyCertSign (ENOKEY)")
 
 
-def restrict_link_by_digsig(dest: Keyring, key: Key, restriction_key: Keyring | Key | None, /
-                            ) -> None:
-    """keyUsage must allow digitalSignature and not be a CA (the .ima rule of 6.4+)."""
-    if key.is_ca or key.key_usage_digital_signature is False:
-        raise KeyRejectedError(f"{key.description!r} is not a digital-signature key")
-    restrict_link_by_builtin_and_secondary_trusted(dest, key, restriction_key)
+def restrict_link_by_ca_max(dest: Keyring, key: Key | Keyring,
+                            restriction_key: Keyring | Key | None, /) -> None:
+    """restrict_link_by_ca with CONFIG_INTEGRITY_CA_MACHINE_KEYRING_MAX: a CA whose keyUsage
+    also allows digitalSignature is refused."""
+    restrict_link_by_ca(dest, key, restriction_key)
+    assert isinstance(key, Key)
+    if key.key_usage_digital_signature:
+        raise KeyRejectedError(f"{key.description!r}: a CA with digitalSignature (ENOKEY)")
 
 
-_NAMED: dict[str, Restriction] = {
-    "builtin_trusted": restrict_link_by_builtin_trusted,
-    "builtin_and_secondary_trusted": restrict_link_by_builtin_and_secondary_trusted,
+def restrict_link_by_digsig(dest: Keyring, key: Key | Keyring,
+                            restriction_key: Keyring | Key | None, /) -> None:
+    """crypto/asymmetric_keys/restrict.c restrict_link_by_digsig (6.4+; the .ima/.evm rule
+    with CONFIG_INTEGRITY_CA_MACHINE_KEYRING): keyUsage digitalSignature, neither CA nor
+    keyCertSign, then restrict_link_by_signature against ``restriction_key`` (the builtin
+    keyring, or the secondary one with IMA_KEYRINGS_PERMIT_SIGNED_BY_BUILTIN_OR_SECONDARY)."""
+    if _not_asymmetric(key):
+        raise KeyRejectedError(f"{dest.name}: only asymmetric keys may be added (EOPNOTSUPP)")
+    assert isinstance(key, Key)
+    if not key.key_usage_digital_signature:
+        raise KeyRejectedError(f"{key.description!r} lacks keyUsage digitalSignature (ENOKEY)")
+    if key.is_ca:
+        raise KeyRejectedError(f"{key.description!r} is a CA (ENOKEY)")
+    if key.key_cert_sign:
+        raise KeyRejectedError(f"{key.description!r} has keyUsage keyCertSign (ENOKEY)")
+    restrict_link_by_signature(dest, key, restriction_key)
+
+
+_NAMED: dict[str, tuple[Restriction, str]] = {
+    "builtin_trusted": (restrict_link_by_builtin_trusted, ".builtin_trusted_keys"),
+    "builtin_and_secondary_trusted": (restrict_link_by_builtin_and_secondary_trusted,
+                                      ".secondary_trusted_keys"),
 }
+
+
+def _kstrtos32(text: str) -> int | None:
+    """lib/kstrtox.c kstrtos32(s, 0): optional sign, 0x hex, leading-0 octal or decimal."""
+    body = text[1:] if text[:1] in "+-" else text
+    if text[:1] == "+" and body[:1] in "+-":
+        return None
+    base, digits = ((16, body[2:]) if body[:2].lower() == "0x" else
+                    (8, body[1:] or "0") if body[:1] == "0" else (10, body))
+    if not digits or any(c not in "0123456789abcdefABCDEF"[:base + (6 if base == 16 else 0)]
+                         for c in digits):
+        return None
+    value = int(digits, base) * (-1 if text[:1] == "-" else 1)
+    return value if -2**31 <= value < 2**31 else None
 
 
 def parse_restriction(text: str, resolve: Callable[[str], Keyring | Key] | None = None
                       ) -> tuple[Restriction, Keyring | Key | None]:
-    """KEYCTL_RESTRICT_KEYRING syntax: ``asymmetric:<name>[:<id>[:chain]]``."""
-    parts = text.split(":")
-    if len(parts) < 2 or parts[0] != "asymmetric":
-        raise PolicyError("restriction must start with 'asymmetric:'", token=text[:60])
-    name = parts[1]
-    if name in _NAMED and len(parts) == 2:
+    """asymmetric_lookup_restriction, after the type: ``asymmetric:builtin_trusted``,
+    ``asymmetric:builtin_and_secondary_trusted``, ``asymmetric:key_or_keyring:<serial>``
+    or ``...:<serial>:chain``. The serial is read as kstrtos32(s, 0) reads it (decimal,
+    ``0x`` hex); ``0`` is allowed with ``:chain`` only (no key: only the keyring's own keys
+    vouch). ``resolve`` is given the serial as 8 hex digits (the /proc/keys column) or the
+    system keyring's name; an unknown one is KeyNotFoundError, bad syntax PolicyError
+    (EINVAL)."""
+    kind, sep, rest = text.partition(":")
+    if not sep or kind != "asymmetric":
+        raise PolicyError("restriction must be 'asymmetric:<method>'", token=text[:60])
+
+    def lookup(what: str) -> Keyring | Key:
         if resolve is None:
-            raise UsageError(f"{name} needs a resolver for the builtin keyring")
-        return _NAMED[name], resolve(".builtin_trusted_keys")
-    if name == "key_or_keyring" and len(parts) in (3, 4):
-        if len(parts) == 4 and parts[3] != "chain":
-            raise PolicyError("expected ':chain'", token=parts[3])
-        if resolve is None:
-            raise UsageError("key_or_keyring needs a resolver for the key id")
-        target = resolve(parts[2])
-        return ((restrict_link_by_key_or_keyring_chain if len(parts) == 4
-                 else restrict_link_by_key_or_keyring), target)
+            raise UsageError(f"{rest!r} needs a resolver for {what}")
+        try:
+            return resolve(what)
+        except (KeyError, LookupError, KeyNotFoundError):
+            raise KeyNotFoundError(f"no key or keyring {what} (ENOKEY)") from None
+
+    if rest in _NAMED:
+        func, ring = _NAMED[rest]
+        return func, lookup(ring)
+    method, _, args = rest.partition(":")
+    if method == "key_or_keyring" and _:
+        key_text, chained, tail = args.partition(":")
+        if chained and tail != "chain":
+            raise PolicyError("expected ':chain'", token=tail[:60])
+        serial = _kstrtos32(key_text)
+        if serial is None:
+            raise PolicyError("bad key serial", token=key_text[:60])
+        func = (restrict_link_by_key_or_keyring_chain if chained
+                else restrict_link_by_key_or_keyring)
+        if serial == 0 and chained:
+            return func, None
+        return func, lookup(f"{serial & 0xFFFFFFFF:08x}")
     raise PolicyError("unknown restriction", token=text[:60])
