@@ -33,17 +33,26 @@ def _der_len(data: bytes, pos: int) -> int | None:
 
 
 def decompress_bzimage(image: bytes) -> bytes:
-    setup_sects = image[0x1F1] or 4
-    offset, length = struct.unpack_from("<II", image, 0x248)
-    start = (setup_sects + 1) * 512 + offset
-    payload = image[start:start + length]
+    payload = bzimage_payload(image)
     assert payload[:6] == b"\xfd7zXZ\x00", "Debian's kernel payload is XZ"
     return lzma.LZMADecompressor().decompress(payload)
 
 
 def system_certificate_list(vmlinuz: bytes) -> list[bytes]:
     """The DER certificates of the kernel's built-in list (module signing key first)."""
-    elf = decompress_bzimage(vmlinuz)
+    return system_certificate_list_in_elf(decompress_bzimage(vmlinuz))
+
+
+def bzimage_payload(image: bytes) -> bytes:
+    """The compressed kernel (XZ in Debian's 6.1, zstd in its 6.12)."""
+    setup_sects = image[0x1F1] or 4
+    offset, length = struct.unpack_from("<II", image, 0x248)
+    start = (setup_sects + 1) * 512 + offset
+    return image[start:start + length]
+
+
+def system_certificate_list_in_elf(elf: bytes) -> list[bytes]:
+    """The certificate list inside a decompressed kernel (vmlinux)."""
     found: list[list[bytes]] = []
     for m in re.finditer(rb"\x30\x82..\x30\x82", elf, re.DOTALL):
         certs, pos = [], m.start()
