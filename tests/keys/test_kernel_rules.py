@@ -320,3 +320,44 @@ def test_custom_restriction_sees_keyrings_too() -> None:
     with pytest.raises(KeyRejectedError):
         ring.link(Keyring("x"))
     assert seen == ["Key", "Keyring"]
+
+
+def test_blacklist_entries_as_the_kernel_vets_them() -> None:
+    from imasim.errors import PolicyError
+
+    bl = Blacklist()
+    leaf = pki()["leaf"].as_key()
+    bl.add_entry("tbs:" + leaf.tbs_hash().hex())  # type: ignore[union-attr]
+    bl.add_entry("bin:" + "ab" * 32)
+    assert bl.is_key_blocked(leaf) and bl.is_binary_blocked(bytes.fromhex("ab" * 32))
+    for bad in ("tbs:", "tbs:abc", "tbs:AB", "xyz:00", "tbs00", "bin:" + "00" * 65, "bin:0g"):
+        with pytest.raises(PolicyError):
+            bl.add_entry(bad)
+    assert len(bl.entries()) == 2
+
+
+def test_unlink_and_clear() -> None:
+    ring = Keyring("r")
+    leaf = ring.add(pki()["leaf"].as_key())
+    other = Keyring("o")
+    ring.link(other)
+    ring.unlink(leaf)
+    with pytest.raises(KeyNotFoundError, match="ENOENT"):
+        ring.unlink(leaf)
+    ring.unlink(other)
+    assert ring.keys == () and ring.links == ()
+    ring.add(leaf)
+    ring.clear()
+    assert ring.keys == ()
+    with pytest.raises(UsageError):
+        ring.search("")
+
+
+def test_restrict_decisions_are_recorded() -> None:
+    ring = Keyring("r")
+    ring.restrict("asymmetric:key_or_keyring:0:chain")
+    with pytest.raises(UsageError):
+        ring.restrict(None)
+    assert [(e.key, e.admitted) for e in ring.log.events] == [
+        ("restriction asymmetric:key_or_keyring:0:chain", True), ("restriction", False)]
+    assert "EEXIST" in ring.log.events[-1].reason

@@ -79,6 +79,21 @@ class Blacklist:
     def add_tbs_hash(self, digest: bytes) -> None:
         self._tbs.add(bytes(digest))
 
+    def add_entry(self, description: str) -> None:
+        """A ``tbs:<hex>`` or ``bin:<hex>`` key as certs/blacklist.c vets its description
+        (blacklist_vet_description: lowercase hex, an even number of digits, at most 128)."""
+        kind, sep, value = description.partition(":")
+        if not sep or kind not in ("tbs", "bin"):
+            raise PolicyError("blacklist entry must be tbs:<hex> or bin:<hex> (EINVAL)",
+                              token=description[:80])
+        if len(value) > 128:
+            raise PolicyError("blacklist hash longer than 128 hex digits (ENOPKG)",
+                              token=description[:80])
+        if not value or len(value) % 2 or value.strip("0123456789abcdef"):
+            raise PolicyError("blacklist hash must be an even number of lowercase hex "
+                              "digits (EINVAL)", token=description[:80])
+        (self.add_tbs_hash if kind == "tbs" else self.add_binary_hash)(bytes.fromhex(value))
+
     def add_binary_hash(self, digest: bytes) -> None:
         self._bin.add(bytes(digest))
 
@@ -140,21 +155,29 @@ class Keyring:
         keyring's name to a key or keyring. A restriction whose keyring chain leads back
         to this keyring is refused (EDEADLK). On error nothing changes.
         """
-        if self._restriction is not None:
-            raise UsageError(f"keyring {self.name} is already restricted (EEXIST)")
-        if restriction is None:
-            restriction, restriction_key = restrict_link_reject, None
-        elif isinstance(restriction, str):
-            restriction, restriction_key = parse_restriction(restriction, resolve)
-        rk = restriction_key
-        seen: set[int] = set()
-        while isinstance(rk, Keyring) and id(rk) not in seen:  # keyring_detect_restriction_cycle
-            if rk is self:
-                raise UsageError(f"restriction of {self.name} leads back to it (EDEADLK)")
-            seen.add(id(rk))
-            rk = rk._restriction_key
+        what = f"restriction {restriction if isinstance(restriction, str) else ''}".rstrip()
+        try:
+            if self._restriction is not None:
+                raise UsageError(f"keyring {self.name} is already restricted (EEXIST)")
+            if restriction is None:
+                restriction, restriction_key = restrict_link_reject, None
+            elif isinstance(restriction, str):
+                restriction, restriction_key = parse_restriction(restriction, resolve)
+            rk = restriction_key
+            seen: set[int] = set()
+            # keyring_detect_restriction_cycle
+            while isinstance(rk, Keyring) and id(rk) not in seen:
+                if rk is self:
+                    raise UsageError(f"restriction of {self.name} leads back to it (EDEADLK)")
+                seen.add(id(rk))
+                rk = rk._restriction_key
+        except (UsageError, PolicyError, KeyNotFoundError) as exc:
+            self.log.record(KeyringEvent(self.name, what, False, str(exc)))
+            raise
         self._restriction = restriction
         self._restriction_key = restriction_key
+        self.log.record(KeyringEvent(self.name, what, True,
+                                     f"restricted by {self.restriction_name}"))
 
     # -- membership -------------------------------------------------------------------
     @property
@@ -208,10 +231,12 @@ class Keyring:
             self._links.append(other)
 
     def unlink(self, item: Key | Keyring) -> None:
-        if isinstance(item, Keyring):
-            self._links.remove(item)
-        else:
-            self._keys.remove(item)
+        """KEYCTL_UNLINK: KeyNotFoundError (ENOENT) when ``item`` is not linked here."""
+        members: list[Key] | list[Keyring] = self._links if isinstance(item, Keyring) \
+            else self._keys
+        if item not in members:
+            raise KeyNotFoundError(f"{item!r} is not in {self.name} (ENOENT)")
+        members.remove(item)  # type: ignore[arg-type]
 
     def clear(self) -> None:
         self._keys.clear()
@@ -246,6 +271,8 @@ class Keyring:
 
     def search(self, spec: str) -> Key:
         """Search as the kernel matches descriptions: ``id:<hex>`` (tail), ``ex:<hex>``."""
+        if not spec:
+            raise UsageError("empty key description (EINVAL)")
         kind, sep, value = spec.partition(":")
         if sep and kind in ("id", "ex"):
             # asymmetric_key_hex_to_key_id: an even number of hex digits, nothing else
