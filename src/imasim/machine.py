@@ -71,6 +71,7 @@ from .keys.keyring import (
     EventLog,
     Keyring,
     restrict_link_by_builtin_and_secondary_trusted,
+    restrict_link_by_builtin_secondary_and_machine,
     restrict_link_by_builtin_trusted,
     restrict_link_reject,
 )
@@ -200,10 +201,14 @@ class SystemKeyrings:
             builtin.add(k)
         builtin.restrict(restrict_link_reject)
         secondary = Keyring(".secondary_trusted_keys", blacklist=bl, log=log,
-                            restriction=restrict_link_by_builtin_and_secondary_trusted,
+                            restriction=(restrict_link_by_builtin_secondary_and_machine
+                                         if config.integrity_machine_keyring else
+                                         restrict_link_by_builtin_and_secondary_trusted),
                             restriction_key=builtin)
         secondary.link(builtin)
         machine = Keyring(".machine", blacklist=bl, log=log)
+        if config.integrity_machine_keyring:  # set_machine_trusted_keys (5.18+)
+            secondary.link(machine)
         platform = Keyring(".platform", blacklist=bl, log=log)
         ima_restriction = (restrict_link_by_builtin_and_secondary_trusted
                            if config.ima_keyrings_permit_signed_by_builtin_or_secondary

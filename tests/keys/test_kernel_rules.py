@@ -361,3 +361,23 @@ def test_restrict_decisions_are_recorded() -> None:
     assert [(e.key, e.admitted) for e in ring.log.events] == [
         ("restriction asymmetric:key_or_keyring:0:chain", True), ("restriction", False)]
     assert "EEXIST" in ring.log.events[-1].reason
+
+
+def test_machine_keyring_is_linked_into_the_secondary() -> None:
+    """5.18+ with INTEGRITY_MACHINE_KEYRING (Debian): set_machine_trusted_keys links
+    .machine into .secondary_trusted_keys, so a MOK CA vouches for secondary keys; no other
+    keyring may be linked there."""
+    from imasim.kconfig import PRESETS
+    from imasim.machine import SystemKeyrings
+
+    rings = SystemKeyrings.build(PRESETS["debian12-6.1"], [pki()["stranger"].as_key()])
+    assert rings.secondary.links == (rings.builtin, rings.machine)
+    assert rings.secondary.restriction_name == "restrict_link_by_builtin_secondary_and_machine"
+    with pytest.raises(KeyRejectedError):
+        rings.secondary.add(pki()["leaf"].as_key())  # its root is nowhere yet
+    rings.machine.add(pki()["root"].as_key())  # .machine is unrestricted without CA_MACHINE
+    rings.secondary.add(pki()["leaf"].as_key())
+    with pytest.raises(KeyRejectedError, match="EOPNOTSUPP"):
+        rings.secondary.link(rings.platform)
+    no_mok = SystemKeyrings.build(PRESETS["debian12-6.1"].with_(integrity_machine_keyring=False))
+    assert no_mok.secondary.links == (no_mok.builtin,)

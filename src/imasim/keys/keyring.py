@@ -29,6 +29,7 @@ __all__ = [
     "Restriction",
     "parse_restriction",
     "restrict_link_by_builtin_and_secondary_trusted",
+    "restrict_link_by_builtin_secondary_and_machine",
     "restrict_link_by_builtin_trusted",
     "restrict_link_by_ca",
     "restrict_link_by_ca_max",
@@ -423,6 +424,19 @@ def restrict_link_by_builtin_and_secondary_trusted(
     if signer is None and isinstance(restriction_key, Keyring):
         signer = _find_signer(key, restriction_key)
     _verify_by(key, signer, dest.name)
+
+
+def restrict_link_by_builtin_secondary_and_machine(
+        dest: Keyring, key: Key | Keyring, restriction_key: Keyring | Key | None, /) -> None:
+    """certs/system_keyring.c (5.18+, CONFIG_INTEGRITY_MACHINE_KEYRING): the secondary
+    keyring's restriction, which also lets the ``.machine`` keyring be linked into
+    ``.secondary_trusted_keys`` (set_machine_trusted_keys), so the machine owner's keys
+    vouch wherever the secondary keyring is searched; otherwise as
+    restrict_link_by_builtin_and_secondary_trusted."""
+    if isinstance(key, Keyring) and key.name == ".machine" \
+            and dest.name == ".secondary_trusted_keys":
+        return
+    restrict_link_by_builtin_and_secondary_trusted(dest, key, restriction_key)
 
 
 def restrict_link_by_ca(dest: Keyring, key: Key | Keyring,
