@@ -111,6 +111,10 @@ def test_blacklisted_tbs_hash_is_refused() -> None:
     with pytest.raises(RevokedError):
         secondary.add(leaf)
     assert secondary.keys == ()
+    assert "blacklisted" in secondary.log.events[-1].reason
+    # the same keyring without the blacklist admits it: the refusal is the tbs: entry's
+    Keyring(".secondary_trusted_keys", restriction=restrict_link_by_builtin_and_secondary_trusted,
+            restriction_key=builtin).add(leaf)
 
 
 def test_custom_gatekeeper_callable() -> None:

@@ -45,4 +45,6 @@ def test_linux_4_4_layout() -> None:
     rings[".ima"].add(pki()["chained"].as_key())  # signed by the MOK CA
     events = rings[".ima"].log.events
     assert events[-1].keyring == ".ima" and events[-1].admitted
+    # 4.5's x509_validate_trust: an .ima_mok key also makes a key trusted for .ima_mok
+    rings[".ima_mok"].add(pki()["chained"].as_key())
     assert any(e.keyring == ".ima_mok" and not e.admitted for e in events)

@@ -1,11 +1,13 @@
 """Keyring layouts of other kernel eras, and the trust models argued over in 2016.
 
-Linux 4.4 had one ``.system_keyring`` (built-in keys, closed after boot) and, with
-CONFIG_IMA_MOK_KEYRING, an ``.ima_mok`` keyring whose keys had to be signed by a system
-key; ``.ima`` (CONFIG_IMA_TRUSTED_KEYRING) admitted keys signed by a key in
-``.system_keyring`` or ``.ima_mok`` (``restrict_link_by_signature`` against a keyring
-that linked both). Linux 4.7+ replaced this with ``.builtin_trusted_keys`` and
-``.secondary_trusted_keys`` (see :class:`imasim.machine.SystemKeyrings`).
+Linux 4.4 had one ``.system_keyring`` (built-in keys, closed after boot); 4.5 and 4.6
+added, with CONFIG_IMA_MOK_KEYRING, an ``.ima_mok`` keyring. Both ``.ima_mok`` and ``.ima``
+(CONFIG_IMA_TRUSTED_KEYRING) were KEY_FLAG_TRUSTED_ONLY: they took only keys that
+x509_key_preparse marked trusted, i.e. whose certificate a key of ``.system_keyring`` or
+of ``.ima_mok`` signed (``x509_validate_trust`` against one, then the other). So a key
+signed by an ``.ima_mok`` key may enter ``.ima_mok`` itself too. Linux 4.7+ replaced this
+with ``.builtin_trusted_keys`` and ``.secondary_trusted_keys`` (see
+:class:`imasim.machine.SystemKeyrings`).
 
 :func:`trust_model` builds the three models of the 2016 discussion side by side so a test
 or a notebook can compare what each admits:
@@ -54,7 +56,8 @@ def linux_4_4_keyrings(vendor_keys: Iterable[Key], *, ima_mok: bool = True,
     rings = {".system_keyring": system}
     trusted = system
     if ima_mok:
-        mok = Keyring(".ima_mok", log=log, restriction=restrict_link_by_key_or_keyring,
+        # trusted = signed by a system key or by an .ima_mok key: the chain variant
+        mok = Keyring(".ima_mok", log=log, restriction=restrict_link_by_key_or_keyring_chain,
                       restriction_key=system)
         rings[".ima_mok"] = mok
         # what .ima trusted: the system keys and the MOK keys (a keyring linking both)
