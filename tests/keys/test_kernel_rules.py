@@ -381,3 +381,21 @@ def test_machine_keyring_is_linked_into_the_secondary() -> None:
         rings.secondary.link(rings.platform)
     no_mok = SystemKeyrings.build(PRESETS["debian12-6.1"].with_(integrity_machine_keyring=False))
     assert no_mok.secondary.links == (no_mok.builtin,)
+
+
+def test_name_uses_the_raw_value_bytes() -> None:
+    """x509_extract_name_segment keeps the value's raw contents: a BMPString CN is UTF-16BE,
+    and the kernel's C string ends at its first NUL byte."""
+    from cryptography.x509.name import _ASN1Type
+
+    name = x509.Name([x509.NameAttribute(CN, "AB", _type=_ASN1Type.BMPString)])
+    key = ec_key("bmp")
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(7).not_valid_before(T0)
+            .not_valid_after(T0 + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .sign(key, hashes.SHA256()))
+    k = key_of(cert)
+    assert k.description == f": {k.skid.hex()}"  # type: ignore[union-attr]
+    utf8 = key_of(build([(CN, "Grüße")]))
+    assert utf8.description.startswith("Grüße: ")

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
+from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
-from cryptography.x509.oid import NameOID
 
-from .._der import SEQUENCE, Tlv, parse_tlv
+from .._der import SEQUENCE, Tlv, decode_oid, parse_tlv
 from ..errors import (
     KeyRejectedError,
     ParseError,
@@ -39,21 +39,29 @@ __all__ = ["Key", "PublicKey", "parse_key", "verify_signature"]
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 
-def _fabricate_name(cert: x509.Certificate) -> str:
-    r"""x509_cert_parser.c x509_fabricate_name: the subject's CN, O or emailAddress.
+_CN: Final = "2.5.4.3"
+_O: Final = "2.5.4.10"
+_EMAIL: Final = "1.2.840.113549.1.9.1"
 
-    x509_extract_name_segment keeps the *last* value of each attribute, and an empty one
-    counts as absent. With both CN and O, the name is "O: CN" unless the CN starts with
-    the whole O, or both are at least 7 bytes long and share their first 7 bytes (then
-    the CN alone); the bytes compared are the attribute values as encoded.
+
+def _fabricate_name(subject: bytes) -> str:
+    r"""x509_cert_parser.c x509_fabricate_name, on the subject Name's raw contents.
+
+    x509_extract_name_segment keeps the raw contents (whatever the string type) of the
+    *last* CN, O and emailAddress, and an empty one counts as absent. With both CN and O,
+    the name is "O: CN" unless the CN starts with the whole O, or both are at least 7
+    bytes long and share their first 7 bytes (then the CN alone); with one, that one;
+    else the emailAddress. The kernel keeps a C string, so it ends at the first NUL.
     """
-
-    def last(oid: x509.ObjectIdentifier) -> bytes:
-        attrs = cert.subject.get_attributes_for_oid(oid)
-        value = attrs[-1].value if attrs else b""
-        return value if isinstance(value, bytes) else str(value).encode()
-
-    cn, o = last(NameOID.COMMON_NAME), last(NameOID.ORGANIZATION_NAME)
+    values: dict[str, bytes] = {}
+    pos = 0
+    while pos < len(subject):
+        rdn = parse_tlv(subject, pos)
+        pos = rdn.end
+        for atv in rdn.children():
+            oid, value = atv.items(2, "AttributeTypeAndValue")[:2]
+            values[decode_oid(oid)] = value.content
+    cn, o = values.get(_CN, b""), values.get(_O, b"")
     if cn and o:
         if (len(cn) >= len(o) and cn[:len(o)] == o) or (
                 len(cn) >= 7 and len(o) >= 7 and cn[:7] == o[:7]):
@@ -61,8 +69,7 @@ def _fabricate_name(cert: x509.Certificate) -> str:
         else:
             name = o + b": " + cn
     else:
-        name = cn or o or last(NameOID.EMAIL_ADDRESS)
-    # the kernel keeps a C string: it ends at the first NUL
+        name = cn or o or values.get(_EMAIL, b"")
     return name.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
 
 
@@ -130,8 +137,8 @@ class Key:
                     ku_ds, ku_cs = v.digital_signature, v.key_cert_sign
         except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
             raise ParseError(f"bad certificate extension: {exc}", field="extensions") from None
+        name = _fabricate_name(subject_raw)
         try:
-            name = _fabricate_name(cert)
             cert.signature_hash_algorithm  # noqa: B018 - parse it now, not at first use
         except (ValueError, KeyError, TypeError) as exc:  # cryptography: unknown/odd tags
             raise ParseError(f"bad certificate name: {exc!r}", field="subject") from None
