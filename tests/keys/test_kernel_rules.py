@@ -110,9 +110,10 @@ def test_ids_and_matching() -> None:
     ring.add(leaf)
     assert ring.search("ex:" + leaf.ids[0].hex()) == leaf  # id[0] exactly
     assert ring.search("id:" + leaf.ids[0][-3:].hex()) == leaf  # partial: the tail
-    assert ring.search("id:" + leaf.ids[2][-5:].hex()) == leaf  # id[2] (subject) too
+    assert ring.search("dn:" + leaf.ids[2].hex()) == leaf  # id[2] (subject): dn:, exactly
     for miss in ("ex:" + leaf.ids[0][1:].hex(), "id:" + leaf.ids[0][:4].hex(),
-                 leaf.description + " "):
+                 leaf.description + " ", "ex:" + leaf.ids[2].hex(), "id:" + leaf.ids[2].hex(),
+                 "dn:" + leaf.ids[2][1:].hex()):
         with pytest.raises(KeyNotFoundError):
             ring.search(miss)
     for bad in ("id:zz", "id:abc", "id:ab cd", "ex:"):  # asymmetric_key_hex_to_key_id: EINVAL

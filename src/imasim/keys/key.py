@@ -214,8 +214,9 @@ class Key:
 
     def matches_id(self, wanted: bytes, *, partial: bool) -> bool:
         """asymmetric_match_key_ids: asymmetric_key_id_same (``ex:``) or
-        asymmetric_key_id_partial (``id:``, the tail) on id[0], id[1] and id[2]."""
-        for kid in self.ids[:3]:
+        asymmetric_key_id_partial (``id:``, the tail) on id[0] and id[1] only (id[2], the
+        subject, is matched by ``dn:``, exactly: asymmetric_key_cmp_name, 5.19+)."""
+        for kid in self.ids[:2]:
             if not kid:
                 continue
             if (kid.endswith(wanted) if partial else kid == wanted):

@@ -271,16 +271,19 @@ class Keyring:
         return None
 
     def search(self, spec: str) -> Key:
-        """Search as the kernel matches descriptions: ``id:<hex>`` (tail), ``ex:<hex>``."""
+        """asymmetric_key_match_preparse: ``id:<hex>`` (the tail of id[0] or id[1]),
+        ``ex:<hex>`` (one of them exactly), ``dn:<hex>`` (the subject, id[2], exactly),
+        else the description exactly."""
         if not spec:
             raise UsageError("empty key description (EINVAL)")
         kind, sep, value = spec.partition(":")
-        if sep and kind in ("id", "ex"):
+        if sep and kind in ("id", "ex", "dn"):
             # asymmetric_key_hex_to_key_id: an even number of hex digits, nothing else
             if not value or len(value) % 2 or value.strip("0123456789abcdefABCDEF"):
                 raise UsageError(f"bad key id {value[:80]!r} (EINVAL)")
             wanted = bytes.fromhex(value)
-            found = self.find_asymmetric_key(wanted, partial=kind == "id")
+            found = (self.find_asymmetric_key(None, None, wanted) if kind == "dn" else
+                     self.find_asymmetric_key(wanted, partial=kind == "id"))
         else:
             found = next((k for k in self.iter_keys() if k.description == spec), None)
         if found is None:
