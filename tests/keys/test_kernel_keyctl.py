@@ -32,6 +32,7 @@ from imasim.errors import (
     KeyNotFoundError,
     KeyRejectedError,
     ParseError,
+    PolicyError,
     UnsupportedAlgorithmError,
     UsageError,
 )
@@ -259,3 +260,30 @@ def test_search_by_id_agrees_with_the_kernel(ring: str) -> None:
         else:
             assert found is not None, spec
             assert proc_keys_description(kernel) == found.describe(), spec
+
+
+def test_restriction_syntax_agrees_with_the_kernel(ring: str) -> None:
+    anchor = ring
+    hex_anchor = f"{int(anchor):08x}"
+    specs = ["builtin_trusted", "builtin_and_secondary_trusted", f"key_or_keyring:{anchor}",
+             f"key_or_keyring:0x{hex_anchor}", f"key_or_keyring:{anchor}:chain",
+             "key_or_keyring:0:chain", "key_or_keyring:0", "key_or_keyring:abc",
+             "key_or_keyring:", "key_or_keyring", "nope", f"key_or_keyring:{anchor}:chian",
+             "key_or_keyring:99999999999", "builtin_trusted:x", "SELF", "SELF:chain"]
+    system = {".builtin_trusted_keys": Keyring("b"), ".secondary_trusted_keys": Keyring("s")}
+    for spec in specs:
+        dest = newring("syntax")
+        try:
+            text = spec.replace("SELF", f"key_or_keyring:{dest}")
+            kernel = keyctl("restrict_keyring", dest, "asymmetric", text).returncode == 0
+            sim = Keyring("sim")
+            rings: dict[str, Keyring] = {hex_anchor: Keyring("anchor"),
+                                         f"{int(dest):08x}": sim, **system}
+            try:
+                sim.restrict("asymmetric:" + text, resolve=rings.__getitem__)
+                ours = True
+            except (PolicyError, KeyNotFoundError, UsageError):
+                ours = False
+            assert ours == kernel, (spec, kernel)
+        finally:
+            keyctl("unlink", dest, "@s")
