@@ -287,3 +287,19 @@ def test_restriction_syntax_agrees_with_the_kernel(ring: str) -> None:
             assert ours == kernel, (spec, kernel)
         finally:
             keyctl("unlink", dest, "@s")
+
+
+def test_link_cycles_are_refused_like_the_kernel(ring: str) -> None:
+    other = newring("cycle")
+    try:
+        assert keyctl("link", ring, ring).returncode != 0
+        assert keyctl("link", other, ring).returncode == 0  # other inside ring
+        assert keyctl("link", ring, other).returncode != 0  # ring inside other: a cycle
+        a, b = Keyring("ring"), Keyring("other")
+        with pytest.raises(UsageError):
+            a.link(a)
+        a.link(b)
+        with pytest.raises(UsageError):
+            b.link(a)
+    finally:
+        keyctl("unlink", other, "@s")

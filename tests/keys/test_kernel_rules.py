@@ -400,3 +400,15 @@ def test_name_uses_the_raw_value_bytes() -> None:
     assert k.description == f": {k.skid.hex()}"  # type: ignore[union-attr]
     utf8 = key_of(build([(CN, "Grüße")]))
     assert utf8.description.startswith("Grüße: ")
+
+
+def test_link_cycles_are_refused() -> None:
+    a, b, c = Keyring("a"), Keyring("b"), Keyring("c")
+    with pytest.raises(UsageError, match="EDEADLK"):
+        a.link(a)
+    a.link(b)
+    b.link(c)
+    with pytest.raises(UsageError, match="EDEADLK"):
+        c.link(a)  # c -> a -> b -> c
+    assert c.links == () and not c.log.events[-1].admitted
+    c.link(Keyring("d"))

@@ -226,7 +226,12 @@ class Keyring:
     def link(self, other: Keyring) -> None:
         """key_link: the restriction sees the keyring itself (the kernel's asymmetric
         restrictions refuse keyrings, EOPNOTSUPP, except the builtin keyring into
-        .secondary_trusted_keys); an unrestricted keyring links anything."""
+        .secondary_trusted_keys); an unrestricted keyring links anything but a keyring
+        through which it would reach itself (keyring_detect_cycle: EDEADLK)."""
+        if any(ring is self for ring in other._reachable()):
+            exc = UsageError(f"linking {other.name} into {self.name} makes a cycle (EDEADLK)")
+            self.log.record(KeyringEvent(self.name, f"keyring {other.name}", False, str(exc)))
+            raise exc
         self._admit(other)
         if other not in self._links:
             self._links.append(other)
@@ -242,6 +247,17 @@ class Keyring:
     def clear(self) -> None:
         self._keys.clear()
         self._links.clear()
+
+    def _reachable(self) -> Iterator[Keyring]:
+        """This keyring and every keyring linked from it, each once."""
+        seen: set[int] = set()
+        stack: list[Keyring] = [self]
+        while stack:
+            ring = stack.pop()
+            if id(ring) not in seen:
+                seen.add(id(ring))
+                yield ring
+                stack.extend(ring._links)
 
     def iter_keys(self, _seen: set[int] | None = None) -> Iterator[Key]:
         """Keys of this keyring and of linked keyrings (depth first, as keyring_search)."""
