@@ -206,7 +206,7 @@ def test_key_or_keyring_restriction_agrees_with_the_kernel(ring: str, chain: boo
                      resolve={f"{int(anchor):08x}": sim_anchor}.__getitem__)
         no_akid_by_root = _no_akid_cert()
         offered = [pki["leaf"].der, pki["stranger"].der, pki["chained"].der,
-                   pki["inter"].der, pki["chained"].der, no_akid_by_root]
+                   pki["inter"].der, pki["chained"].der, no_akid_by_root, pki["root"].der]
         kernel = [padd(dest, der) is not None for der in offered]
         imasim = [decide(sim, der) for der in offered]
         assert imasim == kernel
@@ -303,3 +303,25 @@ def test_link_cycles_are_refused_like_the_kernel(ring: str) -> None:
             b.link(a)
     finally:
         keyctl("unlink", other, "@s")
+
+
+def test_key_or_keyring_with_a_key_agrees_with_the_kernel(ring: str) -> None:
+    pki = rsa_pki()
+    root_serial = padd(ring, pki["root"].der)
+    inter_serial = padd(ring, pki["inter"].der)
+    assert root_serial and inter_serial
+    for signer_serial, signer in ((root_serial, "root"), (inter_serial, "inter")):
+        dest = newring("bykey")
+        try:
+            assert keyctl("restrict_keyring", dest, "asymmetric",
+                          f"key_or_keyring:{signer_serial}").returncode == 0
+            sim = Keyring("dest")
+            sim.restrict(f"asymmetric:key_or_keyring:{signer_serial}",
+                         resolve={f"{int(signer_serial):08x}": pki[signer].as_key()}.__getitem__)
+            offered = [pki[n].der for n in ("leaf", "chained", "stranger", "inter", "root")]
+            offered.append(_no_akid_cert())
+            kernel = [padd(dest, der) is not None for der in offered]
+            assert [decide(sim, der) for der in offered] == kernel, signer
+            assert kernel[0] is (signer == "root") and kernel[1] is (signer == "inter")
+        finally:
+            keyctl("unlink", dest, "@s")
