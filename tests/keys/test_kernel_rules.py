@@ -251,6 +251,9 @@ def test_blacklisted_key_cannot_be_used() -> None:
     with pytest.raises(KeyNotFoundError):
         ring.search("id:" + leaf.skid.hex())  # type: ignore[union-attr]
     assert ring.find_asymmetric_key(leaf.ids[0]) is None
+    outer = Keyring("outer")  # no blacklist of its own, but it links the blacklisted ring
+    outer.link(ring)
+    assert outer.find_asymmetric_key(leaf.ids[0]) is None
     # a revocation certificate blocks the same key
     bl2 = Blacklist()
     bl2.add_revocation_certificate(pki()["inter"].as_key())

@@ -272,9 +272,14 @@ class Keyring:
     # -- search -----------------------------------------------------------------------
     def find_asymmetric_key(self, id_0: bytes | None, id_1: bytes | None = None,
                             id_2: bytes | None = None, *, partial: bool = False) -> Key | None:
-        """crypto/asymmetric_keys/asymmetric_type.c: find_asymmetric_key."""
+        """crypto/asymmetric_keys/asymmetric_type.c find_asymmetric_key: id_0 (partial or
+        exact on id[0]/id[1]) with id_1 then matching id[1] exactly, else id_1, else id_2
+        exactly on id[2] (the ``dn:`` lookup). A key that the blacklist of this keyring or
+        of a linked one blocks is never found."""
+        blacklists = {id(r.blacklist): r.blacklist for r in self._reachable()
+                      if r.blacklist is not None}
         for k in self.iter_keys():
-            if self.blacklist is not None and self.blacklist.is_key_blocked(k):
+            if any(bl.is_key_blocked(k) for bl in blacklists.values()):
                 continue
             if id_0 is not None and k.matches_id(id_0, partial=partial):
                 if id_1 is not None and k.ids[1] != id_1:
