@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
@@ -253,6 +254,8 @@ class SoftTpm:
                 raise UsageError(f"{alg.kernel_name} cannot be a PCR bank")
         if len(set(banks)) != len(banks):
             raise UsageError("duplicate PCR bank")
+        if not 0 <= startup_locality <= 4:
+            raise UsageError(f"startup locality {startup_locality} out of range 0..4")
         self._banks: tuple[HashAlgorithm, ...] = tuple(banks)
         self._entropy = entropy if entropy is not None else SeededEntropy(b"imasim-tpm")
         self._clock = clock if clock is not None else FixedClock()
@@ -469,6 +472,9 @@ class SoftTpm:
                 if len(vals) != NUM_PCRS or any(len(v) != alg.digest_size for v in vals):
                     raise ParseError("bad PCR values", field=f"pcrs.{alg.kernel_name}")
                 tpm._pcrs[alg] = vals
+            for name in ("reset_count", "restart_count", "clock_ms"):
+                if int(state[name]) < 0:
+                    raise ParseError("negative counter", field=name)
             tpm.reset_count = int(state["reset_count"])
             tpm.restart_count = int(state["restart_count"])
             tpm._clock_offset_ms = int(state["clock_ms"])
@@ -476,6 +482,10 @@ class SoftTpm:
             if saved is not None:
                 tpm._saved = {HashAlgorithm.from_name(a): [bytes.fromhex(v) for v in vals]
                               for a, vals in saved.items()}
+                if set(tpm._saved) != set(banks) or any(
+                        len(vals) != NUM_PCRS or any(len(v) != alg.digest_size for v in vals)
+                        for alg, vals in tpm._saved.items()):
+                    raise ParseError("bad saved PCR values", field="saved_state")
             for handle, k in state["keys"].items():
                 key = serialization.load_der_private_key(
                     base64.b64decode(k["private_key_pkcs8"]), None)
@@ -486,7 +496,7 @@ class SoftTpm:
             return tpm
         except ParseError:
             raise
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, UnsupportedAlgorithm) as exc:
             raise ParseError(f"bad TPM state file: {exc!r}", field="state") from None
 
     def __repr__(self) -> str:

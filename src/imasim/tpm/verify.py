@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
@@ -71,6 +71,8 @@ def load_ak_public(data: bytes) -> PublicKey:
                 return _public_from_area(parse_public(data))
     except (ValueError, TypeError) as exc:
         raise ParseError(f"not a public key: {exc}", field="ak_public") from None
+    except UnsupportedAlgorithm as exc:
+        raise UnsupportedAlgorithmError(f"AK must be an RSA or EC key: {exc}") from None
     if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
         raise UnsupportedAlgorithmError("AK must be an RSA or EC key")
     return key
