@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +24,7 @@ from imasim.tpm.marshal import (
     Signature,
     SigScheme,
     parse_attest,
+    parse_pcr_selection,
     parse_public,
     parse_signature,
 )
@@ -121,3 +123,18 @@ def test_pcr_file_roundtrip(items: list[tuple[H, list[int]]]) -> None:
             assert exc.offset is not None
         else:  # pragma: no cover
             raise AssertionError(cut)
+
+
+_sel_items = st.lists(st.tuples(banks, st.lists(st.integers(0, 23), max_size=24)),
+                      max_size=4, unique_by=lambda t: t[0])
+
+
+@given(_sel_items)
+def test_pcr_selection_bytes_roundtrip_and_truncation(items: list[tuple[H, list[int]]]) -> None:
+    """TPML_PCR_SELECTION both ways, and every truncation a ParseError with an offset."""
+    data = PcrSelection(items).to_bytes()
+    assert parse_pcr_selection(data).to_bytes() == data
+    for cut in range(len(data)):
+        with pytest.raises(ParseError) as exc:
+            parse_pcr_selection(data[:cut])
+        assert exc.value.offset is not None
