@@ -7,6 +7,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from imasim.algorithms import HashAlgorithm as H
 from imasim.errors import NonceMismatchError, PcrMismatchError, SignatureInvalidError
 from imasim.tpm import PcrSelection, SoftTpm, parse_pcr_file, verify_quote, write_pcr_file
+from imasim.tpm.marshal import parse_public
 from tools import need
 
 pytestmark = pytest.mark.interop
@@ -168,3 +170,19 @@ def test_imasim_verifies_swtpm_quotes(kind: str, swtpm: dict[str, str], tmp_path
     bad[10] ^= 1
     with pytest.raises(SignatureInvalidError):
         verify_quote(bytes(bad), sig, pem, nonce=NONCE, pcr_values=values)
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ecc"])
+def test_ak_template_is_tpm2_createaks(kind: str, swtpm: dict[str, str], tmp_path: Path) -> None:
+    """swtpm's tpm2_createak TPM2B_PUBLIC and imasim's differ only in the key itself, and
+    imasim's Name of swtpm's public area is the Name tpm2_createak reports."""
+    run(swtpm, "tpm2_createek", "-c", "ek.ctx", "-G", "rsa", "-u", "ek.pub", cwd=tmp_path)
+    g, s = ("rsa", "rsassa") if kind == "rsa" else ("ecc", "ecdsa")
+    run(swtpm, "tpm2_createak", "-C", "ek.ctx", "-c", "ak.ctx", "-G", g, "-g", "sha256", "-s", s,
+        "-u", "ak.pub", "-f", "tss", "-n", "ak.name", cwd=tmp_path)
+    real = parse_public((tmp_path / "ak.pub").read_bytes())
+    assert real.name == (tmp_path / "ak.name").read_bytes()
+    ours = SoftTpm().create_ak(kind, seed=b"template").public_area  # type: ignore[arg-type]
+    key_fields = ({"modulus": b""} if kind == "rsa" else {"x": b"", "y": b""})
+    assert replace(real, raw=b"", **key_fields) == replace(ours, **key_fields)
+    assert len(real.to_bytes()) == len(ours.to_bytes())
