@@ -77,3 +77,14 @@ def test_tpm2_checkquote_reads_the_cli_files(alg: str, tmp_path: Path) -> None:
     assert rc() == 0
     _flip(tmp_path / "q.msg", 20)
     assert rc() != 0
+
+
+def test_cli_quote_with_another_hash_than_the_aks_is_refused(tmp_path: Path) -> None:
+    _quote(tmp_path, "ecc")
+    st = str(tmp_path / "tpm.json")
+    out = ["-m", str(tmp_path / "x.msg"), "-s", str(tmp_path / "x.sig"), "-o",
+           str(tmp_path / "x.pcrs")]
+    for g in ("sha1", "sm3_256", "sha512"):
+        assert main(["tpm", "quote", "--state", st, "-l", "sha256:0", "-g", g, *out]) == 2
+    assert not (tmp_path / "x.msg").exists()
+    assert main(["tpm", "quote", "--state", st, "-l", "sha256:0", "-g", "sha256", *out]) == 0

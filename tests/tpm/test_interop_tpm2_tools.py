@@ -13,7 +13,12 @@ from pathlib import Path
 import pytest
 
 from imasim.algorithms import HashAlgorithm as H
-from imasim.errors import NonceMismatchError, PcrMismatchError, SignatureInvalidError
+from imasim.errors import (
+    NonceMismatchError,
+    PcrMismatchError,
+    SignatureInvalidError,
+    UsageError,
+)
 from imasim.tpm import PcrSelection, SoftTpm, parse_pcr_file, verify_quote, write_pcr_file
 from imasim.tpm.marshal import parse_public
 from tools import need
@@ -156,6 +161,16 @@ def test_imasim_verifies_swtpm_quotes(kind: str, swtpm: dict[str, str], tmp_path
     run(swtpm, "tpm2_flushcontext", "-t")  # swtpm has 3 transient slots and no RM
     run(swtpm, "tpm2_quote", "-c", "ak.ctx", "-l", "sha256:0,10", "-q", NONCE.hex(),
         "-m", "q.msg", "-s", "q.sig", "-o", "q.pcrs", "-g", "sha256", cwd=tmp_path)
+    # another signature hash than the AK's: tpm2_quote refuses it (as a TPM would with
+    # TPM_RC_SCHEME), and so does imasim
+    other = subprocess.run(["tpm2_quote", "-c", "ak.ctx", "-l", "sha256:0", "-g", "sha1",
+                            "-m", "x.msg", "-s", "x.sig"], env=swtpm, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60)
+    assert other.returncode != 0 and "only supports signature hash alg sha256" in other.stderr
+    ours = SoftTpm()
+    with pytest.raises(UsageError, match="TPM_RC_SCHEME"):
+        ours.quote(ours.create_ak(kind, seed=b"s"), {H.SHA256: [0]}, b"",  # type: ignore[arg-type]
+                   hash_alg=H.SHA1)
     msg, sig = (tmp_path / "q.msg").read_bytes(), (tmp_path / "q.sig").read_bytes()
     pem = (tmp_path / "ak.pem").read_bytes()
     sel, values = parse_pcr_file((tmp_path / "q.pcrs").read_bytes())

@@ -85,7 +85,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     q.add_argument("-m", "--message", type=Path, required=True)
     q.add_argument("-s", "--signature", type=Path, required=True)
     q.add_argument("-o", "--pcr", type=Path, required=True)
-    q.add_argument("-g", "--hash-algorithm", type=hash_alg, default="sha256")
+    q.add_argument("-g", "--hash-algorithm", type=hash_alg,
+                   help="the signature's hash (default and only choice: the AK's, sha256)")
     q.set_defaults(func=_quote)
     c = ts.add_parser("checkquote", help="as tpm2_checkquote (exit 0 verified, 1 not)")
     c.add_argument("-u", "--public", type=Path, required=True)

@@ -411,15 +411,25 @@ class SoftTpm:
             HashAlgorithm, Sequence[int]], nonce: bytes = b"", *,
               scheme: SigScheme | None = None,
               hash_alg: HashAlgorithm | None = None) -> Quote:
-        """TPM2_Quote: attest to the selected PCRs, qualified by ``nonce``."""
+        """TPM2_Quote: attest to the selected PCRs, qualified by ``nonce``.
+
+        ``scheme``/``hash_alg`` may only name the AK's own (TPM_RC_SCHEME otherwise, as a
+        TPM refuses another scheme for a key that has one: CryptSelectSignScheme).
+        """
         if len(nonce) > 64:
             raise UsageError("qualifyingData is at most 64 bytes")
         sel = selection if isinstance(selection, PcrSelection) else PcrSelection(selection)
         # banks the TPM lacks are dropped from the selection before hashing (PCR.c)
         sel = PcrSelection([(a, p) for a, p in sel.items() if a in self._pcrs],
                            sel.size_of_select)
-        scheme = scheme or ak.public_area.scheme
-        halg = hash_alg or ak.public_area.scheme_hash
+        # CryptSelectSignScheme: a key with a scheme signs only with that scheme and hash
+        if scheme not in (None, ak.public_area.scheme) or hash_alg not in (
+                None, ak.public_area.scheme_hash):
+            raise UsageError(
+                f"TPM_RC_SCHEME: the AK signs with {ak.public_area.scheme.name}-"
+                f"{ak.public_area.scheme_hash.kernel_name} only")
+        scheme = ak.public_area.scheme
+        halg = ak.public_area.scheme_hash
         values = tuple((alg, i, self._pcrs[alg][i]) for alg, idx in sel.items() for i in idx)
         pcr_digest = halg.hash(b"".join(v for _, _, v in values))
         attest = Attest(qualified_signer=ak.qualified_name, extra_data=nonce,
