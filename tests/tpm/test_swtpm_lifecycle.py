@@ -151,9 +151,20 @@ def assert_same_pcrs(real: RawSwtpm, ours: SoftTpm) -> None:
         assert real.read(alg) == list(ours.pcr_values(alg)), alg
 
 
-@pytest.mark.parametrize("loc", [0, 3])
+@pytest.mark.parametrize("loc", [0, 1, 2, 3, 4])
 def test_startup_locality_sets_pcr0(swtpm: RawSwtpm, loc: int) -> None:
     swtpm.locality(loc)
+    if loc not in (0, 3):  # PC Client: Startup only from locality 0 or 3
+        assert swtpm.startup() == TPM_RC_LOCALITY
+        with pytest.raises(LocalityError):
+            SoftTpm(BANKS, startup_locality=loc)
+        ours = SoftTpm(BANKS)
+        ours.shutdown(state=True)
+        before = ours.to_json()
+        with pytest.raises(LocalityError):
+            ours.startup(locality=loc)
+        assert ours.to_json() == before  # a refused Startup changes nothing
+        return
     assert swtpm.startup() == TPM_RC_SUCCESS
     assert_same_pcrs(swtpm, SoftTpm(BANKS, startup_locality=loc))
 

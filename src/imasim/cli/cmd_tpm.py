@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     i = ts.add_parser("init", help="a new TPM (Startup CLEAR)")
     state(i)
     i.add_argument("--banks", type=hash_algs, default="sha1,sha256")
-    i.add_argument("--locality", type=int, default=0, help="startup locality (PCR 0)")
+    i.add_argument("--locality", type=int, default=0, choices=(0, 3),
+                   help="startup locality (PCR 0): 0 or 3")
     i.set_defaults(func=_init)
     e = ts.add_parser("extend", help="as tpm2_pcrextend: PCR:ALG=HEX[,ALG=HEX]...")
     state(e)
@@ -63,7 +64,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                        "else STATE)")
     state(su)
     su.add_argument("-c", "--clear", action="store_true", help="Startup(CLEAR)")
-    su.add_argument("--locality", type=int, choices=range(5), help="the startup locality")
+    su.add_argument("--locality", type=int, choices=(0, 3), help="the startup locality")
     su.set_defaults(func=_startup)
     sd = ts.add_parser("shutdown", help="TPM2_Shutdown (as tpm2_shutdown: -c CLEAR, else STATE)")
     state(sd)

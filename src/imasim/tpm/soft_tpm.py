@@ -68,6 +68,15 @@ class LocalityError(SimulationError):
     rc = 0x907
 
 
+def _check_startup_locality(locality: int) -> None:
+    """PC Client: TPM2_Startup only from locality 0 or 3 (TPM_RC_LOCALITY otherwise, as
+    swtpm/libtpms answers); locality 4 reaches PCR 0 through the H-CRTM sequence."""
+    if not 0 <= locality <= 4:
+        raise UsageError(f"locality {locality} out of range 0..4")
+    if locality not in (0, 3):
+        raise LocalityError(f"TPM2_Startup is refused from locality {locality} (only 0 or 3)")
+
+
 def _hash_cls(alg: HashAlgorithm) -> hashes.HashAlgorithm:
     return {
         HashAlgorithm.SHA1: hashes.SHA1(),
@@ -254,8 +263,7 @@ class SoftTpm:
                 raise UsageError(f"{alg.kernel_name} cannot be a PCR bank")
         if len(set(banks)) != len(banks):
             raise UsageError("duplicate PCR bank")
-        if not 0 <= startup_locality <= 4:
-            raise UsageError(f"startup locality {startup_locality} out of range 0..4")
+        _check_startup_locality(startup_locality)
         self._banks: tuple[HashAlgorithm, ...] = tuple(banks)
         self._entropy = entropy if entropy is not None else SeededEntropy(b"imasim-tpm")
         self._clock = clock if clock is not None else FixedClock()
@@ -353,8 +361,8 @@ class SoftTpm:
         Resume: PCRs 0-15 restored, 16-23 re-initialised, restartCount + 1; without a
         Shutdown(STATE) the TPM refuses it (TPM_RC_VALUE) and nothing changes.
         """
-        if locality is not None and not 0 <= locality <= 4:
-            raise UsageError(f"locality {locality} out of range 0..4")
+        if locality is not None:
+            _check_startup_locality(locality)
         saved = self._saved
         if state and saved is None:
             raise SimulationError("Startup(STATE) without a Shutdown(STATE) (TPM_RC_VALUE)")
@@ -506,7 +514,8 @@ class SoftTpm:
             return tpm
         except ParseError:
             raise
-        except (ValueError, KeyError, TypeError, AttributeError, UnsupportedAlgorithm) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, UnsupportedAlgorithm,
+                LocalityError) as exc:
             raise ParseError(f"bad TPM state file: {exc!r}", field="state") from None
 
     def __repr__(self) -> str:
