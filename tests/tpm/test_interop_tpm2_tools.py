@@ -159,7 +159,7 @@ def test_imasim_verifies_swtpm_quotes(kind: str, swtpm: dict[str, str], tmp_path
     run(swtpm, "tpm2_createak", "-C", "ek.ctx", "-c", "ak.ctx", "-G", g, "-g", "sha256", "-s", s,
         "-u", "ak.pem", "-f", "pem", cwd=tmp_path)
     run(swtpm, "tpm2_flushcontext", "-t")  # swtpm has 3 transient slots and no RM
-    run(swtpm, "tpm2_quote", "-c", "ak.ctx", "-l", "sha256:0,10", "-q", NONCE.hex(),
+    run(swtpm, "tpm2_quote", "-c", "ak.ctx", "-l", "sha1:0,10+sha256:0,10", "-q", NONCE.hex(),
         "-m", "q.msg", "-s", "q.sig", "-o", "q.pcrs", "-g", "sha256", cwd=tmp_path)
     # another signature hash than the AK's: tpm2_quote refuses it (as a TPM would with
     # TPM_RC_SCHEME), and so does imasim
@@ -174,11 +174,11 @@ def test_imasim_verifies_swtpm_quotes(kind: str, swtpm: dict[str, str], tmp_path
     msg, sig = (tmp_path / "q.msg").read_bytes(), (tmp_path / "q.sig").read_bytes()
     pem = (tmp_path / "ak.pem").read_bytes()
     sel, values = parse_pcr_file((tmp_path / "q.pcrs").read_bytes())
-    assert sel == PcrSelection({H.SHA256: [0, 10]})
+    assert sel == PcrSelection({H.SHA1: [0, 10], H.SHA256: [0, 10]})
     verify_quote(msg, sig, pem, nonce=NONCE, pcr_values=values)
     with pytest.raises(NonceMismatchError):
         verify_quote(msg, sig, pem, nonce=b"x", pcr_values=values)
-    tampered = {H.SHA256: {0: values[H.SHA256][0], 10: bytes(32)}}
+    tampered = {H.SHA1: values[H.SHA1], H.SHA256: {0: values[H.SHA256][0], 10: bytes(32)}}
     with pytest.raises(PcrMismatchError):
         verify_quote(msg, sig, pem, nonce=NONCE, pcr_values=tampered)
     bad = bytearray(msg)
