@@ -23,7 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ..algorithms import HashAlgorithm
-from ..errors import ParseError, UnsupportedAlgorithmError
+from ..errors import ParseError, UnsignedError, UnsupportedAlgorithmError
 from ..keys.keyring import Blacklist, Keyring
 from .pkcs7 import SignedData, Usage, VerifiedSignature, parse_pkcs7, sign_pkcs7, verify_pkcs7
 
@@ -105,9 +105,14 @@ def verify_modsig(data: bytes, *, keyring: Keyring, blacklist: Blacklist | None 
     """mod_verify_sig: verify the appended signature against ``keyring``.
 
     The kernel passes VERIFY_USE_SECONDARY_KEYRING for modules: give the machine's
-    secondary keyring (which links the builtin one) to do the same.
+    secondary keyring (which links the builtin one) to do the same. A file without the
+    marker raises UnsignedError (module_sig_check's -ENODATA), a malformed trailer
+    ParseError (-EBADMSG).
     """
-    payload, sig = parse_modsig(data)
+    got = split_modsig(data)
+    if got is None:
+        raise UnsignedError("no appended signature (the marker is missing)")
+    payload, sig = got
     return verify_pkcs7(sig.signed_data, payload, keyring=keyring, usage=usage,
                         blacklist=blacklist)
 
