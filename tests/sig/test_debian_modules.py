@@ -49,9 +49,10 @@ def test_debian_modules(module: Path) -> None:
 
 
 @pytest.mark.interop
-def test_modinfo_shows_the_signer_of_imasim_signed_modules(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["rsa_leaf", "leaf"])
+def test_modinfo_shows_the_signer_of_imasim_signed_modules(name: str, tmp_path: Path) -> None:
     modinfo = need("modinfo")
-    s = pki()["rsa_leaf"]
+    s = pki()[name]
     split = split_modsig(MODULES[0].read_bytes())
     assert split is not None
     out = tmp_path / "m.ko"
