@@ -97,7 +97,8 @@ def test_mutated_signatures_raise_only_imasim_errors(data: st.DataObject) -> Non
 @pytest.mark.interop
 @pytest.mark.parametrize("name", ["rsa_leaf", "leaf"])
 @pytest.mark.parametrize("flags", [[], ["-k"]])
-def test_sign_file_signatures_verify_and_match(name: str, flags: list[str],
+@pytest.mark.parametrize("alg", [H.SHA256, H.SHA384, H.SHA512])
+def test_sign_file_signatures_verify_and_match(name: str, flags: list[str], alg: H,
                                                tmp_path: Path) -> None:
     sign_file = need("sign-file")
     s = pki()[name]
@@ -105,11 +106,13 @@ def test_sign_file_signatures_verify_and_match(name: str, flags: list[str],
     (tmp_path / "cert.der").write_bytes(s.der)
     mod = tmp_path / "m.ko"
     mod.write_bytes(PAYLOAD)
-    subprocess.run([sign_file, *flags, "sha256", str(tmp_path / "key.pem"),
+    subprocess.run([sign_file, *flags, alg.kernel_name, str(tmp_path / "key.pem"),
                     str(tmp_path / "cert.der"), str(mod)], check=True, timeout=60)
     real = mod.read_bytes()
     verify_modsig(real, keyring=trusted(s))
-    ours = sign_module(PAYLOAD, key=s.key, certificate=s.cert, use_key_id=bool(flags))
+    assert parse_pkcs7(parse_modsig(real)[1].pkcs7).signer_infos[0].digest_alg is alg
+    ours = sign_module(PAYLOAD, key=s.key, certificate=s.cert, use_key_id=bool(flags),
+                       hash_alg=alg)
     if name == "rsa_leaf":  # PKCS#1 v1.5 is deterministic: byte-identical output
         assert ours == real
 
