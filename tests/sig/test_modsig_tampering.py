@@ -37,10 +37,11 @@ from imasim.errors import (
 )
 from imasim.keys import Blacklist, Keyring
 from imasim.sig import parse_modsig, sign_module, verify_modsig
+from imasim.sig.modsig import MODULE_SIG_STRING
 from pki import pki
 
 PAYLOAD = bytes(range(256)) * 64
-TRAILER = 28 + 12  # marker + struct module_signature
+TRAILER = len(MODULE_SIG_STRING) + 12  # struct module_signature + marker
 
 
 def _signed(name: str) -> bytes:
@@ -63,12 +64,12 @@ def _poke(at: Callable[[bytes], int], value: Callable[[int], int]) -> Callable[[
     return damage
 
 
-def _sig_len(delta: int) -> Callable[[bytes], bytes]:
+def _sig_len(new: Callable[[bytes, int], int]) -> Callable[[bytes], bytes]:
+    """Replace the big-endian sig_len by ``new(data, old_sig_len)``."""
     def damage(data: bytes) -> bytes:
         out = bytearray(data)
         off = len(data) - TRAILER + 8
-        n = int.from_bytes(out[off:off + 4], "big") + delta
-        out[off:off + 4] = n.to_bytes(4, "big")
+        out[off:off + 4] = new(data, int.from_bytes(out[off:off + 4], "big")).to_bytes(4, "big")
         return bytes(out)
     return damage
 
@@ -84,10 +85,9 @@ def _flip(b: int) -> int:
 
 CASES: dict[str, tuple[Callable[[bytes], bytes], type[ImasimError]]] = {
     "marker": (_poke(lambda d: len(d) - 2, _flip), UnsignedError),
-    "sig_len beyond the file": (lambda d: d[:-TRAILER + 8] + (len(d)).to_bytes(4, "big")
-                                + d[-28:], ParseError),
-    "sig_len shorter": (_sig_len(-1), ParseError),
-    "sig_len longer": (_sig_len(+1), ParseError),
+    "sig_len beyond the file": (_sig_len(lambda d, _: len(d)), ParseError),
+    "sig_len shorter": (_sig_len(lambda _, n: n - 1), ParseError),
+    "sig_len longer": (_sig_len(lambda _, n: n + 1), ParseError),
     "reserved field": (_poke(lambda d: len(d) - TRAILER + 5, lambda _: 1), ParseError),
     "signer_len": (_poke(lambda d: len(d) - TRAILER + 3, lambda _: 4), ParseError),
     "id_type": (_poke(lambda d: len(d) - TRAILER + 2, lambda _: 1), UnsupportedAlgorithmError),
