@@ -18,6 +18,7 @@ from .marshal import (
     parse_public,
     parse_signature,
 )
+from .pcrs import PcrBanks, PcrSource
 from .soft_tpm import AttestationKey, LocalityError, Quote, SoftTpm
 from .verify import VerifiedQuote, load_ak_public, parse_pcr_file, verify_quote, write_pcr_file
 
@@ -26,7 +27,9 @@ __all__ = [
     "AttestationKey",
     "ClockInfo",
     "LocalityError",
+    "PcrBanks",
     "PcrSelection",
+    "PcrSource",
     "PublicArea",
     "Quote",
     "SigScheme",
