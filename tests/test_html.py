@@ -87,19 +87,30 @@ def test_keyring_names_descriptions_and_reasons_are_escaped() -> None:
         assert EVIL in text(markup)
 
 
-def test_attestation_failures_and_errors_are_escaped() -> None:
+def _extended_tpm(entries: list[MeasurementEntry]) -> SoftTpm:
     tpm = SoftTpm((H.SHA256,))
-    ak = tpm.create_ak("ecc", seed=b"html")
+    for e in entries:
+        tpm.extend(e.pcr, {H.SHA256: e.extend_value(H.SHA256)})
+    return tpm
+
+
+def test_attestation_failures_and_errors_are_escaped() -> None:
     lst = MeasurementList([entry(EVIL)])
-    q = tpm.quote(ak, PcrSelection({H.SHA256: range(11)}), b"n")
-    rep = attest(quote_attest=q.attest, quote_signature=q.signature, ak_public=ak.public_pem,
-                 nonce=b"other", pcr_values=q.values_by_bank(), entries=list(lst),
-                 reference=ReferenceValues({}))
-    markup = rep._repr_html_()
-    assert "<script>" not in markup
-    t = text(markup)
-    assert EVIL in t and "NOT TRUSTED" in t and "NonceMismatchError" in t
-    assert "unknown-path" in t
+    tpm = _extended_tpm(list(lst))
+    ak = tpm.create_ak("ecc", seed=b"html")
+    q = tpm.quote(ak, PcrSelection({H.SHA256: range(11)}), b"n" + EVIL.encode())
+    for nonce in (b"other", b"n" + EVIL.encode()):
+        rep = attest(quote_attest=q.attest, quote_signature=q.signature,
+                     ak_public=ak.public_pem, nonce=nonce, pcr_values=q.values_by_bank(),
+                     entries=list(lst), reference=ReferenceValues({}))
+        markup = rep._repr_html_()
+        assert "<script>" not in markup
+        t = text(markup)
+        assert "NOT TRUSTED" in t
+        if nonce == b"other":  # the quote fails: nothing is replayed or appraised
+            assert "NonceMismatchError" in t and "not replayed" in t
+        else:
+            assert EVIL in t and "unknown-path" in t
 
 
 # -- bounding ----------------------------------------------------------------------------
@@ -163,9 +174,9 @@ def test_long_values_and_many_failures_are_cut() -> None:
     assert len(markup) < 10_000 and "(100000 bytes)" in text(markup)
     long_path = entry("/" + "p" * 10_000)
     assert len(long_path._repr_html_()) < 10_000
-    tpm = SoftTpm((H.SHA256,))
-    ak = tpm.create_ak("ecc", seed=b"html")
     lst = [entry(f"/u{i}") for i in range(5000)]
+    tpm = _extended_tpm(lst)
+    ak = tpm.create_ak("ecc", seed=b"html")
     q = tpm.quote(ak, PcrSelection({H.SHA256: range(11)}), b"n")
     rep = attest(quote_attest=q.attest, quote_signature=q.signature, ak_public=ak.public_pem,
                  nonce=b"n", pcr_values=q.values_by_bank(), entries=lst,

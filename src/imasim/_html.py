@@ -250,14 +250,23 @@ def match_result(m: MatchResult) -> Html:
 
 
 def attestation_report(rep: AttestationReport) -> Html:
-    quote = (badge(True, "valid") if rep.quote_valid
-             else badge(False, f"INVALID: {rep.quote_error}"))
-    parts = [line("verdict: ", badge(rep.trusted, "TRUSTED" if rep.trusted else "NOT TRUSTED")),
+    if rep.quote_valid:
+        quote = badge(True, "valid")
+    elif rep.quote_error is None:
+        quote = badge(False, "none: the PCR values are unauthenticated")
+    else:
+        quote = badge(False, f"INVALID: {rep.quote_error}")
+    label = {"trusted": "TRUSTED", "consistent": "CONSISTENT (no quote)",
+             "not-trusted": "NOT TRUSTED"}[rep.status.value]
+    parts = [line("verdict: ", badge(rep.trusted, label)),
              line("quote: ", quote),
+             line("verified entries: ", f"{rep.verified_entries} of {rep.entries}"),
              line("boot_aggregate: ", badge(rep.boot_aggregate_ok,
                                             "ok" if rep.boot_aggregate_ok else "MISMATCH"))]
     if rep.replay is None:
-        parts.append(line("replay: ", badge(False, "no quoted bank covers the list's PCRs")))
+        why = ("not replayed: the quote failed" if rep.pcrs is None
+               else "no quoted bank covers the list's PCRs")
+        parts.append(line("replay: ", badge(False, why)))
     else:
         parts.append(match_result(rep.replay))
     if rep.failures:
@@ -267,6 +276,8 @@ def attestation_report(rep: AttestationReport) -> Html:
             r if isinstance(r, int) else
             [r[1].index, r[1].path, badge(False, r[1].verdict.value), r[1].detail]
             for r in bounded(len(f), f.__getitem__))))
+    for n in rep.notes:
+        parts.append(line("note: ", n))
     return box("AttestationReport", *parts)
 
 

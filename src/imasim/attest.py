@@ -27,27 +27,37 @@ from __future__ import annotations
 
 import enum
 import json
-import re
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
 
 from .algorithms import HashAlgorithm
-from .errors import ImasimError, ParseError, VerificationError
+from .errors import ImasimError, ParseError, UsageError, VerificationError
 from .ima.entry import MeasurementEntry
 from .ima.fields import DigestWithAlgo
-from .ima.replay import MatchResult, ReplayResult, _replay_file, check_boot_aggregate, match
+from .ima.replay import (
+    MatchResult,
+    MatchStatus,
+    ReplayResult,
+    _replay_file,
+    check_boot_aggregate,
+    match,
+)
 from .keys.keyring import Keyring
+from .runtime_policy import RuntimePolicy, buffer_public_key
 from .sig.evm import verify_evm
 from .sig.pkcs7 import Usage, parse_pkcs7, verify_pkcs7
 from .sig.xattr import parse_xattr, verify_xattr
+from .tpm.pcrs import PcrBanks, PcrSource
 from .tpm.verify import PublicKey, verify_quote
 
 __all__ = [
     "AttestationReport",
+    "AttestationStatus",
     "EntryVerdict",
+    "ListAppraiser",
     "ReferenceValues",
     "Verdict",
     "appraise_entry",
@@ -59,6 +69,8 @@ __all__ = [
 
 
 class Verdict(enum.Enum):
+    """What is wrong with an entry (or with the evidence as a whole)."""
+
     OK = "ok"
     EXCLUDED = "excluded"
     UNKNOWN_PATH = "unknown-path"
@@ -70,53 +82,19 @@ class Verdict(enum.Enum):
     MALFORMED_ENTRY = "malformed-entry"
     BAD_SIGNATURE = "bad-signature"
     UNSIGNED = "unsigned"
+    UNCOVERED_PCR = "uncovered-pcr"
+    UNKNOWN_KEYRING = "unknown-keyring"
+    KEY_DIGEST_MISMATCH = "key-digest-mismatch"
 
 
-@dataclass(frozen=True, slots=True)
-class ReferenceValues:
-    """Allowed file digests per path and excluded path patterns (a runtime policy)."""
-
-    digests: Mapping[str, frozenset[str]]
-    excludes: tuple[str, ...] = ()
-    ignored_keyrings: frozenset[str] = frozenset()
-    allow_violations: bool = False
-    _pattern: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
-    digests_bytes: Mapping[str, frozenset[bytes]] = field(default_factory=dict, compare=False,
-                                                          repr=False)
-
-    def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "digests_bytes", {
-                p: frozenset(bytes.fromhex(d) for d in ds) for p, ds in self.digests.items()})
-        except ValueError as exc:
-            raise ParseError(f"bad digest in reference values: {exc}", field="digests") from None
-        if self.excludes:
-            try:
-                object.__setattr__(self, "_pattern",
-                                   re.compile("|".join(f"(?:{e})" for e in self.excludes)))
-            except re.error as exc:
-                raise ParseError(f"bad exclude pattern: {exc}", field="excludes") from None
-
-    @classmethod
-    def from_keylime_json(cls, text: str | bytes) -> ReferenceValues:
-        """Keylime's runtime policy (``{"meta": {"version": 1}, "digests": {path: [hex]},
-        "excludes": [regex], "ima": {"ignored_keyrings": [...]}}``)."""
-        try:
-            doc = json.loads(text)
-            digests = {str(p): frozenset(str(d).lower() for d in ds)
-                       for p, ds in doc.get("digests", {}).items()}
-            excludes = tuple(str(e) for e in doc.get("excludes", []))
-            ignored = frozenset(doc.get("ima", {}).get("ignored_keyrings", []))
-        except (ValueError, AttributeError, TypeError) as exc:
-            raise ParseError(f"not a Keylime runtime policy: {exc}", field="policy") from None
-        return cls(digests, excludes, ignored)
-
-    def is_excluded(self, path: str) -> bool:
-        return self._pattern is not None and self._pattern.match(path) is not None
+ReferenceValues = RuntimePolicy
+"""The name earlier releases gave :class:`imasim.runtime_policy.RuntimePolicy`."""
 
 
 @dataclass(frozen=True, slots=True)
 class EntryVerdict:
+    """One entry that failed: its index in the list, its event name, why, and details."""
+
     index: int
     path: str
     verdict: Verdict
@@ -142,29 +120,81 @@ def _name_and_digest(e: MeasurementEntry) -> tuple[str, bytes | None]:
     return e.event_name, (fd.digest if fd else None)
 
 
-def appraise_entry(index: int, e: MeasurementEntry, reference: ReferenceValues
-                   ) -> EntryVerdict | None:
-    """The verdict for one entry, or None when it is fine."""
-    if not e.template_digest.strip(b"\0"):
+def _signature_verifies(e: MeasurementEntry, keyring: Keyring) -> bool:
+    """Does the signature an entry carries verify with a key of ``keyring``?"""
+    return check_entry_signature(0, e, keyring) is None and _has_signature(e)
+
+
+def _has_signature(e: MeasurementEntry) -> bool:
+    try:
+        f = e.fields
+    except ParseError:
+        return False
+    return any(isinstance(f.get(k), bytes) and f.get(k) for k in ("sig", "modsig", "evmsig"))
+
+
+def appraise_entry(index: int, e: MeasurementEntry, reference: RuntimePolicy,
+                   keyring: Keyring | None = None) -> EntryVerdict | None:
+    """The verdict of a runtime policy on one entry (None when it is fine), by Keylime's
+    rules (``keylime/ima/ima.py``):
+
+    * a violation fails unless ``reference.allow_violations``;
+    * an entry whose signature verifies with a key of ``keyring`` (the policy's
+      verification keys and the keys the list measured) is fine; otherwise (no
+      signature, no key, a bad one) it is judged by its digest, as Keylime's
+      ``_validate_ima_sig`` falls back to the allowlist;
+    * an ima-buf entry holding a key is judged by ``keyrings`` (unless its keyring is
+      ignored), any other ima-buf entry by ``ima-buf``; a file entry by ``digests``;
+    * an excluded name is fine; an unknown one fails, and so does a digest the policy
+      does not list for that name. boot_aggregate is judged against the quoted PCRs,
+      not here.
+    """
+    if e.is_violation:
         if reference.allow_violations:
             return None
         return EntryVerdict(index, e._safe_name(), Verdict.VIOLATION)
     try:
         name, digest = _name_and_digest(e)
+        buf = e.fields.get("buf") if e.template_name == "ima-buf" else None
     except ParseError as exc:
         return EntryVerdict(index, e._safe_name(), Verdict.MALFORMED_ENTRY, str(exc))
+    if isinstance(buf, bytes):
+        return _buffer_verdict(index, name, digest, buf, reference)
+    if keyring is not None and _signature_verifies(e, keyring):
+        return None
     return _verdict(index, name, digest, e.template_name, reference)
 
 
+def _buffer_verdict(index: int, name: str, digest: bytes | None, buf: bytes,
+                    reference: RuntimePolicy) -> EntryVerdict | None:
+    """Keylime's _validate_ima_buf: a key by ``keyrings``, other buffers by ``ima-buf``."""
+    if reference.is_excluded(name):
+        return None
+    if buffer_public_key(buf) is not None:
+        if reference.is_ignored_keyring(name):
+            return None
+        allowed = reference.keyrings_bytes.get(name)
+        if allowed is None:
+            return EntryVerdict(index, name, Verdict.UNKNOWN_KEYRING)
+        if digest not in allowed:
+            return EntryVerdict(index, name, Verdict.KEY_DIGEST_MISMATCH,
+                                digest.hex() if digest else "")
+        return None
+    allowed = reference.ima_buf_bytes.get(name)
+    if allowed is None:
+        return EntryVerdict(index, name, Verdict.UNKNOWN_PATH, "no ima-buf reference")
+    if digest not in allowed:
+        return EntryVerdict(index, name, Verdict.DIGEST_MISMATCH, digest.hex() if digest else "")
+    return None
+
+
 def _verdict(index: int, name: str, digest: bytes | None, template_name: str,
-             reference: ReferenceValues) -> EntryVerdict | None:
-    """appraise_entry once the entry's event name and file digest are known."""
+             reference: RuntimePolicy) -> EntryVerdict | None:
+    """A file entry's verdict once its event name and file digest are known."""
     allowed = reference.digests_bytes.get(name)
     if allowed is not None and digest in allowed:
         return None
     if name == "boot_aggregate":
-        return None
-    if template_name == "ima-buf" and name in reference.ignored_keyrings:
         return None
     if reference.is_excluded(name):
         return None
@@ -173,18 +203,54 @@ def _verdict(index: int, name: str, digest: bytes | None, template_name: str,
     return EntryVerdict(index, name, Verdict.DIGEST_MISMATCH, digest.hex() if digest else "")
 
 
-def appraise_list(entries: Iterable[MeasurementEntry], reference: ReferenceValues
-                  ) -> tuple[EntryVerdict, ...]:
-    """A verdict per entry (only the non-OK ones are returned; OK is the rest)."""
-    out = []
-    for i, e in enumerate(entries):
-        v = appraise_entry(i, e, reference)
+class ListAppraiser:
+    """Appraise the entries of one list in order, carrying what earlier entries taught:
+    the keys that ima-buf entries measured into a keyring the policy accepts verify the
+    signatures of later entries (Keylime adds them to its IMA keyrings), beside the
+    policy's verification keys and the caller's ``keyring``.
+
+    >>> from imasim.ima import ima_ng_entry
+    >>> a = ListAppraiser(RuntimePolicy({}))
+    >>> a(0, ima_ng_entry("/bin/x", bytes(32), HashAlgorithm.SHA256))
+    >>> [(f.index, f.verdict.value) for f in a.failures]
+    [(0, 'unknown-path')]
+    """
+
+    def __init__(self, reference: RuntimePolicy, keyring: Keyring | None = None) -> None:
+        self.reference = reference
+        self.failures: list[EntryVerdict] = []
+        self._ring = Keyring("verification-keys")
+        for k in reference.verification_keys:
+            self._ring.add(k)
+        if keyring is not None:
+            self._ring.link(keyring)
+        self._has_keys = bool(reference.verification_keys) or keyring is not None
+
+    def __call__(self, index: int, e: MeasurementEntry) -> None:
+        """Appraise entry ``index``; a failure is appended to :attr:`failures`."""
+        v = appraise_entry(index, e, self.reference, self._ring if self._has_keys else None)
         if v is not None:
-            out.append(v)
-    return tuple(out)
+            self.failures.append(v)
+            return
+        if e.template_name == "ima-buf" and not e.is_violation:
+            buf = e.fields.get("buf")
+            key = buffer_public_key(buf) if isinstance(buf, bytes) else None
+            if key is not None and not self.reference.is_ignored_keyring(e.event_name):
+                if self._ring.find_asymmetric_key(key.ids[0], key.ids[1]) is None:
+                    self._ring.add(key)
+                self._has_keys = True
 
 
-class _FileAppraiser:
+def appraise_list(entries: Iterable[MeasurementEntry], reference: RuntimePolicy,
+                  keyring: Keyring | None = None) -> tuple[EntryVerdict, ...]:
+    """A verdict per entry (only the non-OK ones are returned; OK is the rest)."""
+    a = ListAppraiser(reference, keyring)
+    for i, e in enumerate(entries):
+        a(i, e)
+    return tuple(a.failures)
+
+
+class _FileAppraiser(ListAppraiser):
     """appraise_entry for the fused replay of replay_and_appraise_file.
 
     ``fast_set`` gives, for every allowed (path, digest) pair, the template data of the
@@ -193,10 +259,6 @@ class _FileAppraiser:
     Every other entry gets appraise_entry's verdict (read from its raw data when it has
     the same shape).
     """
-
-    def __init__(self, reference: ReferenceValues) -> None:
-        self.reference = reference
-        self.failures: list[EntryVerdict] = []
 
     def fast_set(self, prefix: bytes, f0: int
                  ) -> tuple[AbstractSet[bytes], Callable[[int, int, bytes, bytes], None]]:
@@ -236,11 +298,6 @@ class _FileAppraiser:
 
         return out, appraise_raw
 
-    def __call__(self, index: int, e: MeasurementEntry) -> None:
-        v = appraise_entry(index, e, self.reference)
-        if v is not None:
-            self.failures.append(v)
-
 
 def replay_and_appraise_file(
     source: BinaryIO,
@@ -273,25 +330,67 @@ def replay_and_appraise_file(
     return result, tuple(appraiser.failures)
 
 
+class AttestationStatus(enum.Enum):
+    """The verdict of :func:`attest`."""
+
+    TRUSTED = "trusted"
+    """A quote verified, the list replays to its PCRs, and every check passed."""
+    CONSISTENT = "consistent"
+    """No quote: every check passed against PCR values nobody vouches for."""
+    NOT_TRUSTED = "not-trusted"
+    """A check failed (or the quote did)."""
+
+
 @dataclass(frozen=True, slots=True)
 class AttestationReport:
+    """Everything :func:`attest` found. ``pcrs`` are the values the verdict rests on (a
+    verified quote's, or unauthenticated ones); ``verified_entries`` is how many entries
+    of the list (a prefix) they cover: only those are appraised."""
+
     quote_valid: bool
     quote_error: str | None
     replay: MatchResult | None
     boot_aggregate_ok: bool
     failures: tuple[EntryVerdict, ...]
     notes: tuple[str, ...] = ()
+    pcrs: PcrBanks | None = None
+    verified_entries: int = 0
+    entries: int = 0
+    quote_failure: ImasimError | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def authenticated(self) -> bool:
+        """Were the PCR values covered by a verified quote?"""
+        return self.quote_valid and self.pcrs is not None and self.pcrs.authenticated
+
+    @property
+    def status(self) -> AttestationStatus:
+        """TRUSTED, CONSISTENT (nothing failed but no quote vouches) or NOT_TRUSTED."""
+        consistent = (self.replay is not None and self.replay.matched
+                      and self.boot_aggregate_ok and not self.failures)
+        if self.quote_error is not None or not consistent:
+            return AttestationStatus.NOT_TRUSTED
+        return AttestationStatus.TRUSTED if self.authenticated else AttestationStatus.CONSISTENT
 
     @property
     def trusted(self) -> bool:
-        return (self.quote_valid and self.replay is not None and self.replay.matched
-                and self.boot_aggregate_ok and not self.failures)
+        """True only for a verified quote over a list that passed every check."""
+        return self.status is AttestationStatus.TRUSTED
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data (``imasim attest --json``)."""
         return {
+            "status": self.status.value,
             "trusted": self.trusted,
-            "quote": {"valid": self.quote_valid, "error": self.quote_error},
+            "authenticated": self.authenticated,
+            "quote": {"valid": self.quote_valid, "error": self.quote_error,
+                      "error_type": (type(self.quote_failure).__name__
+                                     if self.quote_failure is not None else None)},
+            "pcrs": None if self.pcrs is None else {
+                "source": self.pcrs.source.value, "values": self.pcrs.to_dict()},
             "replay": None if self.replay is None else self.replay.to_dict(),
+            "entries": self.entries,
+            "verified_entries": self.verified_entries,
             "boot_aggregate_ok": self.boot_aggregate_ok,
             "failures": [{"index": f.index, "path": f.path, "verdict": f.verdict.value,
                           "detail": f.detail} for f in self.failures],
@@ -299,10 +398,18 @@ class AttestationReport:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        """:meth:`to_dict` as JSON (indent 1, as every imasim ``--json``)."""
+        return json.dumps(self.to_dict(), indent=1)
 
     def summary(self) -> str:
-        lines = [f"quote: {'valid' if self.quote_valid else 'INVALID: ' + str(self.quote_error)}"]
+        """The report as the lines ``imasim attest`` prints."""
+        if self.quote_valid:
+            quote = "valid"
+        elif self.quote_error is None:
+            quote = "none (the PCR values are UNAUTHENTICATED)"
+        else:
+            quote = f"INVALID: {self.quote_error}"
+        lines = [f"quote: {quote}"]
         if self.replay is not None:
             for b in self.replay.banks:
                 state = (f"matches after {b.matched_at} of {self.replay.entries} entries"
@@ -312,11 +419,16 @@ class AttestationReport:
             if self.replay.bad_digests:
                 lines.append(f"  entries whose template digest is wrong: "
                              f"{list(self.replay.bad_digests)}")
+        lines.append(f"verified entries: {self.verified_entries} of {self.entries}")
         lines.append(f"boot_aggregate: {'ok' if self.boot_aggregate_ok else 'MISMATCH'}")
         for f in self.failures[:20]:
             lines.append(f"  entry {f.index} {f.path}: {f.verdict.value} {f.detail}".rstrip())
+        if len(self.failures) > 20:
+            lines.append(f"  ... and {len(self.failures) - 20} more failing entries")
         lines += [f"note: {n}" for n in self.notes]
-        lines.append("TRUSTED" if self.trusted else "NOT TRUSTED")
+        lines.append({AttestationStatus.TRUSTED: "TRUSTED",
+                      AttestationStatus.CONSISTENT: "CONSISTENT (no quote: not trusted)",
+                      AttestationStatus.NOT_TRUSTED: "NOT TRUSTED"}[self.status])
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -324,6 +436,10 @@ class AttestationReport:
         from ._html import attestation_report
 
         return attestation_report(self)
+
+    def __repr__(self) -> str:
+        return (f"<AttestationReport {self.status.value}: {self.verified_entries}/"
+                f"{self.entries} entries verified, {len(self.failures)} failures>")
 
 
 def check_entry_signature(index: int, e: MeasurementEntry, keyring: Keyring, *,
@@ -422,55 +538,138 @@ def _kexec_note(entries: Sequence[MeasurementEntry], result: MatchResult | None)
             f"(kernels up to 6.15), unless the list was tampered with")
 
 
+def _uncovered(entries: Sequence[MeasurementEntry], pcrs: PcrBanks,
+               ignore_pcrs: AbstractSet[int]) -> list[EntryVerdict]:
+    """Entries extended into a PCR that some bank of ``pcrs`` does not hold: nothing
+    vouches for them (evmctl ima_measurement refuses such a list)."""
+    out = []
+    covered = {i for i in range(32) if pcrs.covers(i)}
+    for i, e in enumerate(entries):
+        if e.pcr not in covered and e.pcr not in ignore_pcrs:
+            out.append(EntryVerdict(i, e._safe_name(), Verdict.UNCOVERED_PCR,
+                                    f"PCR {e.pcr} is not covered by the quote"))
+    return out
+
+
+def _check_boot_aggregates(entries: Sequence[MeasurementEntry], pcrs: PcrBanks,
+                           kernel_version: tuple[int, int]
+                           ) -> tuple[bool, list[EntryVerdict], list[str]]:
+    """Every boot_aggregate entry against PCRs 0-9 of the banks ``pcrs`` covers fully."""
+    full = [a for a in pcrs if all(i in pcrs[a] for i in range(10))]
+    ok, failures, notes = True, [], []
+    if not entries or entries[0]._safe_name() != "boot_aggregate":
+        ok = False
+        notes.append("the list does not start with a boot_aggregate entry")
+    if not full:
+        notes.append("no bank of the PCR values holds PCRs 0-9: boot_aggregate unchecked")
+    for i, e in enumerate(entries):
+        if e._safe_name() == "boot_aggregate" and not e.is_violation and not (
+                full and check_boot_aggregate(e, pcrs, banks=full,
+                                              kernel_version=kernel_version)):
+            ok = False
+            failures.append(EntryVerdict(i, e.event_name, Verdict.BOOT_AGGREGATE_MISMATCH))
+    return ok, failures, notes
+
+
 def attest(
     *,
-    quote_attest: bytes,
-    quote_signature: bytes,
-    ak_public: PublicKey | bytes,
-    nonce: bytes,
-    pcr_values: Mapping[HashAlgorithm, Mapping[int, bytes]],
     entries: Sequence[MeasurementEntry],
-    reference: ReferenceValues | None = None,
+    quote_attest: bytes | None = None,
+    quote_signature: bytes | None = None,
+    ak_public: PublicKey | bytes | None = None,
+    nonce: bytes | None = None,
+    pcr_values: Mapping[HashAlgorithm, Mapping[int, bytes]] | None = None,
+    reference: RuntimePolicy | None = None,
     kernel_version: tuple[int, int] = (6, 1),
     signature_keyring: Keyring | None = None,
     require_signatures: bool = False,
+    ignore_violations: bool = False,
+    ignore_pcrs: Iterable[int] = (),
+    digest_alg: HashAlgorithm = HashAlgorithm.SHA1,
 ) -> AttestationReport:
-    """Check a quote and a measurement list together; see the module docstring."""
-    quote_ok, err = True, None
-    try:
-        verify_quote(quote_attest, quote_signature, ak_public, nonce=nonce,
-                     pcr_values=pcr_values)
-    except (VerificationError, ParseError) as exc:
-        quote_ok, err = False, f"{type(exc).__name__}: {exc}"
-    ima_pcrs = {e.pcr for e in entries} | {10}
-    quoted = {a: {i: v for i, v in b.items() if i in ima_pcrs} for a, b in pcr_values.items()}
-    quoted = {a: b for a, b in quoted.items() if b}
-    result = match(entries, quoted) if quoted else None
-    failures: list[EntryVerdict] = []
+    """Check a quote and a measurement list together; see the module docstring.
+
+    With a quote (``quote_attest``, ``quote_signature``, ``ak_public``, ``nonce``), the
+    PCR values the verdict rests on are the ones :func:`~imasim.tpm.verify.verify_quote`
+    returns: those the quote's pcrDigest covers, nothing else. Without one,
+    ``pcr_values`` are taken as read from a machine: every check runs, and the best
+    verdict is :attr:`AttestationStatus.CONSISTENT`, never TRUSTED.
+
+    Only the verified prefix of the list (the entries the quoted PCRs cover) is
+    appraised; an entry in a PCR the quote does not cover fails (unless in
+    ``ignore_pcrs``); a violation fails unless ``ignore_violations`` (or
+    ``reference.allow_violations``). ``digest_alg`` is the list's template-digest
+    algorithm (sha1, or the bank of a 6.10+ per-bank list).
+    """
+    quote_parts = (quote_attest, quote_signature, ak_public, nonce)
+    pcrs: PcrBanks | None = None
+    quote_ok, err, failure = False, None, None
+    if any(p is not None for p in quote_parts):
+        if quote_attest is None or quote_signature is None or ak_public is None or \
+                nonce is None:
+            raise UsageError("a quote needs quote_attest, quote_signature, ak_public and nonce")
+        try:
+            vq = verify_quote(quote_attest, quote_signature, ak_public, nonce=nonce,
+                              pcr_values=pcr_values)
+            pcrs = _quoted_pcrs(vq)
+            quote_ok = True
+        except (VerificationError, ParseError) as exc:
+            err, failure = f"{type(exc).__name__}: {exc}", exc
+    elif pcr_values is not None:
+        pcrs = (pcr_values if isinstance(pcr_values, PcrBanks)
+                else PcrBanks.unauthenticated(pcr_values))
+    else:
+        raise UsageError("attest needs a quote or PCR values")
+    n = len(entries)
+    if pcrs is None:
+        return AttestationReport(False, err, None, False, (), (), None, 0, n, failure)
+    if ignore_violations and reference is not None and not reference.allow_violations:
+        reference = replace(reference, allow_violations=True)
+    ignore = frozenset(ignore_pcrs)
+    ima_pcrs = ({e.pcr for e in entries} | {10}) - ignore
+    banks = {a: {i: v for i, v in b.items() if i in ima_pcrs} for a, b in pcrs.items()}
+    banks = {a: b for a, b in banks.items() if b}
+    result = match(entries, banks, digest_alg=digest_alg) if banks else None
+    failures: list[EntryVerdict] = _uncovered(entries, pcrs, ignore)
+    notes: list[str] = []
+    verified = 0
     if result is not None:
         failures += [EntryVerdict(i, entries[i]._safe_name(), Verdict.BAD_TEMPLATE_DIGEST)
                      for i in result.bad_digests]
-    agg_ok = True
-    # boot_aggregate needs PCRs 0-9 of the bank the kernel chose; use the quoted banks
-    # that cover them (the kernel's choice among those: ima_hash's bank, else sha256, sha1)
-    full = [a for a, b in pcr_values.items() if all(i in b for i in range(10))]
-    for i, e in enumerate(entries):
-        if e._safe_name() == "boot_aggregate" and not e.is_violation:
-            ok = bool(full) and check_boot_aggregate(e, pcr_values, banks=full,
-                                                     kernel_version=kernel_version)
-            if not ok:
-                agg_ok = False
-                failures.append(EntryVerdict(i, e.event_name, Verdict.BOOT_AGGREGATE_MISMATCH))
-    if not entries or entries[0]._safe_name() != "boot_aggregate":
-        agg_ok = False
+        if result.status is not MatchStatus.MISMATCH:
+            verified = result.banks[0].matched_at or 0
+    else:
+        notes.append("no bank of the PCR values covers the PCRs the list extends")
+    if verified < n and result is not None and result.status is MatchStatus.PREFIX:
+        notes.append(f"the quote covers the first {verified} of {n} entries; the "
+                     f"{n - verified} after it are not verified (the list grew after the "
+                     f"quote) and were not appraised")
+    prefix = entries[:verified]
+    agg_ok, agg_failures, agg_notes = _check_boot_aggregates(prefix or entries[:1], pcrs,
+                                                             kernel_version)
+    failures += agg_failures
+    notes += agg_notes
     if reference is not None:
-        failures += appraise_list(entries, reference)
+        failures += appraise_list(prefix, reference, signature_keyring)
+    elif not (ignore_violations):
+        failures += [EntryVerdict(i, e._safe_name(), Verdict.VIOLATION)
+                     for i, e in enumerate(prefix) if e.is_violation]
     if signature_keyring is not None:
-        for i, e in enumerate(entries):
+        for i, e in enumerate(prefix):
             v = check_entry_signature(i, e, signature_keyring, require=require_signatures)
             if v is not None:
                 failures.append(v)
-    failures.sort(key=lambda f: f.index)
+    failures.sort(key=lambda f: (f.index, f.verdict.value))
     note = _kexec_note(entries, result)
-    return AttestationReport(quote_ok, err, result, agg_ok, tuple(failures),
-                             (note,) if note else ())
+    if note:
+        notes.append(note)
+    return AttestationReport(quote_ok, err, result, agg_ok, tuple(failures), tuple(notes),
+                             pcrs, verified, n, failure)
+
+
+def _quoted_pcrs(vq: Any) -> PcrBanks:
+    """The PcrBanks a VerifiedQuote vouches for."""
+    got = getattr(vq, "pcrs", None)
+    if isinstance(got, PcrBanks):
+        return got
+    return PcrBanks(vq.pcr_values, source=PcrSource.QUOTE)

@@ -192,6 +192,7 @@ def test_replay_and_appraise_file_names_each_failure() -> None:
         (51, "/usr/bin/unknown", Verdict.UNKNOWN_PATH),
         (102, "/usr/bin/b", Verdict.DIGEST_MISMATCH),
         (104, "/usr/bin/a", Verdict.VIOLATION),
+        (105, ".ima", Verdict.UNKNOWN_PATH),
     ]
     assert failures[1].detail == H.SHA256.hash(b"x").hex()
 

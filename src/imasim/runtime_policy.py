@@ -1,0 +1,349 @@
+"""Keylime runtime policies (format version 1): reference values for a measurement list.
+
+A runtime policy says which file digests each path may have (``digests``), which paths
+are not judged at all (``excludes``, Python regular expressions matched at the start of
+the path), which digests the keys measured into each keyring may have (``keyrings``,
+ima-buf entries whose buffer is a key), which digests other ima-buf entries may have
+(``ima-buf``), which keyrings are not judged (``ima.ignored_keyrings``, ``"*"`` for all),
+the template-hash algorithm of the list (``ima.log_hash_alg``) and the public keys that
+may sign files (``verification-keys``: a JSON string of Keylime's ImaKeyring, base64 DER
+SubjectPublicKeyInfo keys with their keyidv2). :meth:`RuntimePolicy.from_keylime_json`
+reads what ``keylime-policy create runtime`` writes and :meth:`RuntimePolicy.to_keylime_json`
+writes what Keylime's verifier accepts (its JSON schema, ``keylime/ima/ima.py``).
+
+:func:`create_runtime_policy` makes a policy as ``keylime-policy create runtime`` does
+from a measurement list (``--ima-measurement-list``, ``--keyrings``, ``--ima-buf``) or
+from file digests (``--rootfs``, see :func:`imasim.io.tree_digests`).
+
+>>> from imasim.ima import ima_ng_entry
+>>> from imasim.algorithms import HashAlgorithm as H
+>>> e = ima_ng_entry("/usr/bin/true", H.SHA256.hash(b"true"), H.SHA256)
+>>> p = create_runtime_policy([e])
+>>> sorted(p.digests)
+['/usr/bin/true']
+>>> RuntimePolicy.from_keylime_json(p.to_keylime_json()) == p
+True
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from .algorithms import HashAlgorithm
+from .errors import ParseError
+from .ima.entry import MeasurementEntry
+from .keys.key import Key
+
+__all__ = [
+    "KEYLIME_GENERATOR_LEGACY_ALLOWLIST",
+    "RuntimePolicy",
+    "buffer_public_key",
+    "create_runtime_policy",
+]
+
+KEYLIME_GENERATOR_LEGACY_ALLOWLIST: Final = 3  # RUNTIME_POLICY_GENERATOR.LegacyAllowList
+_LOG_HASH_ALGS: Final = ("sha1", "sha256", "sha384", "sha512")
+_HEX_DIGEST: Final = re.compile(r"[0-9a-fA-F]{40,128}")
+_MAX_JSON_DEPTH: Final = 32
+
+
+def _digest_map(doc: Any, section: str) -> dict[str, frozenset[str]]:
+    """A ``{name: [hex, ...]}`` section as Keylime's schema allows it (40-128 hex digits,
+    at least one per name; upper-case digits are taken and lower-cased)."""
+    if not isinstance(doc, dict):
+        raise ParseError(f"{section!r} must be an object of name -> [digest]", field=section)
+    out: dict[str, frozenset[str]] = {}
+    for name, digests in doc.items():
+        if not isinstance(digests, list) or not digests:
+            raise ParseError(f"{section}[{name!r}] must be a non-empty list of digests",
+                             field=section)
+        for d in digests:
+            if not isinstance(d, str) or not _HEX_DIGEST.fullmatch(d):
+                raise ParseError(f"{section}[{name!r}] holds {d!r}, not 40-128 hex digits",
+                                 field=section)
+        out[str(name)] = frozenset(d.lower() for d in digests)
+    return out
+
+
+def _depth_ok(text: str) -> bool:
+    """Is JSON nesting at most _MAX_JSON_DEPTH (checked before json.loads recurses)?"""
+    depth = 0
+    in_str = esc = False
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > _MAX_JSON_DEPTH:
+                return False
+        elif ch in "]}":
+            depth -= 1
+    return True
+
+
+def _keys_from_keylime(text: str) -> tuple[Key, ...]:
+    """Keylime's ImaKeyring JSON string (``{"keyids": [...], "pubkeys": [b64 DER]}``)."""
+    if not text:
+        return ()
+    try:
+        obj = json.loads(text)
+        if isinstance(obj, str):
+            obj = json.loads(obj)
+    except ValueError as exc:
+        raise ParseError(f"verification-keys is not JSON: {exc}",
+                         field="verification-keys") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("pubkeys"), list) or \
+            not isinstance(obj.get("keyids"), list):
+        raise ParseError("verification-keys must hold 'keyids' and 'pubkeys' lists",
+                         field="verification-keys")
+    keys = []
+    for i, b64 in enumerate(obj["pubkeys"]):
+        try:
+            pub = serialization.load_der_public_key(base64.b64decode(b64, validate=True))
+        except (ValueError, TypeError, binascii.Error) as exc:
+            raise ParseError(f"verification-keys pubkeys[{i}] is not a DER public key: {exc}",
+                             field="verification-keys") from None
+        if not isinstance(pub, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            raise ParseError(f"verification-keys pubkeys[{i}] is neither RSA nor EC",
+                             field="verification-keys")
+        keys.append(Key.from_public_key(pub, description=f"verification-keys[{i}]"))
+    return tuple(keys)
+
+
+def _keys_to_keylime(keys: Iterable[Key]) -> str:
+    pubkeys, keyids = [], []
+    for k in keys:
+        der = k.public_key.public_bytes(serialization.Encoding.DER,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+        pubkeys.append(base64.b64encode(der).decode("ascii"))
+        keyids.append(int.from_bytes(k.key_id_v2, "big"))
+    return json.dumps({"pubkeys": pubkeys, "keyids": keyids}) if pubkeys else ""
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimePolicy:
+    """A Keylime runtime policy: reference values for appraising a measurement list.
+
+    Digests are lower-case hex strings, as Keylime stores them. ``allow_violations`` is
+    not part of Keylime's format (Keylime fails every violation); it is kept for callers
+    of :func:`imasim.attest.attest` that pass it here.
+    """
+
+    digests: Mapping[str, frozenset[str]]
+    excludes: tuple[str, ...] = ()
+    ignored_keyrings: frozenset[str] = frozenset()
+    allow_violations: bool = False
+    keyrings: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    ima_buf: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    log_hash_alg: HashAlgorithm = HashAlgorithm.SHA1
+    verification_keys: tuple[Key, ...] = ()
+    release: int = 0
+    _pattern: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    digests_bytes: Mapping[str, frozenset[bytes]] = field(default_factory=dict, compare=False,
+                                                          repr=False)
+    keyrings_bytes: Mapping[str, frozenset[bytes]] = field(default_factory=dict,
+                                                           compare=False, repr=False)
+    ima_buf_bytes: Mapping[str, frozenset[bytes]] = field(default_factory=dict, compare=False,
+                                                          repr=False)
+
+    def __post_init__(self) -> None:
+        def to_bytes(section: str, m: Mapping[str, frozenset[str]]
+                     ) -> dict[str, frozenset[bytes]]:
+            try:
+                return {p: frozenset(bytes.fromhex(d) for d in ds) for p, ds in m.items()}
+            except ValueError as exc:
+                raise ParseError(f"bad digest in {section}: {exc}", field=section) from None
+
+        object.__setattr__(self, "digests_bytes", to_bytes("digests", self.digests))
+        object.__setattr__(self, "keyrings_bytes", to_bytes("keyrings", self.keyrings))
+        object.__setattr__(self, "ima_buf_bytes", to_bytes("ima-buf", self.ima_buf))
+        if self.excludes:
+            try:
+                object.__setattr__(self, "_pattern",
+                                   re.compile("|".join(f"(?:{e})" for e in self.excludes)))
+            except re.error as exc:
+                raise ParseError(f"bad exclude pattern: {exc}", field="excludes") from None
+
+    # -- Keylime's JSON ---------------------------------------------------------------
+    @classmethod
+    def from_keylime_json(cls, text: str | bytes) -> RuntimePolicy:
+        """Keylime's runtime policy JSON (version 1; a DSSE envelope's payload is not
+        unwrapped: verify its signature with Keylime and pass the payload).
+
+        Accepts the sections Keylime's schema has; missing sections are empty, as in
+        Keylime's older allowlists. ``dm_policy`` other than null is refused (device
+        mapper policies are not modelled)."""
+        try:
+            s = text.decode("utf-8") if isinstance(text, bytes) else text
+        except UnicodeDecodeError as exc:
+            raise ParseError(f"runtime policy is not UTF-8: {exc}", field="policy",
+                             offset=exc.start) from None
+        if not _depth_ok(s):
+            raise ParseError(f"runtime policy nests deeper than {_MAX_JSON_DEPTH}",
+                             field="policy")
+        try:
+            doc = json.loads(s)
+        except ValueError as exc:
+            raise ParseError(f"runtime policy is not JSON: {exc}", field="policy") from None
+        if not isinstance(doc, dict):
+            raise ParseError("a runtime policy is a JSON object", field="policy")
+        if "payload" in doc and "digests" not in doc:
+            raise ParseError("a DSSE-signed runtime policy: verify it and pass its payload",
+                             field="policy")
+        meta = doc.get("meta", {"version": 1})
+        if not isinstance(meta, dict) or meta.get("version", 1) != 1:
+            raise ParseError(f"runtime policy version {meta!r} is not 1", field="meta")
+        ima = doc.get("ima", {})
+        if not isinstance(ima, dict):
+            raise ParseError("'ima' must be an object", field="ima")
+        excludes = doc.get("excludes", [])
+        ignored = ima.get("ignored_keyrings", [])
+        if not isinstance(excludes, list) or not all(isinstance(e, str) for e in excludes):
+            raise ParseError("'excludes' must be a list of strings", field="excludes")
+        if not isinstance(ignored, list) or not all(isinstance(e, str) for e in ignored):
+            raise ParseError("'ima.ignored_keyrings' must be a list of strings",
+                             field="ignored_keyrings")
+        alg = ima.get("log_hash_alg", "sha1")
+        if alg not in _LOG_HASH_ALGS:
+            raise ParseError(f"'ima.log_hash_alg' {alg!r} is not one of {_LOG_HASH_ALGS}",
+                             field="log_hash_alg")
+        if ima.get("dm_policy") is not None:
+            raise ParseError("device-mapper policies (ima.dm_policy) are not supported",
+                             field="dm_policy")
+        release = doc.get("release", 0)
+        if not isinstance(release, int) or isinstance(release, bool) or release < 0:
+            raise ParseError("'release' must be a non-negative integer", field="release")
+        vkeys = doc.get("verification-keys", "")
+        if not isinstance(vkeys, str):
+            raise ParseError("'verification-keys' must be a string", field="verification-keys")
+        return cls(
+            digests=_digest_map(doc.get("digests", {}), "digests"),
+            excludes=tuple(excludes),
+            ignored_keyrings=frozenset(ignored),
+            keyrings=_digest_map(doc.get("keyrings", {}), "keyrings"),
+            ima_buf=_digest_map(doc.get("ima-buf", {}), "ima-buf"),
+            log_hash_alg=HashAlgorithm.from_name(alg),
+            verification_keys=_keys_from_keylime(vkeys),
+            release=release,
+        )
+
+    def to_keylime_json(self) -> str:
+        """The policy as Keylime's verifier takes it (its JSON schema, sorted lists)."""
+        doc = {
+            "meta": {"version": 1, "generator": KEYLIME_GENERATOR_LEGACY_ALLOWLIST},
+            "release": self.release,
+            "digests": {p: sorted(d) for p, d in sorted(self.digests.items())},
+            "excludes": sorted(self.excludes),
+            "keyrings": {p: sorted(d) for p, d in sorted(self.keyrings.items())},
+            "ima": {"ignored_keyrings": sorted(self.ignored_keyrings),
+                    "log_hash_alg": self.log_hash_alg.kernel_name, "dm_policy": None},
+            "ima-buf": {p: sorted(d) for p, d in sorted(self.ima_buf.items())},
+            "verification-keys": _keys_to_keylime(self.verification_keys),
+        }
+        return json.dumps(doc, indent=1)
+
+    def is_excluded(self, path: str) -> bool:
+        """Does an exclude pattern match ``path`` (``re.match``, as Keylime does)?"""
+        return self._pattern is not None and self._pattern.match(path) is not None
+
+    def is_ignored_keyring(self, name: str) -> bool:
+        """Is the keyring ``name`` left unjudged (``ignored_keyrings``, or ``"*"``)?"""
+        return "*" in self.ignored_keyrings or name in self.ignored_keyrings
+
+
+def buffer_public_key(buf: bytes) -> Key | None:
+    """The public key an ima-buf entry's buffer holds (a DER X.509 certificate, as the
+    kernel measures keys added to a keyring), or None when it holds no key.
+
+    Keylime's ``get_pubkey`` also tries PEM and bare public keys; the kernel's KEY_CHECK
+    measures the key's payload, which for an asymmetric key is the certificate DER."""
+    if not buf.startswith(b"\x30"):
+        return None
+    try:
+        cert = x509.load_der_x509_certificate(buf)
+        pub = cert.public_key()
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(pub, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        return None
+    try:
+        return Key.from_certificate(buf)
+    except ParseError:
+        return Key.from_public_key(pub, description="ima-buf key")
+
+
+def create_runtime_policy(
+    entries: Iterable[MeasurementEntry] = (),
+    *,
+    file_digests: Mapping[str, Iterable[bytes]] | None = None,
+    keyrings: bool = False,
+    ima_buf: bool = False,
+    ignored_keyrings: Iterable[str] = (),
+    excludes: Iterable[str] = (),
+    verification_keys: Iterable[Key] = (),
+    log_hash_alg: HashAlgorithm = HashAlgorithm.SHA1,
+) -> RuntimePolicy:
+    """A runtime policy as ``keylime-policy create runtime`` makes it.
+
+    From a list (``--ima-measurement-list``): the file digest of every ima-ng and
+    ima-sig entry under its path (boot_aggregate included, as Keylime does); with
+    ``keyrings`` (``--keyrings``) the digest of every ima-buf entry holding a key under
+    its keyring unless ignored; with ``ima_buf`` (``--ima-buf``) every other ima-buf
+    entry's digest under its name. Unlike Keylime, which splits ASCII lines on spaces,
+    paths with spaces are taken whole. ``file_digests`` (``--rootfs``; see
+    :func:`imasim.io.tree_digests`) adds path -> digests.
+    """
+    digests: dict[str, set[str]] = {}
+    kr: dict[str, set[str]] = {}
+    buf: dict[str, set[str]] = {}
+    ignored = frozenset(ignored_keyrings)
+    for e in entries:
+        if e.is_violation:
+            continue
+        t = e.template_name
+        if t not in ("ima-ng", "ima-sig", "ima-buf"):
+            continue
+        try:
+            name = e.event_name
+            fd = e.file_digest
+            data = e.fields.get("buf") if t == "ima-buf" else None
+        except ParseError:
+            continue
+        if fd is None:
+            continue
+        hexd = fd.digest.hex()
+        if t != "ima-buf":
+            digests.setdefault(name, set()).add(hexd)
+        elif isinstance(data, bytes) and buffer_public_key(data) is not None:
+            if keyrings and name not in ignored:
+                kr.setdefault(name, set()).add(hexd)
+        elif ima_buf:
+            buf.setdefault(name, set()).add(hexd)
+    for path, ds in (file_digests or {}).items():
+        digests.setdefault(path, set()).update(d.hex() for d in ds)
+    return RuntimePolicy(
+        digests={p: frozenset(d) for p, d in digests.items()},
+        excludes=tuple(sorted(set(excludes))),
+        ignored_keyrings=ignored,
+        keyrings={p: frozenset(d) for p, d in kr.items()},
+        ima_buf={p: frozenset(d) for p, d in buf.items()},
+        log_hash_alg=log_hash_alg,
+        verification_keys=tuple(verification_keys),
+    )
