@@ -11,7 +11,7 @@ from ..errors import UsageError
 from ..io import dump_pcrs_json
 from ..tpm.marshal import PcrSelection, SigScheme
 from ..tpm.soft_tpm import SoftTpm
-from ..tpm.verify import parse_pcr_file, verify_quote, write_pcr_file
+from ..tpm.verify import write_pcr_file
 from ._args import add_json, hash_alg, hash_algs, hex_bytes, verdict
 
 _EPILOG = """examples:
@@ -89,13 +89,23 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     q.add_argument("-g", "--hash-algorithm", type=hash_alg,
                    help="the signature's hash (default and only choice: the AK's, sha256)")
     q.set_defaults(func=_quote)
-    c = ts.add_parser("checkquote", help="as tpm2_checkquote (exit 0 verified, 1 not)")
-    c.add_argument("-u", "--public", type=Path, required=True)
-    c.add_argument("-m", "--message", type=Path, required=True)
-    c.add_argument("-s", "--signature", type=Path, required=True)
-    c.add_argument("-f", "--pcr", type=Path)
-    c.add_argument("-l", "--pcr-list")
-    c.add_argument("-g", "--hash-algorithm", type=hash_alg, default="sha256")
+    c = ts.add_parser(
+        "checkquote", help="as tpm2_checkquote (exit 0 verified, 1 not, 2 bad input)",
+        description="Verifies a quote as tpm2_checkquote (tpm2-tools 5.7+) does and prints "
+        "the PCR values its pcrDigest covers, labelled by the quote's own selection. A PCR "
+        "file selecting other PCRs or banks than the quote is refused.")
+    c.add_argument("-u", "--public", type=Path, required=True,
+                   help="AK public key: PEM, DER or TPM2B_PUBLIC")
+    c.add_argument("-m", "--message", type=Path, required=True, help="TPMS_ATTEST (tpm2_quote -m)")
+    c.add_argument("-s", "--signature", type=Path, required=True,
+                   help="TPMT_SIGNATURE or plain signature (tpm2_quote -s [-f plain])")
+    c.add_argument("-f", "--pcr", type=Path, help="PCR file (tpm2_quote -o, tpm2_pcrread -o)")
+    c.add_argument("-l", "--pcr-list", help="selection of a values-only PCR file")
+    c.add_argument("-F", "--pcrs-format", default="serialized",
+                   choices=("serialized", "values", "marshaled", "yaml"),
+                   help="form of -f without -l (yaml: what tpm2_pcrread prints)")
+    c.add_argument("-g", "--hash-algorithm", type=hash_alg, default="sha256",
+                   help="hash of a plain signature (a TPMT_SIGNATURE names its own)")
     c.add_argument("-q", "--qualification", type=hex_bytes, default=b"")
     add_json(c)
     c.set_defaults(func=_checkquote)
@@ -207,19 +217,33 @@ def _quote(args: argparse.Namespace) -> int:
 
 
 def _checkquote(args: argparse.Namespace) -> int:
-    values = None
+    from ..tpm.verify import parse_pcrread_yaml, read_pcr_file, read_signature, verify_quote
+
+    pcrs = None
     if args.pcr:
-        sel = PcrSelection.from_string(args.pcr_list) if args.pcr_list else None
-        _, values = parse_pcr_file(args.pcr.read_bytes(), sel)
-    message, signature, public = (args.message.read_bytes(), args.signature.read_bytes(),
-                                  args.public.read_bytes())
+        data = args.pcr.read_bytes()
+        if args.pcrs_format == "yaml" and not args.pcr_list:
+            pcrs = parse_pcrread_yaml(data)
+        else:
+            pcrs = read_pcr_file(data, selection=args.pcr_list,
+                                 form="serialized" if args.pcrs_format == "yaml"
+                                 else args.pcrs_format)
+    message, public = args.message.read_bytes(), args.public.read_bytes()
+    signature = read_signature(args.signature.read_bytes(), hash_alg=args.hash_algorithm)
 
     def check() -> tuple[str, dict[str, Any]]:
-        v = verify_quote(message, signature, public, nonce=args.qualification,
-                         pcr_values=values)
-        return "quote verified", {
+        v = verify_quote(message, signature, public, nonce=args.qualification, pcrs=pcrs)
+        lines = ["quote verified"]
+        if pcrs is not None:
+            lines.append("pcrs:")
+            for alg, bank in v.pcrs.items():
+                lines.append(f"  {alg.kernel_name}:")
+                lines += [f"    {i:<2}: 0x{val.hex().upper()}" for i, val in bank.items()]
+        return "\n".join(lines), {
             "nonce": args.qualification.hex(), "scheme": v.scheme.name.lower(),
+            "hash": v.hash_alg.kernel_name,
             "pcr_select": {a.kernel_name: list(i) for a, i in v.attest.pcr_select.items()},
-            "pcr_digest": v.attest.pcr_digest.hex(), "pcr_values_checked": values is not None}
+            "pcr_digest": v.attest.pcr_digest.hex(), "pcr_values_checked": pcrs is not None,
+            "pcrs": v.pcrs.to_dict()}
 
     return verdict(args, check)

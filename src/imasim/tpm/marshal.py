@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
 from .._wire import Reader, Writer
 from ..algorithms import HashAlgorithm
@@ -26,6 +26,7 @@ __all__ = [
     "TPM_GENERATED_VALUE",
     "TPM_ST_ATTEST_QUOTE",
     "Attest",
+    "BankSelection",
     "ClockInfo",
     "PcrSelection",
     "PublicArea",
@@ -65,6 +66,43 @@ def _hash_alg(r: Reader, field_name: str) -> HashAlgorithm:
     except UnsupportedAlgorithmError:
         raise ParseError(f"unknown hash algorithm {alg_id:#06x}", offset=start,
                          field=field_name) from None
+
+
+class BankSelection(NamedTuple):
+    """One TPMS_PCR_SELECTION as written: a bank, its PCRs (ascending) and sizeofSelect.
+
+    A TPML_PCR_SELECTION is a sequence of these, in order and duplicates kept, which is
+    what a quote's pcrDigest follows (:class:`PcrSelection` merges a bank named twice).
+    """
+
+    alg: HashAlgorithm
+    pcrs: tuple[int, ...]
+    size_of_select: int = PCR_SELECT_SIZE
+
+    def __str__(self) -> str:
+        return f"{self.alg.kernel_name}:{','.join(map(str, self.pcrs)) or 'none'}"
+
+
+def read_bank_selections(r: Reader, *, max_select: int = 4) -> tuple[BankSelection, ...]:
+    """Read a TPML_PCR_SELECTION (in ``r``'s byte order) entry by entry, duplicates kept."""
+    count = r.u32("pcrSelections.count")
+    if count > 16:
+        raise ParseError("too many PCR selections", offset=r.offset - 4,
+                         field="pcrSelections.count", expected="<= 16", actual=count)
+    out: list[BankSelection] = []
+    for _ in range(count):
+        alg = _hash_alg(r, "pcrSelections.hash")
+        size = r.u8("sizeofSelect")
+        if size > max_select:
+            raise ParseError("sizeofSelect above TPM2_PCR_SELECT_MAX", offset=r.offset - 1,
+                             field="sizeofSelect", expected=f"<= {max_select}", actual=size)
+        bitmap = r.take(size, "pcrSelect")
+        out.append(BankSelection(alg, _bits(bitmap), size))
+    return tuple(out)
+
+
+def _bits(bitmap: bytes) -> tuple[int, ...]:
+    return tuple(i for i in range(len(bitmap) * 8) if bitmap[i // 8] >> (i % 8) & 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,21 +153,17 @@ class PcrSelection:
 
     @classmethod
     def read(cls, r: Reader) -> PcrSelection:
-        count = r.u32("pcrSelections.count")
-        if count > 16:
-            raise ParseError("too many PCR selections", offset=r.offset - 4,
-                             field="pcrSelections.count", expected="<= 16", actual=count)
-        banks: list[tuple[HashAlgorithm, list[int]]] = []
-        size = PCR_SELECT_SIZE
-        for _ in range(count):
-            alg = _hash_alg(r, "pcrSelections.hash")
-            size = r.u8("sizeofSelect")
-            if size > 4:
-                raise ParseError("sizeofSelect above TPM2_PCR_SELECT_MAX", offset=r.offset - 1,
-                                 field="sizeofSelect", expected="<= 4", actual=size)
-            bitmap = r.take(size, "pcrSelect")
-            banks.append((alg, [i for i in range(size * 8) if bitmap[i // 8] >> (i % 8) & 1]))
-        return cls(banks, size)
+        return cls.from_entries(read_bank_selections(r))
+
+    @classmethod
+    def from_entries(cls, entries: Sequence[BankSelection]) -> PcrSelection:
+        """The merged view of TPMS_PCR_SELECTION entries (the largest sizeofSelect)."""
+        size = max((e.size_of_select for e in entries), default=PCR_SELECT_SIZE)
+        return cls([(e.alg, e.pcrs) for e in entries], size)
+
+    def entries(self) -> tuple[BankSelection, ...]:
+        """One :class:`BankSelection` per bank, in order."""
+        return tuple(BankSelection(a, p, self.size_of_select) for a, p in self.banks.items())
 
     def __str__(self) -> str:
         """tpm2-tools spelling: ``sha256:0,1,10+sha1:10``."""
@@ -189,6 +223,14 @@ class Attest:
     pcr_select: PcrSelection
     pcr_digest: bytes
     raw: bytes = field(default=b"", compare=False, repr=False)
+    #: the TPML_PCR_SELECTION entry by entry as signed (duplicates kept); empty for a
+    #: built Attest, whose selection is ``pcr_select``
+    pcr_entries: tuple[BankSelection, ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def selection_entries(self) -> tuple[BankSelection, ...]:
+        """The quoted TPMS_PCR_SELECTIONs in order, as the pcrDigest covers them."""
+        return self.pcr_entries or self.pcr_select.entries()
 
     def to_bytes(self) -> bytes:
         if self.raw:
@@ -222,13 +264,15 @@ def parse_attest(data: bytes) -> Attest:
     restart = r.u32("restartCount")
     safe = r.u8("safe")
     fw = r.u64("firmwareVersion")
-    sel = PcrSelection.read(r)
+    entries = read_bank_selections(r)
+    sel = PcrSelection.from_entries(entries)
     digest = bytes(r.sized("pcrDigest.size", "pcrDigest", width=2))
     r.expect_end("TPMS_ATTEST")
     return Attest(magic=magic, type=typ, qualified_signer=signer, extra_data=extra,
                   clock_info=ClockInfo(clock=clock, reset_count=reset, restart_count=restart,
                                        safe=bool(safe)),
-                  firmware_version=fw, pcr_select=sel, pcr_digest=digest, raw=bytes(data))
+                  firmware_version=fw, pcr_select=sel, pcr_digest=digest, raw=bytes(data),
+                  pcr_entries=entries)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
