@@ -237,7 +237,10 @@ def match_result(m: MatchResult) -> Html:
          badge(True, f"matches after {b.matched_at} of {m.entries} entries") if b.matched
          else badge(False, "does not match"),
          "yes" if b.padded else "no"] for b in m.banks))
-    parts = [line("status: ", status), banks]
+    parts = [line("status: ", status),
+             line("verified entries: ", f"{m.verified_count} of {m.entries}"), banks]
+    if m.uncovered:
+        parts.append(line("outside the quoted PCRs: ", "; ".join(str(u) for u in m.uncovered)))
     if m.mismatches:
         parts.append(table(("bank", "PCR", "quoted", "replayed"), (
             r if isinstance(r, int) else

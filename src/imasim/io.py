@@ -14,32 +14,57 @@ from pathlib import Path
 
 from .algorithms import HashAlgorithm
 from .errors import ParseError, UnsupportedAlgorithmError
-from .ima.codec import MeasurementList, parse_ascii_measurement_list, parse_measurement_list
+from .ima.codec import (
+    MeasurementList,
+    detect_list_kind,
+    parse_ascii_measurement_list,
+    parse_measurement_list,
+)
 
-__all__ = ["dump_pcrs_json", "load_pcrs_json", "read_measurement_list", "write_artifacts"]
+__all__ = ["dump_pcrs_json", "is_ascii_list", "list_name_hint", "load_pcrs_json",
+           "read_measurement_list", "write_artifacts"]
 
 PcrMap = dict[HashAlgorithm, dict[int, bytes]]
 
 
-def read_measurement_list(path: str | Path, *, byte_order: str = "little",
-                          digest_alg: HashAlgorithm | None = None) -> MeasurementList:
-    """A binary or ASCII list from a file (ASCII when it starts like ``10 <hex> ``)."""
-    data = Path(path).read_bytes()
-    head = data[:64]
-    is_ascii = bool(head) and head[:3].replace(b" ", b"").isdigit() and all(
+def is_ascii_list(head: bytes) -> bool:
+    """Does a list file start like ``ascii_runtime_measurements`` (``10 <hex> ``)?"""
+    head = head[:64]
+    return bool(head) and head[:3].replace(b" ", b"").isdigit() and all(
         32 <= b < 127 or b in (9, 10) for b in head)
-    if is_ascii:
+
+
+def list_name_hint(path: str | Path) -> HashAlgorithm | None:
+    """The bank a file name suggests (``binary_runtime_measurements_sha256``): a hint for
+    :func:`~imasim.ima.codec.detect_list_kind`, never the answer alone."""
+    name = Path(path).name
+    for prefix in ("binary_runtime_measurements_", "ascii_runtime_measurements_"):
+        if name.startswith(prefix):
+            try:
+                return HashAlgorithm.from_name(name[len(prefix):])
+            except UnsupportedAlgorithmError:
+                return None
+    return None
+
+
+def read_measurement_list(path: str | Path, *, byte_order: str | None = None,
+                          digest_alg: HashAlgorithm | None = None) -> MeasurementList:
+    """A binary or ASCII list from a file (ASCII when it starts like ``10 <hex> ``).
+
+    Unless given, a binary list's digest algorithm and byte order are found from its
+    content (:func:`~imasim.ima.codec.detect_list_kind`; the file name only breaks a tie).
+    """
+    data = Path(path).read_bytes()
+    if is_ascii_list(data):
         try:
             text = data.decode("utf-8", "surrogateescape")
         except UnicodeDecodeError:  # pragma: no cover - surrogateescape never fails
             raise ParseError("not UTF-8", field="ascii list") from None
-        return parse_ascii_measurement_list(text, byte_order=byte_order, digest_alg=digest_alg)
-    if digest_alg is None:
-        digest_alg = HashAlgorithm.SHA1
-        name = Path(path).name
-        if name.startswith("binary_runtime_measurements_"):
-            digest_alg = HashAlgorithm.from_name(name.rsplit("_", 1)[1])
-    return parse_measurement_list(data, byte_order=byte_order, digest_alg=digest_alg)
+        return parse_ascii_measurement_list(text, byte_order=byte_order or "little",
+                                            digest_alg=digest_alg)
+    kind = detect_list_kind(data, digest_alg=digest_alg, byte_order=byte_order,
+                            hint=list_name_hint(path))
+    return parse_measurement_list(data, byte_order=kind.byte_order, digest_alg=kind.digest_alg)
 
 
 def load_pcrs_json(text: str | bytes) -> PcrMap:

@@ -36,7 +36,8 @@ from imasim.ima.builders import (
     ima_ng_entry,
     violation_entry,
 )
-from imasim.ima.replay import _FusedReplay, _replay_file, replay, replay_file
+from imasim.ima.replay import _Engine as _FusedReplay
+from imasim.ima.replay import _replay_file, replay, replay_file
 from imasim.limits import DEFAULT_LIMITS, Limits
 
 PATHS = ["/usr/bin/a", "/usr/bin/b", "/usr/lib/libc.so.6", "/etc/x y", "/bin/\udcff",

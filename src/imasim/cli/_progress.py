@@ -98,17 +98,27 @@ def track(items: Sequence[T], label: str) -> Sequence[T]:
 class ProgressReader:
     """A binary file object that reports the bytes read so far."""
 
-    def __init__(self, source: BinaryIO, total: int, label: str) -> None:
+    def __init__(self, source: BinaryIO, total: int, label: str, *, shift: int = 20,
+                 unit: str = "MiB") -> None:
         self._source = source
-        self.progress = Progress(label, total >> 20, "MiB")
+        self._shift = shift
+        self.progress = Progress(label, total >> shift, unit)
         self._bytes = 0
 
     def read(self, n: int = -1) -> bytes:
         data = self._source.read(n)
-        before = self._bytes >> 20
+        before = self._bytes >> self._shift
         self._bytes += len(data)
-        self.progress.advance((self._bytes >> 20) - before)
+        self.progress.advance((self._bytes >> self._shift) - before)
         return data
 
     def close(self) -> None:
         self.progress.close()
+
+    def tell(self) -> int:
+        return self._source.tell()
+
+    def seek(self, pos: int) -> int:
+        """Rewind (a second pass): progress counts from there again."""
+        self._bytes = pos
+        return self._source.seek(pos)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import struct
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import BinaryIO, Final, overload
 
 from ..algorithms import HashAlgorithm
@@ -31,7 +32,9 @@ from .fields import ByteOrder
 from .templates import lookup_template
 
 __all__ = [
+    "ListKind",
     "MeasurementList",
+    "detect_list_kind",
     "iter_measurement_list",
     "iter_record_chunks",
     "parse_ascii_measurement_list",
@@ -591,3 +594,115 @@ def parse_ascii_measurement_list(
     return MeasurementList(entries, digest_alg=digest_alg, byte_order=order)
 
 
+
+
+# -- what kind of list is this? -------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ListKind:
+    """The digest algorithm of a binary list's stored template digests and its byte order.
+
+    The classic ``binary_runtime_measurements`` (and the kexec buffer) store SHA-1 digests;
+    the per-bank ``binary_runtime_measurements_<alg>`` lists of 6.10+ store the bank's;
+    a big-endian kernel without ``ima_canonical_fmt`` writes big-endian integers.
+    """
+
+    digest_alg: HashAlgorithm
+    byte_order: ByteOrder
+
+    @property
+    def per_bank(self) -> bool:
+        """A per-bank list of a bank other than SHA-1 (a SHA-1 one is the classic list)."""
+        return self.digest_alg is not HashAlgorithm.SHA1
+
+
+_BY_SIZE: Final = {20: (HashAlgorithm.SHA1,), 32: (HashAlgorithm.SHA256, HashAlgorithm.SM3_256),
+                   48: (HashAlgorithm.SHA384,), 64: (HashAlgorithm.SHA512,)}
+#: PCR indices a record may name (a TPM has 24; a selection bitmap can say 32)
+_MAX_RECORD_PCR: Final = 32
+
+
+def detect_list_kind(head: bytes | bytearray | memoryview, *,
+                     digest_alg: HashAlgorithm | None = None, byte_order: str | None = None,
+                     hint: HashAlgorithm | None = None) -> ListKind:
+    """The kind of a binary list, from its first bytes (the first record or more).
+
+    A candidate (byte order x template-digest size) must read the first records as the
+    parser would (a PCR below 32, a known template, fields that fit); among those left,
+    the one whose first non-violation record's stored digest is the hash of its template
+    data wins, which also tells sha256 from sm3. ``digest_alg`` / ``byte_order`` fix what
+    is known; ``hint`` (e.g. from a file name) only breaks a tie that the content leaves
+    (a list of violations alone). With nothing readable, the classic kind (SHA-1, little
+    endian, or what was given) is returned and parsing reports the error.
+
+    >>> from imasim.ima import ima_ng_entry
+    >>> e = ima_ng_entry("/bin/sh", bytes(32), HashAlgorithm.SHA256)
+    >>> k = detect_list_kind(e.with_digest_for(HashAlgorithm.SHA384).to_bytes(byte_order="big"))
+    >>> k.digest_alg.kernel_name, k.byte_order, k.per_bank
+    ('sha384', 'big', True)
+    """
+    orders: tuple[ByteOrder, ...] = ((_check_order(byte_order),) if byte_order is not None
+                                     else ("little", "big"))
+    algs: tuple[HashAlgorithm, ...]
+    if digest_alg is not None:
+        algs = (digest_alg,)
+    else:
+        algs = tuple(a for size in (20, 32, 48, 64) for a in _BY_SIZE[size])
+    default = ListKind(digest_alg or (hint if hint in algs else None) or algs[0], orders[0])
+    buf = bytes(head[:1 << 16])
+    if not buf:
+        return default
+    readable: list[tuple[ListKind, MeasurementEntry | None]] = []
+    for order in orders:
+        for size in sorted({a.digest_size for a in algs}):
+            first = _first_entries(buf, order, size)
+            if first is None:
+                continue
+            entry = next((e for e in first if e.template_digest.strip(b"\0")), None)
+            for alg in (a for a in algs if a.digest_size == size):
+                readable.append((ListKind(alg, order), entry))
+    if not readable:
+        return default
+    for kind, entry in readable:
+        if entry is not None and kind.digest_alg.available and \
+                entry.template_hash(kind.digest_alg) == entry.template_digest:
+            return kind
+    for kind, _ in readable:
+        if kind.digest_alg is hint or kind.digest_alg is digest_alg:
+            return kind
+    return readable[0][0]
+
+
+def _first_entries(buf: bytes, order: ByteOrder, dsize: int
+                   ) -> list[MeasurementEntry] | None:
+    """Up to the first 8 records of ``buf`` read as (order, dsize), or None when the
+    first one does not read (a record cut at the end of ``buf`` reads by its header)."""
+    unpack = _U32[order].unpack_from
+    if len(buf) < 8 + dsize or unpack(buf, 0)[0] >= _MAX_RECORD_PCR:
+        return None
+    scanner = _Scanner(order, dsize, DEFAULT_LIMITS)
+    end = min(len(buf), 8192)
+    try:
+        _, entries = scanner.scan(buf, 0, end, 0, False, None, 0)
+    except ParseError as exc:
+        # the records before a bad one still tell the kind
+        if not exc.offset:
+            return None
+        try:
+            _, entries = scanner.scan(buf, 0, exc.offset, 0, False, None, 0)
+        except ParseError:
+            return None
+    assert entries is not None
+    if entries:
+        if any(e.pcr >= _MAX_RECORD_PCR for e in entries[:8]):
+            return None
+        return entries[:8]
+    # the first record does not fit in buf: its name must be a known template
+    (nlen,) = unpack(buf, 4 + dsize)
+    raw = buf[8 + dsize:8 + dsize + nlen]
+    if nlen == 0 or nlen > 255 or len(raw) < nlen:
+        return None
+    try:
+        scanner._template(raw, 0)
+    except ParseError:
+        return None
+    return []

@@ -3,10 +3,19 @@
 The kernel extends every allocated bank with that bank's hash over the template data
 (ima_calc_field_array_hash, ima_pcr_extend), 0xff..ff for a violation, and, for a bank
 whose hash it could not allocate at IMA init, the SHA-1 template digest zero-padded to
-the bank size ("padded SHA-1"; Debian 12's 6.1 kernel does this for sha384). Replay does
-the same in one streaming pass over all banks, checks every stored template digest
-against its template data, and, when matching against quoted values, records after how
-many entries each bank matched (a quote taken while the list grew matches a prefix).
+the bank size ("padded SHA-1"; Debian 12's 6.1 kernel does this for sha384).
+
+One engine does it all (:func:`replay`, :func:`replay_file`, :func:`match`,
+:func:`match_file`, ``imasim log replay|check`` and :mod:`imasim.attest`): it validates
+each record as the list parser does and replays it in the same pass, hashing the template
+data once per bank (the stored template digest is checked against the hash of the list's
+digest algorithm, reused from the bank of that algorithm), with no entry objects.
+
+Matching returns the *verified prefix*: the largest k such that every compared bank holds,
+after the first k entries, exactly the quoted values, in every PCR the quote covers that
+those entries extend (and PCR 10). An entry extended into a PCR the quote does not cover
+can not be verified: it ends the verified prefix, and when no prefix remains the match
+fails naming it (``ignore_pcrs`` lists PCRs whose entries are left unverified instead).
 
 >>> from imasim.algorithms import HashAlgorithm as H
 >>> from imasim.ima import MeasurementEntry, DigestWithAlgo
@@ -16,11 +25,16 @@ many entries each bank matched (a quote taken while the list grew matches a pref
 True
 >>> r.bad_digests
 ()
+>>> m = match([e, e], {H.SHA256: {10: r.pcrs[H.SHA256][10]}})
+>>> m.status.value, m.verified_count, m.entries
+('prefix', 1, 2)
 """
 
 from __future__ import annotations
 
+import bisect
 import enum
+import os
 import struct
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,9 +45,10 @@ from typing import Any, BinaryIO, Literal, Protocol
 from ..algorithms import HashAlgorithm
 from ..errors import ParseError, UnsupportedAlgorithmError, UsageError
 from ..limits import DEFAULT_LIMITS, Limits
-from .codec import MeasurementList, _ChunkReader, _Scanner, iter_record_chunks
+from ..tpm.pcrs import PcrBanks
+from .codec import MeasurementList, _ChunkReader, _Scanner, detect_list_kind
 from .entry import MeasurementEntry
-from .fields import DigestWithAlgo
+from .fields import ByteOrder, DigestWithAlgo
 
 __all__ = [
     "BankMatch",
@@ -43,9 +58,11 @@ __all__ = [
     "PcrMismatch",
     "ReplayResult",
     "ReplayState",
+    "UncoveredEntry",
     "boot_aggregate",
     "check_boot_aggregate",
     "match",
+    "match_file",
     "replay",
     "replay_file",
 ]
@@ -53,9 +70,8 @@ __all__ = [
 PcrValues = Mapping[HashAlgorithm, Mapping[int, bytes]]
 Padding = Literal["native", "padded", "auto"]
 
-
-def _padded(sha1_digest: bytes, alg: HashAlgorithm) -> bytes:
-    return sha1_digest.ljust(alg.digest_size, b"\0")
+#: IMA_EVENT_NAME_LEN_MAX + 1: the legacy 'ima' template hashes its name zero-padded to it
+_IMA_NAME_FIELD = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +92,8 @@ class ReplayState:
             return cls(int(d["count"]), {
                 HashAlgorithm.from_name(a): {int(i): bytes.fromhex(v) for i, v in b.items()}
                 for a, b in d["pcrs"].items()})
-        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        except (KeyError, ValueError, TypeError, AttributeError, UnsupportedAlgorithmError
+                ) as exc:
             raise ParseError(f"bad replay state: {exc!r}", field="replay_state") from None
 
 
@@ -88,6 +105,8 @@ class ReplayResult:
     #: indices of entries whose stored template digest is not the hash of their data
     bad_digests: tuple[int, ...]
     padded_banks: frozenset[HashAlgorithm]
+    #: indices of violation entries (zero template digest, extended as 0xff..ff)
+    violations: tuple[int, ...] = ()
 
     @property
     def pcrs(self) -> Mapping[HashAlgorithm, Mapping[int, bytes]]:
@@ -109,234 +128,6 @@ class ReplayResult:
         return replay_result(self)
 
 
-class _Replayer:
-    """The streaming core shared by replay() and match()."""
-
-    def __init__(self, banks: Sequence[HashAlgorithm], padded: Iterable[HashAlgorithm],
-                 digest_alg: HashAlgorithm, start: ReplayState | None) -> None:
-        self.banks = tuple(banks)
-        self.padded = frozenset(padded)
-        self.digest_alg = digest_alg
-        self.count = 0 if start is None else start.count
-        self.values: dict[HashAlgorithm, dict[int, bytes]] = {a: {} for a in self.banks}
-        if start is not None:
-            for a in self.banks:
-                self.values[a].update(start.pcrs.get(a, {}))
-        self.bad: list[int] = []
-        self.unknown_algs: frozenset[HashAlgorithm] = frozenset()
-
-    def feed(self, entry: MeasurementEntry) -> tuple[int, dict[HashAlgorithm, bytes]]:
-        """Extend one entry into every bank; return its PCR and the extended values."""
-        pcr = entry.pcr
-        out: dict[HashAlgorithm, bytes] = {}
-        if entry.is_violation:
-            for a in self.banks:
-                # ima_init_digests fills the whole bank size with 0xff when the kernel
-                # knows the algorithm (even if it failed to allocate it, the padded case
-                # seen on Debian 12's 6.1); only an algorithm unknown to the kernel gets
-                # 0xff over the first 20 bytes (unknown_algs).
-                ext = (_padded(HashAlgorithm.SHA1.ones, a) if a in self.unknown_algs
-                       else a.ones)
-                out[a] = self._extend(a, pcr, ext)
-        else:
-            hashes: dict[HashAlgorithm, bytes] = {}
-            stored_alg = self.digest_alg
-            stored = entry.template_hash(stored_alg)
-            hashes[stored_alg] = stored
-            if stored != entry.template_digest:
-                self.bad.append(self.count)
-            sha1 = hashes.get(HashAlgorithm.SHA1)
-            for a in self.banks:
-                if a in self.padded:
-                    if sha1 is None:
-                        sha1 = hashes[HashAlgorithm.SHA1] = entry.template_hash(
-                            HashAlgorithm.SHA1)
-                    ext = _padded(sha1, a)
-                else:
-                    ext = hashes.get(a) or entry.template_hash(a)
-                    hashes[a] = ext
-                out[a] = self._extend(a, pcr, ext)
-        self.count += 1
-        return pcr, out
-
-    def feed_many(self, entries: Iterable[MeasurementEntry]) -> None:
-        """feed() for a stream, without per-entry dictionaries: the replay hot path."""
-        if self.padded:
-            for e in entries:
-                self.feed(e)
-            return
-        banks = self.banks
-        ctors = [a.constructor() for a in banks]
-        ones = [a.ones for a in banks]
-        stored_alg = self.digest_alg
-        si = banks.index(stored_alg) if stored_alg in banks else -1
-        stored_ctor = stored_alg.constructor()
-        zero_stored = stored_alg.zero
-        rng = range(len(banks))
-        cur: dict[int, list[bytes]] = {}
-        for pcr in {p for v in self.values.values() for p in v}:
-            cur[pcr] = [self.values[a].get(pcr, a.zero) for a in banks]
-        count, bad = self.count, self.bad
-        if len(banks) == 2 and si == 0:
-            count = self._feed_two(entries, cur, ctors[0], ctors[1], ones, zero_stored)
-            rng = range(0)
-            entries = ()
-        for e in entries:
-            pcr, name, stored, data = e[0], e[1], e[2], e[3]
-            c = cur.get(pcr)
-            if c is None:
-                c = cur[pcr] = [a.zero for a in banks]
-            if stored == zero_stored:  # a violation: 0xff..ff into every bank
-                for i in rng:
-                    c[i] = ctors[i](c[i] + ones[i]).digest()
-            else:
-                if name == "ima":
-                    hs = [e.template_hash(a) for a in banks]
-                    check = e.template_hash(stored_alg)
-                else:
-                    hs = [ctors[i](data).digest() for i in rng]
-                    check = hs[si] if si >= 0 else stored_ctor(data).digest()
-                if check != stored:
-                    bad.append(count)
-                for i in rng:
-                    c[i] = ctors[i](c[i] + hs[i]).digest()
-            count += 1
-        for i, a in enumerate(banks):
-            for pcr, c in cur.items():
-                self.values[a][pcr] = c[i]
-        self.count = count
-
-    def _feed_two(self, entries: Iterable[MeasurementEntry], cur: dict[int, list[bytes]],
-                  c0: Callable[[bytes], Any], c1: Callable[[bytes], Any], ones: list[bytes],
-                  zero_stored: bytes) -> int:
-        """feed_many for the usual two banks (the stored digest's bank first)."""
-        count, bad = self.count, self.bad
-        b0, b1 = self.banks
-        o0, o1 = ones
-        for e in entries:
-            pcr, name, stored, data = e[0], e[1], e[2], e[3]
-            c = cur.get(pcr)
-            if c is None:
-                c = cur[pcr] = [b0.zero, b1.zero]
-            if stored == zero_stored:
-                h0, h1 = o0, o1
-            elif name == "ima":
-                h0, h1 = e.template_hash(b0), e.template_hash(b1)
-                if h0 != stored:
-                    bad.append(count)
-            else:
-                h0 = c0(data).digest()
-                if h0 != stored:
-                    bad.append(count)
-                h1 = c1(data).digest()
-            c[0] = c0(c[0] + h0).digest()
-            c[1] = c1(c[1] + h1).digest()
-            count += 1
-        return count
-
-    def feed_records(self, lst: MeasurementList) -> None:
-        """feed_many straight from a parsed list's buffer: no entry objects, no copies.
-
-        Hashes memoryview slices of the records; falls back to entries for the legacy
-        'ima' template and for configurations other than two native banks.
-        """
-        banks = self.banks
-        if self.padded or len(banks) != 2 or banks[0] is not self.digest_alg \
-                or lst.digest_alg is not self.digest_alg:
-            self.feed_many(lst)
-            return
-        buf, offsets, dsize = lst._buf, lst._offsets, lst.digest_alg.digest_size
-        unpack = struct.Struct("<I" if lst.byte_order == "little" else ">I").unpack_from
-        mv = memoryview(buf)
-        hdr = 8 + dsize
-        c0, c1 = banks[0].constructor(), banks[1].constructor()
-        o0, o1 = banks[0].ones, banks[1].ones
-        zero = self.digest_alg.zero
-        cur: dict[int, list[bytes]] = {}
-        for pcr in {p for v in self.values.values() for p in v}:
-            cur[pcr] = [self.values[a].get(pcr, a.zero) for a in banks]
-        count, bad = self.count, self.bad
-        head = struct.Struct(("<" if lst.byte_order == "little" else ">")
-                             + f"I{dsize}xI").unpack_from
-        starts_with = buf.startswith
-        for start in offsets:
-            pcr, nlen = head(buf, start)
-            c = cur.get(pcr)
-            if c is None:
-                c = cur[pcr] = [banks[0].zero, banks[1].zero]
-            p = start + hdr + nlen
-            if starts_with(zero, start + 4):
-                h0, h1 = o0, o1
-            elif nlen == 3 and buf[p - 3:p] == b"ima":
-                e = lst._entry_at(start)
-                h0, h1 = e.template_hash(banks[0]), e.template_hash(banks[1])
-                if h0 != e.template_digest:
-                    bad.append(count)
-            else:
-                data = mv[p + 4:p + 4 + unpack(buf, p)[0]]
-                h0 = c0(data).digest()
-                if not starts_with(h0, start + 4):
-                    bad.append(count)
-                h1 = c1(data).digest()
-            c[0] = c0(c[0] + h0).digest()
-            c[1] = c1(c[1] + h1).digest()
-            count += 1
-        for i, a in enumerate(banks):
-            for pcr, c in cur.items():
-                self.values[a][pcr] = c[i]
-        self.count = count
-
-    def _extend(self, a: HashAlgorithm, pcr: int, value: bytes) -> bytes:
-        bank = self.values[a]
-        new = a.hash(bank.get(pcr, a.zero) + value)
-        bank[pcr] = new
-        return new
-
-    def state(self) -> ReplayState:
-        return ReplayState(self.count, {a: dict(v) for a, v in self.values.items()})
-
-
-def replay(
-    entries: Iterable[MeasurementEntry],
-    *,
-    banks: Sequence[HashAlgorithm] = (HashAlgorithm.SHA1, HashAlgorithm.SHA256),
-    padded_banks: Iterable[HashAlgorithm] = (),
-    digest_alg: HashAlgorithm = HashAlgorithm.SHA1,
-    start: ReplayState | None = None,
-) -> ReplayResult:
-    """Replay ``entries`` into ``banks`` from zero (or from ``start``).
-
-    ``padded_banks`` are extended with the zero-padded SHA-1 template digest.
-    ``digest_alg`` is the algorithm of the stored template digests (the list's).
-    """
-    if not banks:
-        raise UsageError("replay needs at least one bank")
-    r = _Replayer(banks, padded_banks, digest_alg, start)
-    for a in r.banks:
-        r.values[a].setdefault(10, a.zero)
-    if isinstance(entries, MeasurementList):
-        r.feed_records(entries)
-    else:
-        r.feed_many(entries)
-    return ReplayResult(r.state(), tuple(r.bad), r.padded)
-
-
-def replay_file(
-    source: BinaryIO,
-    *,
-    banks: Sequence[HashAlgorithm] = (HashAlgorithm.SHA1, HashAlgorithm.SHA256),
-    padded_banks: Iterable[HashAlgorithm] = (),
-    digest_alg: HashAlgorithm = HashAlgorithm.SHA1,
-    chunk_size: int = 8 << 20,
-) -> ReplayResult:
-    """Replay a binary list from a file in bounded memory (chunks of ``chunk_size``).
-
-    Every record is validated as :func:`~imasim.ima.parse_measurement_list` validates a
-    whole list (same errors, same absolute offsets), and replayed in the same pass.
-    """
-    return _replay_file(source, banks, padded_banks, digest_alg, chunk_size, None)
-
-
 #: appraise a record from (index, PCR, stored template digest, template data)
 _RawAppraisal = Callable[[int, int, bytes, bytes], None]
 
@@ -354,36 +145,211 @@ class _Appraiser(Protocol):
         """Appraise one entry the fast check did not accept."""
 
 
-def _replay_file(source: BinaryIO, banks: Sequence[HashAlgorithm],
-                 padded_banks: Iterable[HashAlgorithm], digest_alg: HashAlgorithm,
-                 chunk_size: int, appraiser: _Appraiser | None,
-                 limits: Limits = DEFAULT_LIMITS) -> ReplayResult:
-    """replay_file, optionally appraising every entry in the same pass."""
-    if not banks:
-        raise UsageError("replay needs at least one bank")
-    if chunk_size < 1:
-        raise UsageError("chunk_size must be positive")
-    r = _Replayer(banks, padded_banks, digest_alg, None)
-    for a in r.banks:
-        r.values[a].setdefault(10, a.zero)
-    if not r.padded and len(set(r.banks)) == 2 and digest_alg in r.banks:
-        fused = _FusedReplay(r, limits, appraiser)
-        fused.run(source, chunk_size)
-        fused.result_into(r)
+def _no_appraisal(index: int, pcr: int, stored: bytes, data: bytes) -> None:
+    """The appraisal callbacks of the fast path when nothing is appraised (never called)."""
+
+
+# -- the engine ---------------------------------------------------------------------------
+#
+# The extend rule, written once. The loops below are generated per configuration (the
+# number of banks, which are padded, whether the stored digest is checked, whether an
+# appraiser is called) so that the hot loop holds one local per bank and no per-bank
+# Python loop: for the usual sha1+sha256 banks of a classic list it hashes 4 times per
+# entry (two template hashes, the SHA-1 one doubling as the stored-digest check, and two
+# extends) and does one bytes comparison per bank to notice a quoted value.
+
+_STEP = """\
+{hash}
+if {chk} != dig:
+    if dig == zero:
+        {viol}
+        viol_append(index)
+        {on_viol}
     else:
-        index = 0
-        for chunk in iter_record_chunks(source, digest_alg=digest_alg, chunk_size=chunk_size,
-                                        limits=limits):
+        bad_append(index)
+        {on_bad}
+{on_good}
+{extend}
+if {hit_test}:
+    armed = E._hit(pcr, index + 1, ({values},))
+"""
+
+_SWITCH = """\
+if pcr != pcr_now:
+    cur[pcr_now] = ({values}, {targets}, armed)
+    pcr_now = pcr
+    st = cur.get(pcr)
+    if st is None:
+        st = E._new_pcr(pcr, index)
+    {values}, {targets}, armed = st
+if armed:
+    E._end(pcr, index)
+    armed = False
+"""
+
+_LOOP = """\
+def _chunk(E, buf, base, final):
+    end = len(buf)
+    hdr = 8 + E.dsize
+    max_data = E.limits.max_template_data
+    fast_ok = E.index + end // (hdr + 5) <= E.limits.max_entries
+    {ctor_setup}
+    zero = E.zero
+    cur = E.cur
+    bad_append = E.bad.append
+    viol_append = E.violations.append
+    appraiser = E.appraiser
+    head = E.head
+    u32 = E.u32
+    legacy = E._legacy_input
+    entry_at = E._entry
+    index = E.index
+    pcr_now = E.pcr_now
+    {values}, {targets}, armed = cur[pcr_now]
+    pos = 0
+    while pos < end:
+        shape = E.shape
+        if shape is not None and fast_ok:
+            unpack, ssize, key, f0_len, skip, fast_set, raw_appraise, entry_appraise = shape
+            lim = end - ssize
+            dhead = skip + 4
+            two = 8 + f0_len
+            while pos <= lim:
+                pcr, dig, hn, dlen, f0, f1 = unpack(buf, pos)
+                dstart = pos + dhead
+                dend = dstart + dlen
+                if (hn != key or f0 != f0_len or dlen != two + f1 or dlen > max_data
+                        or dend > end):
+                    break
+                data = buf[dstart:dend]
+{fast_switch}
+{fast_step}
+                pos = dend
+                index += 1
+            if pos >= end:
+                break
+        # anything else: the scanner validates a window of records from here
+        E.index = index
+        starts, pos = E._scan(buf, pos, end, base, final)
+        if not starts:
+            break
+        for start in starts:
+            pcr, dig, nlen = head(buf, start)
+            p = start + hdr + nlen
+            if nlen == 3 and buf[p - 3:p] == b"ima":
+                data = legacy(buf, p)
+            else:
+                data = buf[p + 4:p + 4 + u32(buf, p)[0]]
+{slow_switch}
+{slow_step}
             if appraiser is not None:
-                for i, e in enumerate(chunk, index):
-                    appraiser(i, e)
-            index += len(chunk)
-            r.feed_records(chunk)
-    return ReplayResult(r.state(), tuple(r.bad), r.padded)
+                appraiser(index, entry_at(buf, start))
+            index += 1
+    E.index = index
+    E.pcr_now = pcr_now
+    cur[pcr_now] = ({values}, {targets}, armed)
+    return pos
+"""
 
 
-class _FusedReplay:
-    """Validate and replay a binary list in one pass over each chunk, for two native banks.
+def _indent(text: str, n: int) -> str:
+    return "\n".join((" " * n + line) if line.strip() else "" for line in text.splitlines())
+
+
+_LOOPS: dict[tuple[Any, ...], Callable[..., int]] = {}
+
+
+def _compile_loop(banks: tuple[HashAlgorithm, ...], padded: tuple[bool, ...],
+                  digest_alg: HashAlgorithm, check: bool, appraise: bool
+                  ) -> Callable[..., int]:
+    """The chunk loop for one configuration, generated from _STEP/_SWITCH/_LOOP."""
+    key = (banks, padded, digest_alg, check, appraise)
+    found = _LOOPS.get(key)
+    if found is not None:
+        return found
+    nb = len(banks)
+    # the template hashes needed, one per algorithm: native banks, SHA-1 for padded
+    # banks, the list's digest algorithm for the check
+    algs: list[HashAlgorithm] = []
+    for a, p in zip(banks, padded, strict=True):
+        want = HashAlgorithm.SHA1 if p else a
+        if want not in algs:
+            algs.append(want)
+    if check and digest_alg not in algs:
+        algs.append(digest_alg)
+    th = {a: f"th{j}" for j, a in enumerate(algs)}
+    ext = [f"p{i}" if p else th[a] for i, (a, p) in enumerate(zip(banks, padded, strict=True))]
+    values = ", ".join(f"v{i}" for i in range(nb))
+    targets = ", ".join(f"t{i}" for i in range(nb))
+    setup = [f"tc{j} = E.tctors[{j}]" for j in range(len(algs))]
+    setup += [f"c{i} = E.ctors[{i}]" for i in range(nb)]
+    setup += [f"o{i} = E.ones[{i}]" for i in range(nb)]
+    setup += [f"pad{i} = E.pads[{i}]" for i in range(nb) if padded[i]]
+    hash_lines = [f"{th[a]} = tc{j}(data).digest()" for j, a in enumerate(algs)]
+    hash_lines += [f"p{i} = {th[HashAlgorithm.SHA1]} + pad{i}" for i in range(nb) if padded[i]]
+    viol = "; ".join(f"{ext[i]} = o{i}" for i in range(nb))
+    extend = "\n".join(f"v{i} = c{i}(v{i} + {ext[i]}).digest()" for i in range(nb))
+    hit_test = " or ".join(f"v{i} == t{i}" for i in range(nb))
+    chk = th[digest_alg] if check else "dig"
+
+    def step(fast: bool) -> str:
+        if appraise and fast:
+            on_viol = "if fast_set is not None: entry_appraise(index, pcr, dig, data)"
+            on_bad = ("if fast_set is not None and data not in fast_set: "
+                      "raw_appraise(index, pcr, dig, data)")
+            on_good = ("elif fast_set is not None and data not in fast_set:\n"
+                       "    raw_appraise(index, pcr, dig, data)")
+        else:
+            on_viol = on_bad = "pass"
+            on_good = ""
+        if not check:  # only violations are looked for: dig == zero
+            body = _STEP.replace("if {chk} != dig:\n    if dig == zero:", "if True:\n"
+                                 "    if dig == zero:")
+            body = body.replace("    else:\n        bad_append(index)\n        {on_bad}\n", "")
+            body = body.replace("{on_good}\n", "")
+            return body.format(hash="\n".join(hash_lines), viol=viol, on_viol=on_viol,
+                               extend=extend, hit_test=hit_test, values=values, chk=chk)
+        return _STEP.format(hash="\n".join(hash_lines), chk=chk, viol=viol, on_viol=on_viol,
+                            on_bad=on_bad, on_good=on_good, extend=extend,
+                            hit_test=hit_test, values=values)
+
+    switch = _SWITCH.format(values=values, targets=targets)
+    src = _LOOP.format(ctor_setup="\n    ".join(setup), values=values, targets=targets,
+                       fast_switch=_indent(switch, 16), fast_step=_indent(step(True), 16),
+                       slow_switch=_indent(switch, 12), slow_step=_indent(step(False), 12))
+    namespace: dict[str, Any] = {}
+    exec(compile(src, f"<imasim replay loop {len(banks)} banks>", "exec"), namespace)
+    fn: Callable[..., int] = namespace["_chunk"]
+    if len(_LOOPS) < 256:
+        _LOOPS[key] = fn
+    return fn
+
+
+#: a bank's matching intervals per PCR: [first count, last count] (None: still open)
+_Intervals = dict[int, list[list[Any]]]
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """What one run of the engine found, per bank (merged across parallel workers)."""
+
+    banks: tuple[HashAlgorithm, ...]
+    padded: tuple[bool, ...]
+    start: int
+    count: int
+    values: list[dict[int, bytes]]
+    intervals: list[_Intervals]
+    touched: set[int]
+    bad: list[int]
+    violations: list[int]
+    uncovered: list[tuple[int, int]]
+
+    def bank(self, alg: HashAlgorithm) -> int:
+        return self.banks.index(alg)
+
+
+class _Engine:
+    """Validate and replay a binary list in one pass over each chunk.
 
     A run of records of the same shape as the last one validated (same template of two
     fields, same first-field length: an ima-ng list with one file-hash algorithm) is
@@ -391,123 +357,128 @@ class _FusedReplay:
     record only when the scanner of :mod:`imasim.ima.codec` would accept it with the same
     boundaries; any other record goes to that scanner (over a small window from it), so
     errors, their offsets and fields are exactly the scanner's. Template data is hashed
-    from slices of the chunk; no entry objects are built except for the legacy 'ima'
-    template and for entries the appraiser's fast check does not accept.
+    from slices of the chunk; no entry objects are built except for entries the
+    appraiser's fast check does not accept.
+
+    With ``targets`` (bank -> PCR -> quoted value), it records for every bank and PCR the
+    intervals of entry counts over which the replayed value equals the quoted one (a hash
+    chain reaches a value at most once): :meth:`outcome` then tells after which counts
+    every bank matches.
     """
 
     _WINDOW = 16384
 
-    def __init__(self, r: _Replayer, limits: Limits, appraiser: _Appraiser | None) -> None:
+    def __init__(self, banks: Sequence[HashAlgorithm], padded: Sequence[bool],
+                 digest_alg: HashAlgorithm, byte_order: ByteOrder, *,
+                 limits: Limits = DEFAULT_LIMITS, appraiser: _Appraiser | None = None,
+                 start: ReplayState | None = None,
+                 targets: Mapping[HashAlgorithm, Mapping[int, bytes]] | None = None,
+                 covered: AbstractSet[int] = frozenset(), ignore: AbstractSet[int] = frozenset(),
+                 check: bool = True) -> None:
+        if not banks:
+            raise UsageError("replay needs at least one bank")
+        if len(set(banks)) != len(banks):
+            raise UsageError("a bank is listed twice")
+        self.banks = tuple(banks)
+        self.padded = tuple(padded)
+        for a in self.banks:
+            a.constructor()  # UnsupportedAlgorithmError when OpenSSL lacks it
+        self.digest_alg = digest_alg
+        self.order: ByteOrder = byte_order
         self.limits = limits
         self.appraiser = appraiser
-        self.chk = r.digest_alg
-        self.other = r.banks[1] if r.banks[0] is self.chk else r.banks[0]
-        self.dsize = self.chk.digest_size
-        self.scanner = _Scanner("little", self.dsize, limits)
-        self.fast_sets: dict[tuple[bytes, int], tuple[
-            AbstractSet[bytes], _RawAppraisal]] = {}
+        self.dsize = digest_alg.digest_size
+        self.zero = digest_alg.zero
+        pfx = "<" if byte_order == "little" else ">"
+        self.u32 = struct.Struct(pfx + "I").unpack_from
+        self.head = struct.Struct(f"{pfx}I{self.dsize}sI").unpack_from
+        self.scanner = _Scanner(byte_order, self.dsize, limits)
         self.names: dict[bytes, tuple[str, int]] = {}
-        # the shape of the fast path: (struct, u32 name_len + name, first-field length,
-        # appraiser's set of known-good template data); none until a record is seen
-        self.shape: tuple[Callable[[bytes, int], tuple[Any, ...]], int, bytes, int, int,
-                          AbstractSet[bytes] | None, _RawAppraisal, _RawAppraisal] | None = None
-        # PCR -> (value in the stored digest's bank, value in the other bank)
-        self.cur: dict[int, tuple[bytes, bytes]] = {
-            pcr: (r.values[self.chk].get(pcr, self.chk.zero),
-                  r.values[self.other].get(pcr, self.other.zero))
-            for pcr in {p for v in r.values.values() for p in v}}
-        self.index = r.count
-        self.bad = r.bad
+        self.fast_sets: dict[tuple[bytes, int], tuple[AbstractSet[bytes], _RawAppraisal]] = {}
+        self.shape: tuple[Any, ...] | None = None
+        self.offsets: array[int] | None = None
+        algs = [HashAlgorithm.SHA1 if p else a for a, p in zip(self.banks, self.padded,
+                                                                strict=True)]
+        tctor_algs = list(dict.fromkeys(algs))
+        if check and digest_alg not in tctor_algs:
+            tctor_algs.append(digest_alg)
+        self.tctors = [a.constructor() for a in tctor_algs]
+        self.ctors = [a.constructor() for a in self.banks]
+        self.ones = [a.ones for a in self.banks]
+        self.pads = [bytes(a.digest_size - 20) if p else b""
+                     for a, p in zip(self.banks, self.padded, strict=True)]
+        self.loop = _compile_loop(self.banks, self.padded, digest_alg, check,
+                                  appraiser is not None)
+        self.start = 0 if start is None else start.count
+        self.index = self.start
+        self.bad: list[int] = []
+        self.violations: list[int] = []
+        self.uncovered: list[tuple[int, int]] = []
+        self.matching = targets is not None
+        nb = len(self.banks)
+        self.targets = {pcr: tuple(targets.get(a, {}).get(pcr, b"") for a in self.banks)
+                        for pcr in covered - ignore} if targets is not None else {}
+        self.covered = covered
+        self.ignore = ignore
+        self.intervals: list[_Intervals] = [{} for _ in range(nb)]
+        self.open: dict[int, list[list[Any]]] = {}
+        # PCR -> (value per bank..., target per bank..., armed); -1 is a placeholder
+        self.cur: dict[int, tuple[Any, ...]] = {-1: (*(b"",) * (2 * nb), False)}
+        self.pcr_now = -1
+        if start is not None:
+            for pcr in sorted({p for a in self.banks for p in start.pcrs.get(a, {})}):
+                vals = tuple(start.pcrs.get(a, {}).get(pcr, a.zero) for a in self.banks)
+                tgt = self._targets(pcr)
+                self.cur[pcr] = (*vals, *tgt, self._hit(pcr, self.start, vals, tgt))
 
-    def run(self, source: BinaryIO, chunk_size: int) -> None:
-        reader = _ChunkReader(source, chunk_size, self.limits)
-        while reader.fill():
-            reader.consume(self._chunk(reader.buf, reader.base, reader.eof))
+    def _targets(self, pcr: int) -> tuple[bytes, ...]:
+        return self.targets.get(pcr) or (b"",) * len(self.banks)
 
-    def result_into(self, r: _Replayer) -> None:
-        for pcr, (v0, v1) in self.cur.items():
-            r.values[self.chk][pcr] = v0
-            r.values[self.other][pcr] = v1
-        r.count = self.index
+    # -- called from the generated loop (rarely) ---------------------------------------
+    def _new_pcr(self, pcr: int, index: int) -> tuple[Any, ...]:
+        """The state of a PCR at its first entry (``index``) in this run."""
+        nb = len(self.banks)
+        zeros = tuple(a.zero for a in self.banks)
+        tgt = self._targets(pcr)
+        if self.matching and pcr not in self.ignore:
+            if pcr not in self.covered:
+                self.uncovered.append((index, pcr))
+            # untouched, a PCR holds its initial value: PCR 10 is always compared, any
+            # other one only once the list extends it (as evmctl compares the PCRs the
+            # list extended so far)
+            for b in range(nb):
+                if pcr != 10 or pcr not in self.covered or zeros[b] == tgt[b]:
+                    self.intervals[b].setdefault(pcr, []).append([self.start, index])
+        return (*zeros, *tgt, False)
 
-    def _chunk(self, buf: bytes, base: int, final: bool) -> int:
-        """Validate and replay the complete records of ``buf``; return where they end.
+    def _hit(self, pcr: int, count: int, values: tuple[bytes, ...],
+             targets: tuple[bytes, ...] | None = None) -> bool:
+        """After ``count`` entries ``pcr`` holds ``values``: record the banks at target."""
+        tgt = self._targets(pcr) if targets is None else targets
+        armed = False
+        for b, (v, t) in enumerate(zip(values, tgt, strict=True)):
+            if v == t:
+                iv = [count, None]
+                self.intervals[b].setdefault(pcr, []).append(iv)
+                self.open.setdefault(pcr, []).append(iv)
+                armed = True
+        return armed
 
-        The hot loop: keep it free of calls other than unpack and the four hashes.
-        """
-        end = len(buf)
-        hdr = 8 + self.dsize
-        max_data = self.limits.max_template_data
-        # when no record of this chunk can reach the entry limit, the fast path need
-        # not check it (every record takes at least hdr + 5 bytes)
-        fast_ok = self.index + end // (hdr + 5) <= self.limits.max_entries
-        c0, c1 = self.chk.constructor(), self.other.constructor()
-        o0, o1 = self.chk.ones, self.other.ones
-        zero = self.chk.zero
-        zeros = (self.chk.zero, self.other.zero)
-        cur = self.cur
-        bad = self.bad
-        bad_append = bad.append
-        index = self.index
-        pcr_now = 10
-        v0, v1 = cur.get(10, zeros)
-        pos = 0
-        while pos < end:
-            shape = self.shape
-            if shape is not None and fast_ok:
-                unpack, ssize, key, f0_len, skip, fast_set, raw_appraise, entry_appraise = shape
-                lim = end - ssize
-                dhead = skip + 4
-                two = 8 + f0_len
-                while pos <= lim:
-                    pcr, dig, hn, dlen, f0, f1 = unpack(buf, pos)
-                    dstart = pos + dhead
-                    dend = dstart + dlen
-                    if (hn != key or f0 != f0_len or dlen != two + f1 or dlen > max_data
-                            or dend > end):
-                        break
-                    data = buf[dstart:dend]
-                    if pcr != pcr_now:
-                        cur[pcr_now] = (v0, v1)
-                        pcr_now = pcr
-                        v0, v1 = cur.get(pcr, zeros)
-                    h0 = c0(data).digest()
-                    h1 = c1(data).digest()
-                    # appraisal (fast_set is None without an appraiser): an entry whose
-                    # data is in fast_set is fine; the others get their verdict
-                    if h0 != dig:
-                        if dig == zero:  # a violation: 0xff..ff into every bank
-                            h0, h1 = o0, o1
-                            if fast_set is not None:
-                                entry_appraise(index, pcr, dig, data)
-                        else:
-                            bad_append(index)
-                            if fast_set is not None and data not in fast_set:
-                                raw_appraise(index, pcr, dig, data)
-                    elif fast_set is not None and data not in fast_set:
-                        raw_appraise(index, pcr, dig, data)
-                    v0 = c0(v0 + h0).digest()
-                    v1 = c1(v1 + h1).digest()
-                    pos = dend
-                    index += 1
-                if pos >= end:
-                    break
-            # anything else: the scanner validates a window of records from here
-            self.index = index
-            cur[pcr_now] = (v0, v1)
-            starts, pos = self._scan(buf, pos, end, base, final)
-            if not starts:
-                break
-            self._replay_records(buf, starts)
-            index = self.index
-            v0, v1 = cur.get(pcr_now, zeros)
-        self.index = index
-        cur[pcr_now] = (v0, v1)
-        return pos
+    def _end(self, pcr: int, index: int) -> None:
+        """Entry ``index`` extends ``pcr``: the values recorded at target end there."""
+        for iv in self.open.pop(pcr, ()):
+            iv[1] = index
+
+    def _legacy_input(self, buf: bytes, p: int) -> bytes:
+        """What the legacy 'ima' template hashes: d || n zero-padded to 256 bytes."""
+        (flen,) = self.u32(buf, p + 20)
+        return buf[p:p + 20] + buf[p + 24:p + 24 + flen].ljust(_IMA_NAME_FIELD, b"\0")
 
     def _scan(self, buf: bytes, pos: int, end: int, base: int, final: bool
               ) -> tuple[array[int], int]:
         """The scanner over a window from ``pos``, widened until it holds one record."""
+        if self.offsets is not None:
+            return self._next_records(buf, pos)
         starts: array[int] = array("Q")
         win = self._WINDOW
         while True:
@@ -519,6 +490,21 @@ class _FusedReplay:
             win *= 4
         if starts:
             self._learn(buf, starts[-1])
+        return starts, new_pos
+
+    def _next_records(self, buf: bytes, pos: int) -> tuple[array[int], int]:
+        """Records already split (entry objects, a parsed list): the next few from pos."""
+        offsets = self.offsets
+        assert offsets is not None
+        i = bisect.bisect_left(offsets, pos)
+        j = min(len(offsets), i + 64)
+        starts = offsets[i:j]
+        new_pos = offsets[j] if j < len(offsets) else len(buf)
+        if starts:
+            try:
+                self._learn(buf, starts[-1])
+            except ParseError:  # an entry object with a name no template has
+                self.shape = None
         return starts, new_pos
 
     def _name(self, raw: bytes) -> tuple[str, int]:
@@ -533,96 +519,349 @@ class _FusedReplay:
         """Take the shape of a validated record for the fast path (two fields only)."""
         dsize = self.dsize
         hdr = 8 + dsize
-        (nlen,) = _LE32(buf, start + 4 + dsize)
+        u32 = self.u32
+        (nlen,) = u32(buf, start + 4 + dsize)
         raw = buf[start + hdr:start + hdr + nlen]
         name, nfields = self._name(raw)
         if nfields != 2:
             return
         p = start + hdr + nlen
-        (f0,) = _LE32(buf, p + 4)
+        (f0,) = u32(buf, p + 4)
         fast_set: AbstractSet[bytes] | None = None
         raw_appraise: _RawAppraisal = _no_appraisal
         entry_appraise: _RawAppraisal = _no_appraisal
         appraiser = self.appraiser
+        order = self.order
         if appraiser is not None:
             def appraise(index: int, pcr: int, stored: bytes, data: bytes) -> None:
                 appraiser(index, tuple.__new__(MeasurementEntry,
-                                               (pcr, name, stored, data, "little")))
+                                               (pcr, name, stored, data, order)))
 
             fast_set, raw_appraise, entry_appraise = frozenset(), appraise, appraise
             d = buf[p + 8:p + 8 + f0]
             nul = d.find(b"\0")
-            if name == "ima-ng" and nul > 0:
+            if name == "ima-ng" and nul > 0 and order == "little":
                 k = (d[:nul + 1], f0)
                 if k not in self.fast_sets:
                     self.fast_sets[k] = appraiser.fast_set(d[:nul + 1], f0)
                 fast_set, raw_appraise = self.fast_sets[k]
-        st = struct.Struct(f"<I{dsize}s{4 + nlen}sII{f0}xI")
+        pfx = "<" if order == "little" else ">"
+        st = struct.Struct(f"{pfx}I{dsize}s{4 + nlen}sII{f0}xI")
         self.shape = (st.unpack_from, st.size, buf[start + 4 + dsize:start + hdr + nlen],
                       f0, hdr + nlen, fast_set, raw_appraise, entry_appraise)
 
     def _entry(self, buf: bytes, start: int) -> MeasurementEntry:
         dsize = self.dsize
-        pcr, digest, nlen = _HEAD[dsize](buf, start)
+        pcr, digest, nlen = self.head(buf, start)
         p = start + 8 + dsize
         name, nfields = self._name(buf[p:p + nlen])
         p += nlen
         if nfields < 0:
-            data = buf[p:p + 24 + _LE32(buf, p + 20)[0]]
+            data = buf[p:p + 24 + self.u32(buf, p + 20)[0]]
         else:
-            data = buf[p + 4:p + 4 + _LE32(buf, p)[0]]
-        return tuple.__new__(MeasurementEntry, (pcr, name, digest, data, "little"))
+            data = buf[p + 4:p + 4 + self.u32(buf, p)[0]]
+        return tuple.__new__(MeasurementEntry, (pcr, name, digest, data, self.order))
 
-    def _replay_records(self, buf: bytes, starts: array[int]) -> None:
-        """Replay records the scanner validated (any template), as feed_records does."""
-        chk, other = self.chk, self.other
-        c0, c1 = chk.constructor(), other.constructor()
-        o0, o1 = chk.ones, other.ones
-        zero = chk.zero
-        zeros = (chk.zero, other.zero)
-        dsize = self.dsize
-        head = _HEAD[dsize]
-        hdr = 8 + dsize
-        cur, bad, appraiser = self.cur, self.bad, self.appraiser
-        index = self.index
-        for start in starts:
-            pcr, stored, nlen = head(buf, start)
-            v0, v1 = cur.get(pcr, zeros)
-            p = start + hdr + nlen
-            if stored == zero:
-                h0, h1 = o0, o1
-            elif nlen == 3 and buf[p - 3:p] == b"ima":
-                e = self._entry(buf, start)
-                h0, h1 = e.template_hash(chk), e.template_hash(other)
-                if h0 != stored:
-                    bad.append(index)
+    # -- driving ------------------------------------------------------------------------
+    def feed_stream(self, source: BinaryIO, chunk_size: int, head: bytes = b"") -> None:
+        reader = _ChunkReader(source, chunk_size, self.limits)
+        reader.buf = head
+        while reader.fill():
+            reader.consume(self.loop(self, reader.buf, reader.base, reader.eof))
+
+    def feed_bytes(self, buf: bytes) -> None:
+        self.loop(self, buf, 0, True)
+
+    def feed_records(self, buf: bytes, offsets: array[int]) -> None:
+        """Records whose boundaries are known (not validated again)."""
+        self.offsets = offsets
+        try:
+            self.loop(self, buf, 0, True)
+        finally:
+            self.offsets = None
+
+    def outcome(self) -> _Outcome:
+        n = self.index
+        for ivs in self.open.values():
+            for iv in ivs:
+                iv[1] = n
+        self.open.clear()
+        nb = len(self.banks)
+        values: list[dict[int, bytes]] = [{} for _ in range(nb)]
+        for pcr, st in self.cur.items():
+            if pcr >= 0:
+                for b in range(nb):
+                    values[b][pcr] = st[b]
+        for b, a in enumerate(self.banks):
+            values[b].setdefault(10, a.zero)
+        touched = {p for p in self.cur if p >= 0}
+        return _Outcome(self.banks, self.padded, self.start, n, values, self.intervals,
+                        touched, self.bad, self.violations, self.uncovered)
+
+
+def _source_of(entries: Iterable[MeasurementEntry], digest_alg: HashAlgorithm | None
+               ) -> tuple[bytes, array[int], HashAlgorithm, ByteOrder]:
+    """The records of ``entries`` (a parsed list's own bytes, or the entries serialised),
+    where each starts, the stored digests' algorithm and the byte order."""
+    if isinstance(entries, MeasurementList):
+        alg = digest_alg or entries.digest_alg
+        if alg is entries.digest_alg:
+            return entries.to_bytes(), entries._offsets, alg, entries.byte_order
+        entries = list(entries)
+    items = entries if isinstance(entries, Sequence) else list(entries)
+    order: ByteOrder = items[0].byte_order if items else "little"
+    sizes = {len(e.template_digest) for e in items}
+    if digest_alg is None:
+        by_size = {a.digest_size: a for a in (HashAlgorithm.SHA512, HashAlgorithm.SHA384,
+                                               HashAlgorithm.SHA256, HashAlgorithm.SHA1)}
+        digest_alg = by_size.get(min(sizes), HashAlgorithm.SHA1) if len(sizes) == 1 \
+            else HashAlgorithm.SHA1
+    dsize = digest_alg.digest_size
+    parts = []
+    offsets = array("Q")
+    pos = 0
+    for i, e in enumerate(items):
+        if len(e.template_digest) != dsize:
+            raise UsageError(f"entry {i} has a {len(e.template_digest)}-byte template digest, "
+                             f"not the {dsize} bytes of {digest_alg.kernel_name}")
+        rec = e.to_bytes(byte_order=order)
+        offsets.append(pos)
+        parts.append(rec)
+        pos += len(rec)
+    return b"".join(parts), offsets, digest_alg, order
+
+
+# -- running the engine -------------------------------------------------------------------
+_Feed = Callable[[_Engine], None]
+
+
+class _Input:
+    """A list to run the engine over, once or again (the padded retry): bytes, or a
+    file read from its current position (seekable for a second pass)."""
+
+    def __init__(self, *, data: bytes | None = None, offsets: array[int] | None = None,
+                 source: BinaryIO | None = None, head: bytes = b"",
+                 chunk_size: int = 8 << 20) -> None:
+        self.data = data
+        self.offsets = offsets
+        self.source = source
+        self.head = head
+        self.chunk_size = chunk_size
+        self.start_pos: int | None = None
+        if source is not None:
+            try:
+                self.start_pos = source.tell() - len(head)
+            except (OSError, AttributeError, ValueError):
+                self.start_pos = None
+        self.runs = 0
+
+    def feed(self, engine: _Engine) -> None:
+        if self.data is not None:
+            if self.offsets is not None:
+                engine.feed_records(self.data, self.offsets)
             else:
-                data = buf[p + 4:p + 4 + _LE32(buf, p)[0]]
-                h0 = c0(data).digest()
-                if h0 != stored:
-                    bad.append(index)
-                h1 = c1(data).digest()
-            cur[pcr] = (c0(v0 + h0).digest(), c1(v1 + h1).digest())
-            if appraiser is not None:
-                appraiser(index, self._entry(buf, start))
-            index += 1
-        self.index = index
+                engine.feed_bytes(self.data)
+            return
+        assert self.source is not None
+        head = self.head
+        if self.runs:
+            if self.start_pos is None:
+                raise UsageError("a second pass (padded SHA-1 banks) needs a seekable file; "
+                                 "name the padded banks instead")
+            self.source.seek(self.start_pos)
+            head = b""
+        self.runs += 1
+        engine.feed_stream(self.source, self.chunk_size, head)
+
+    def fileno(self) -> int | None:
+        if self.source is None or self.start_pos is None or self.runs:
+            return None
+        try:
+            return self.source.fileno()
+        except (OSError, AttributeError, ValueError):
+            return None
 
 
+class _PreadFile:
+    """A read-only view of a file descriptor from an offset (os.pread: workers share the
+    descriptor, not its position)."""
 
-def _no_appraisal(index: int, pcr: int, stored: bytes, data: bytes) -> None:
-    """The appraisal callbacks of the fast path when nothing is appraised (never called)."""
+    def __init__(self, fd: int, offset: int) -> None:
+        self.fd, self.offset = fd, offset
+
+    def read(self, n: int) -> bytes:
+        data = os.pread(self.fd, n, self.offset)
+        self.offset += len(data)
+        return data
 
 
-_LE32 = struct.Struct("<I").unpack_from
-_HEAD = {a.digest_size: struct.Struct(f"<I{a.digest_size}sI").unpack_from
-         for a in HashAlgorithm}
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One worker's share: the banks it replays, and whether it checks stored digests."""
+
+    banks: tuple[HashAlgorithm, ...]
+    padded: tuple[bool, ...]
+    check: bool
 
 
+def _engine_for(job: _Job, digest_alg: HashAlgorithm, order: ByteOrder,
+                start: ReplayState | None, targets: PcrValues | None,
+                covered: AbstractSet[int], ignore: AbstractSet[int], limits: Limits,
+                appraiser: _Appraiser | None = None) -> _Engine:
+    return _Engine(job.banks, job.padded, digest_alg, order, limits=limits,
+                   appraiser=appraiser, start=start, targets=targets, covered=covered,
+                   ignore=ignore, check=job.check)
+
+
+def _worker(args: tuple[Any, ...]) -> _Outcome:
+    """A parallel worker: one share of the banks over the whole file (pread from fd)."""
+    (job, digest_alg, order, start, targets, covered, ignore, limits, fd, offset,
+     chunk_size, head) = args
+    engine = _engine_for(job, digest_alg, order, start, targets, covered, ignore, limits)
+    engine.feed_stream(_PreadFile(fd, offset + len(head)),  # type: ignore[arg-type]
+                       chunk_size, head)
+    return engine.outcome()
+
+
+def _run(inp: _Input, banks: Sequence[HashAlgorithm], padded: Sequence[bool],
+         digest_alg: HashAlgorithm, order: ByteOrder, *, start: ReplayState | None = None,
+         targets: PcrValues | None = None, covered: AbstractSet[int] = frozenset(),
+         ignore: AbstractSet[int] = frozenset(), limits: Limits = DEFAULT_LIMITS,
+         appraiser: _Appraiser | None = None, check: bool = True, jobs: int = 1) -> _Outcome:
+    """Run the engine over ``inp``: in this process, or the banks shared among ``jobs``
+    worker processes reading the same file (each validating every record)."""
+    banks, padded = tuple(banks), tuple(padded)
+    fd = inp.fileno() if jobs > 1 and appraiser is None and len(banks) > 1 else None
+    if fd is None:
+        engine = _engine_for(_Job(banks, padded, check), digest_alg, order, start, targets,
+                             covered, ignore, limits, appraiser)
+        inp.feed(engine)
+        return engine.outcome()
+    n = min(jobs, len(banks))
+    # the stored digests are checked by the worker that hashes the list's algorithm
+    checker = next((i % n for i, (a, p) in enumerate(zip(banks, padded, strict=True))
+                    if (HashAlgorithm.SHA1 if p else a) is digest_alg), 0)
+    shares = [_Job(tuple(a for i, a in enumerate(banks) if i % n == w),
+                   tuple(p for i, p in enumerate(padded) if i % n == w), check and w == checker)
+              for w in range(n)]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    assert inp.start_pos is not None
+    ctx = multiprocessing.get_context("fork" if "fork" in
+                                      multiprocessing.get_all_start_methods() else None)
+    plain = None if targets is None else {a: dict(b) for a, b in targets.items()}
+    with ProcessPoolExecutor(n, mp_context=ctx) as pool:
+        parts = list(pool.map(_worker, [
+            (job, digest_alg, order, start, plain, covered, ignore, limits, fd,
+             inp.start_pos, inp.chunk_size, inp.head) for job in shares]))
+    inp.runs += 1
+    merged = _Outcome(banks, padded, parts[0].start, parts[0].count,
+                      [{} for _ in banks], [{} for _ in banks], set(parts[0].touched),
+                      parts[checker].bad, parts[0].violations, parts[0].uncovered)
+    for job, part in zip(shares, parts, strict=True):
+        for a in job.banks:
+            b, pb = banks.index(a), part.bank(a)
+            merged.values[b] = part.values[pb]
+            merged.intervals[b] = part.intervals[pb]
+    return merged
+
+
+def _replay_result(o: _Outcome) -> ReplayResult:
+    pcrs = {a: dict(sorted(o.values[b].items())) for b, a in enumerate(o.banks)}
+    return ReplayResult(ReplayState(o.count, pcrs), tuple(o.bad),
+                        frozenset(a for a, p in zip(o.banks, o.padded, strict=True) if p),
+                        tuple(o.violations))
+
+
+def replay(
+    entries: Iterable[MeasurementEntry],
+    *,
+    banks: Sequence[HashAlgorithm] = (HashAlgorithm.SHA1, HashAlgorithm.SHA256),
+    padded_banks: Iterable[HashAlgorithm] = (),
+    digest_alg: HashAlgorithm | None = None,
+    start: ReplayState | None = None,
+) -> ReplayResult:
+    """Replay ``entries`` into ``banks`` from zero (or from ``start``).
+
+    ``padded_banks`` are extended with the zero-padded SHA-1 template digest.
+    ``digest_alg`` is the algorithm of the stored template digests: by default a
+    :class:`~imasim.ima.MeasurementList`'s own, else the one of their size (SHA-1 for
+    20 bytes). Entries are validated as the list parser validates records.
+    """
+    data, offsets, alg, order = _source_of(entries, digest_alg)
+    padded = frozenset(padded_banks)
+    o = _run(_Input(data=data, offsets=offsets), banks, [a in padded for a in banks], alg,
+             order, start=start)
+    return _replay_result(o)
+
+
+def _file_kind(source: BinaryIO, digest_alg: HashAlgorithm | None,
+               byte_order: str | None) -> tuple[bytes, HashAlgorithm, ByteOrder]:
+    """Peek at the start of a file for the list's kind unless both are given."""
+    if byte_order is not None and byte_order not in ("little", "big"):
+        raise ParseError("byte_order must be 'little' or 'big'", field="byte_order",
+                         actual=byte_order)
+    if digest_alg is not None and byte_order is not None:
+        return b"", digest_alg, "little" if byte_order == "little" else "big"
+    head = source.read(1 << 16)
+    kind = detect_list_kind(head, digest_alg=digest_alg, byte_order=byte_order)
+    return head, kind.digest_alg, kind.byte_order
+
+
+def replay_file(
+    source: BinaryIO,
+    *,
+    banks: Sequence[HashAlgorithm] = (HashAlgorithm.SHA1, HashAlgorithm.SHA256),
+    padded_banks: Iterable[HashAlgorithm] = (),
+    digest_alg: HashAlgorithm | None = None,
+    byte_order: str | None = None,
+    chunk_size: int = 8 << 20,
+    jobs: int = 1,
+    limits: Limits = DEFAULT_LIMITS,
+) -> ReplayResult:
+    """Replay a binary list from a file in bounded memory (chunks of ``chunk_size``).
+
+    Every record is validated as :func:`~imasim.ima.parse_measurement_list` validates a
+    whole list (same errors, same absolute offsets), and replayed in the same pass. The
+    list's digest algorithm and byte order come from its first record unless given
+    (:func:`~imasim.ima.codec.detect_list_kind`). ``jobs`` > 1 shares the banks among
+    worker processes that read the file side by side (a real file only).
+    """
+    if chunk_size < 1:
+        raise UsageError("chunk_size must be positive")
+    head, alg, order = _file_kind(source, digest_alg, byte_order)
+    padded = frozenset(padded_banks)
+    o = _run(_Input(source=source, head=head, chunk_size=chunk_size), banks,
+             [a in padded for a in banks], alg, order, limits=limits, jobs=jobs)
+    return _replay_result(o)
+
+
+def _replay_file(source: BinaryIO, banks: Sequence[HashAlgorithm],
+                 padded_banks: Iterable[HashAlgorithm], digest_alg: HashAlgorithm | None,
+                 chunk_size: int, appraiser: _Appraiser | None,
+                 limits: Limits = DEFAULT_LIMITS) -> ReplayResult:
+    """replay_file, optionally appraising every entry in the same pass."""
+    if chunk_size < 1:
+        raise UsageError("chunk_size must be positive")
+    head, alg, order = _file_kind(source, digest_alg, "little" if digest_alg else None)
+    padded = frozenset(padded_banks)
+    o = _run(_Input(source=source, head=head, chunk_size=chunk_size), banks,
+             [a in padded for a in banks], alg, order, limits=limits, appraiser=appraiser)
+    return _replay_result(o)
+
+
+# -- matching -----------------------------------------------------------------------------
 class MatchStatus(enum.Enum):
-    MATCH = "match"  # every bank matches after the whole list
-    PREFIX = "prefix"  # every bank matches after the same prefix of the list
+    """How a list relates to quoted PCR values (one meaning everywhere)."""
+
+    MATCH = "match"
+    """Every compared bank holds the quoted values after the whole list: all verified."""
+    PREFIX = "prefix"
+    """They hold them after the first ``verified_count`` entries only: those are verified,
+    the rest arrived after the quote (or were forged) and are not."""
     MISMATCH = "mismatch"
+    """No prefix of one entry or more replays to the quoted values: nothing verified."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -635,8 +874,19 @@ class PcrMismatch:
 
 
 @dataclass(frozen=True, slots=True)
+class UncoveredEntry:
+    """The first entry extended into a PCR that the quoted values do not cover."""
+
+    index: int
+    pcr: int
+
+    def __str__(self) -> str:
+        return f"entry {self.index} extends PCR {self.pcr}, which the quote does not cover"
+
+
+@dataclass(frozen=True, slots=True)
 class BankMatch:
-    """How one bank fared: the entry count at which all its quoted PCRs matched."""
+    """How one bank fared: the largest entry count after which it holds the quoted values."""
 
     bank: HashAlgorithm
     matched_at: int | None
@@ -645,34 +895,101 @@ class BankMatch:
 
     @property
     def matched(self) -> bool:
+        """Does this bank hold the quoted values after some prefix (``matched_at``)?"""
         return self.matched_at is not None
 
 
 @dataclass(frozen=True, slots=True)
 class MatchResult:
+    """A list matched against quoted PCR values.
+
+    ``status`` and ``verified_count`` are the verdict: the first ``verified_count``
+    entries are the verified prefix (all of them for MATCH, none for MISMATCH), except
+    entries extended into ``ignored_pcrs``, which are never verified. ``uncovered`` names,
+    per PCR the quoted values do not cover, the first entry extended into it: entries from
+    there on are not verified. ``bad_digests`` and ``violations`` index the whole list.
+    """
+
     status: MatchStatus
     banks: tuple[BankMatch, ...]
     mismatches: tuple[PcrMismatch, ...]
     bad_digests: tuple[int, ...]
     entries: int
     replay: ReplayResult = field(repr=False)
+    verified_count: int = 0
+    uncovered: tuple[UncoveredEntry, ...] = ()
+    violations: tuple[int, ...] = ()
+    ignored_pcrs: frozenset[int] = frozenset()
+    authenticated: bool = False
 
     @property
     def matched(self) -> bool:
-        return self.status is not MatchStatus.MISMATCH and not self.bad_digests
+        """A non-empty verified prefix (status MATCH or PREFIX) none of whose entries has a
+        bad stored template digest. ``status`` tells a whole list from a prefix."""
+        return (self.status is not MatchStatus.MISMATCH
+                and not any(i < self.verified_count for i in self.bad_digests))
+
+    @property
+    def verified_violations(self) -> tuple[int, ...]:
+        """Violations within the verified prefix (evmctl fails on them unless told
+        ``--ignore-violations``; so does an attestation by default)."""
+        return tuple(i for i in self.violations if i < self.verified_count)
+
+    def is_verified(self, index: int, pcr: int) -> bool:
+        """Is entry ``index`` (extended into ``pcr``) verified by the quoted values?"""
+        return index < self.verified_count and pcr not in self.ignored_pcrs
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "status": self.status.value,
             "matched": self.matched,
             "entries": self.entries,
+            "verified_entries": self.verified_count,
+            "authenticated": self.authenticated,
             "banks": {b.bank.kernel_name: {"matched_at": b.matched_at, "padded_sha1": b.padded}
                       for b in self.banks},
             "mismatches": [{"bank": m.bank.kernel_name, "pcr": m.pcr,
                             "expected": m.expected.hex(), "computed": m.computed.hex()}
                            for m in self.mismatches],
+            "uncovered": [{"index": u.index, "pcr": u.pcr} for u in self.uncovered],
+            "ignored_pcrs": sorted(self.ignored_pcrs),
             "bad_digests": list(self.bad_digests),
+            "violations": list(self.violations),
         }
+
+    def summary(self) -> str:
+        """Plain text: the verdict in words, then per bank, uncovered entries and PCRs."""
+        if self.status is MatchStatus.MATCH:
+            head = f"MATCH: all {self.entries} entries verified"
+        elif self.status is MatchStatus.PREFIX:
+            head = (f"PREFIX: the first {self.verified_count} of {self.entries} entries "
+                    f"verified; the other {self.entries - self.verified_count} arrived "
+                    "after the quote and are not")
+        else:
+            head = f"MISMATCH: none of the {self.entries} entries verified"
+        lines = [head]
+        for b in self.banks:
+            pad = " (padded SHA-1)" if b.padded else ""
+            state = (f"matches after {b.matched_at} entries" if b.matched
+                     else "does NOT match")
+            lines.append(f"  {b.bank.kernel_name}{pad}: {state}")
+        for u in self.uncovered:
+            lines.append(f"  {u}")
+        for m in self.mismatches:
+            lines.append(f"  {m.bank.kernel_name} PCR {m.pcr}: expected {m.expected.hex()}, "
+                         f"replayed {m.computed.hex()}")
+        if self.ignored_pcrs:
+            lines.append(f"  entries in PCR {', '.join(map(str, sorted(self.ignored_pcrs)))} "
+                         "ignored: not verified")
+        if self.bad_digests:
+            lines.append(f"  entries whose stored template digest is wrong: "
+                         f"{list(self.bad_digests[:20])}")
+        if self.violations:
+            lines.append(f"  violations (0xff extends): {len(self.violations)}, the first at "
+                         f"entry {self.violations[0]}")
+        if not self.authenticated:
+            lines.append("  (PCR values not from a verified quote: unauthenticated)")
+        return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         """The status, each bank's verdict and the mismatching PCRs, for notebooks."""
@@ -681,96 +998,196 @@ class MatchResult:
         return match_result(self)
 
 
-def match(
-    entries: Iterable[MeasurementEntry],
-    quoted: PcrValues,
-    *,
-    padding: Mapping[HashAlgorithm, Padding] | Padding = "auto",
-    pcrs: Iterable[int] | None = None,
-    digest_alg: HashAlgorithm = HashAlgorithm.SHA1,
-    start: ReplayState | None = None,
-) -> MatchResult:
-    """Does the list replay to ``quoted`` (bank -> PCR -> value)?
+def _span(ivs: Iterable[Sequence[Any]]) -> list[tuple[int, int]]:
+    """Merge intervals [lo, hi] into sorted disjoint ones."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted((int(a), int(b)) for a, b in ivs):
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
 
-    Compares the PCRs the list extends (or ``pcrs``) in every quoted bank. A bank
-    matches at entry count k when all its compared PCRs equal the replayed values after
-    k entries; the last such k is reported, so a quote taken part-way is recognised.
-    With ``padding="auto"`` a non-SHA-1 bank is tried both natively and with padded
-    SHA-1 digests, and whichever matches is reported.
-    """
-    entries = list(entries) if not isinstance(entries, Sequence) else entries
-    banks = [a for a in quoted if a in quoted]
-    want_pcrs = set(pcrs) if pcrs is not None else ({e.pcr for e in entries} | {10})
+
+def _intersect(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out, i, j = [], 0, 0
+    while i < len(a) and j < len(b):
+        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if lo <= hi:
+            out.append((lo, hi))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def _allowed(o: _Outcome, b: int, targets: Mapping[int, bytes], covered: AbstractSet[int],
+             ignore: AbstractSet[int]) -> list[tuple[int, int]]:
+    """The entry counts after which bank ``b`` holds the quoted values."""
+    a = o.banks[b]
+    allowed = [(o.start, o.count)]
+    compared = (o.touched | ({10} & covered)) - ignore
+    for pcr in sorted(compared):
+        if pcr in o.touched:
+            span = _span(o.intervals[b].get(pcr, ()))
+        elif targets.get(pcr) == a.zero:
+            span = [(o.start, o.count)]
+        else:
+            span = []
+        allowed = _intersect(allowed, span)
+    return allowed
+
+
+def _match_banks(quoted: PcrBanks, banks: Sequence[HashAlgorithm] | None
+                 ) -> tuple[tuple[HashAlgorithm, ...], frozenset[int]]:
+    """The compared banks (default: every quoted bank holding a value) and the PCRs they
+    all hold (the covered ones)."""
+    if banks is None:
+        chosen = tuple(a for a in quoted if quoted[a])
+    else:
+        chosen = tuple(banks)
+        missing = [a.kernel_name for a in chosen if a not in quoted]
+        if missing:
+            raise UsageError(f"no quoted values for bank(s) {', '.join(missing)}")
+    if not chosen:
+        return (), frozenset()
+    covered = frozenset.intersection(*(frozenset(quoted[a]) for a in chosen))
+    return chosen, covered
+
+
+def _match(inp: _Input, quoted: PcrBanks | PcrValues, digest_alg: HashAlgorithm,
+           order: ByteOrder, *, padding: Mapping[HashAlgorithm, Padding] | Padding,
+           banks: Sequence[HashAlgorithm] | None, start: ReplayState | None,
+           ignore_pcrs: Iterable[int], limits: Limits = DEFAULT_LIMITS,
+           appraiser: _Appraiser | None = None, jobs: int = 1) -> MatchResult:
+    pcrs = quoted if isinstance(quoted, PcrBanks) else PcrBanks.unauthenticated(quoted)
+    ignore = frozenset(ignore_pcrs)
+    chosen, covered = _match_banks(pcrs, banks)
 
     def mode(a: HashAlgorithm) -> Padding:
         m = padding if isinstance(padding, str) else padding.get(a, "auto")
-        return "native" if a is HashAlgorithm.SHA1 and m == "auto" else m
+        if m not in ("native", "padded", "auto"):
+            raise UsageError(f"padding must be native, padded or auto, not {m!r}")
+        return "native" if a is HashAlgorithm.SHA1 else m
 
-    variants: list[tuple[HashAlgorithm, bool]] = []
-    for a in banks:
-        m = mode(a)
-        if m in ("native", "auto"):
-            variants.append((a, False))
-        if m in ("padded", "auto") and a is not HashAlgorithm.SHA1:
-            variants.append((a, True))
-    native = _Replayer([a for a, p in variants if not p], (), digest_alg, start)
-    padded = _Replayer([a for a, p in variants if p], [a for a, p in variants if p],
-                       digest_alg, start)
-    targets = {a: {i: quoted[a][i] for i in want_pcrs if i in quoted[a]} for a in banks}
-    last: dict[tuple[HashAlgorithm, bool], int | None] = {}
-    ok_count: dict[tuple[HashAlgorithm, bool], int] = {}
-    for a, p in variants:
-        vals = (padded if p else native).values[a]
-        ok_count[(a, p)] = sum(1 for i, v in targets[a].items() if vals.get(i, a.zero) == v)
-        last[(a, p)] = native.count if ok_count[(a, p)] == len(targets[a]) else None
-    for e in entries:
-        before = {(a, p): (padded if p else native).values[a].get(e.pcr, a.zero)
-                  for a, p in variants}
-        pcr, new_native = native.feed(e)
-        _, new_padded = padded.feed(e) if padded.banks else (pcr, {})
-        for a, p in variants:
-            t = targets[a].get(pcr)
-            if t is None:
-                continue
-            new = (new_padded if p else new_native)[a]
-            was, now = before[(a, p)] == t, new == t
-            if was != now:
-                ok_count[(a, p)] += 1 if now else -1
-            if ok_count[(a, p)] == len(targets[a]):
-                last[(a, p)] = native.count
-    n = native.count if native.banks else padded.count
-    bank_results: list[BankMatch] = []
-    mismatches: list[PcrMismatch] = []
-    for a in banks:
-        cands = [(p, last[(a, p)]) for aa, p in variants if aa is a]
-        good = [(p, k) for p, k in cands if k is not None]
-        if good:
-            p, k = max(good, key=lambda pk: (pk[1] or 0, not pk[0]))
-            bank_results.append(BankMatch(a, k, p))
-        else:
-            p = cands[0][0] if cands else False
-            bank_results.append(BankMatch(a, None, p))
-            vals = (padded if p else native).values[a]
-            for i, t in sorted(targets[a].items()):
-                c = vals.get(i, a.zero)
-                if c != t:
-                    mismatches.append(PcrMismatch(a, i, t, c, n))
-    ks = {b.matched_at for b in bank_results}
-    if mismatches or None in ks or not bank_results:
-        status = MatchStatus.MISMATCH
-    elif ks == {n}:
+    run_banks = chosen or (HashAlgorithm.SHA1,)
+    padded = [mode(a) == "padded" for a in run_banks]
+    kw: dict[str, Any] = {"start": start, "targets": pcrs, "covered": covered,
+                          "ignore": ignore, "limits": limits}
+    o = _run(inp, run_banks, padded, digest_alg, order, appraiser=appraiser, jobs=jobs, **kw)
+    allowed = [_allowed(o, b, pcrs[a], covered, ignore) if chosen else []
+               for b, a in enumerate(run_banks)]
+    values = list(o.values)
+    # padded SHA-1 only for a bank that fails natively: a second pass for those alone
+    retry = [a for b, a in enumerate(run_banks)
+             if chosen and not allowed[b] and mode(a) == "auto"]
+    if retry:
+        p = _run(inp, retry, [True] * len(retry), digest_alg, order, check=False, **kw)
+        for pb, a in enumerate(retry):
+            got = _allowed(p, pb, pcrs[a], covered, ignore)
+            if got:
+                b = run_banks.index(a)
+                allowed[b], values[b], padded[b] = got, p.values[pb], True
+    common = [(o.start, o.count)] if chosen else []
+    for span in allowed:
+        common = _intersect(common, span)
+    n = o.count
+    k = common[-1][1] if common else None
+    if k is not None and k == n:
         status = MatchStatus.MATCH
-    elif len(ks) == 1:
+    elif k is not None and k > 0:
         status = MatchStatus.PREFIX
     else:
-        status = MatchStatus.MISMATCH
-    bad = tuple(sorted(set(native.bad) | set(padded.bad)))
-    merged = {**native.state().pcrs}
-    merged.update({a: v for a, v in padded.state().pcrs.items()
-                   if any(b.bank is a and b.padded for b in bank_results)})
-    rr = ReplayResult(ReplayState(n, merged), bad,
-                      frozenset(b.bank for b in bank_results if b.padded))
-    return MatchResult(status, tuple(bank_results), tuple(mismatches), bad, n, rr)
+        status, k = MatchStatus.MISMATCH, 0
+    bank_results = tuple(BankMatch(a, span[-1][1] if span else None, padded[b])
+                         for b, (a, span) in enumerate(zip(run_banks, allowed, strict=True))
+                         if chosen)
+    mismatches: list[PcrMismatch] = []
+    if status is MatchStatus.MISMATCH:
+        for b, a in enumerate(chosen):
+            for pcr in sorted(((o.touched | {10}) & covered) - ignore):
+                got_v = values[b].get(pcr, a.zero)
+                if got_v != pcrs[a][pcr]:
+                    mismatches.append(PcrMismatch(a, pcr, pcrs[a][pcr], got_v, n))
+    uncovered = tuple(UncoveredEntry(i, pcr) for i, pcr in o.uncovered)
+    rr = ReplayResult(ReplayState(n, {a: dict(sorted(values[b].items()))
+                                      for b, a in enumerate(run_banks)}),
+                      tuple(o.bad), frozenset(a for a, p in zip(run_banks, padded, strict=True)
+                                              if p), tuple(o.violations))
+    return MatchResult(status, bank_results, tuple(mismatches), tuple(o.bad), n, rr, k,
+                       uncovered, tuple(o.violations), ignore, pcrs.authenticated)
+
+
+def match(
+    entries: Iterable[MeasurementEntry],
+    quoted: PcrBanks | PcrValues,
+    *,
+    padding: Mapping[HashAlgorithm, Padding] | Padding = "auto",
+    banks: Sequence[HashAlgorithm] | None = None,
+    digest_alg: HashAlgorithm | None = None,
+    start: ReplayState | None = None,
+    ignore_pcrs: Iterable[int] = (),
+) -> MatchResult:
+    """Which prefix of the list do the ``quoted`` PCR values verify?
+
+    ``quoted`` is a :class:`~imasim.tpm.pcrs.PcrBanks` (a verified quote's
+    :attr:`~imasim.tpm.verify.VerifiedQuote.pcrs`); a plain mapping is taken as
+    unauthenticated values. Every quoted bank holding values is compared (or ``banks``);
+    a PCR is covered when every compared bank holds it. The result's ``status`` is MATCH
+    when the whole list replays to the quoted values, PREFIX when only its first
+    ``verified_count`` entries do (a quote taken while the list grew), MISMATCH otherwise.
+    An entry extended into a PCR that is not covered ends the verified prefix (it is
+    named in ``uncovered``) unless the PCR is in ``ignore_pcrs``, whose entries are then
+    replayed but never verified. With ``padding="auto"`` a non-SHA-1 bank that does not
+    match natively is tried with padded SHA-1 digests.
+    """
+    data, offsets, alg, order = _source_of(entries, digest_alg)
+    return _match(_Input(data=data, offsets=offsets), quoted, alg, order, padding=padding,
+                  banks=banks, start=start, ignore_pcrs=ignore_pcrs)
+
+
+def match_file(
+    source: BinaryIO,
+    quoted: PcrBanks | PcrValues,
+    *,
+    padding: Mapping[HashAlgorithm, Padding] | Padding = "auto",
+    banks: Sequence[HashAlgorithm] | None = None,
+    digest_alg: HashAlgorithm | None = None,
+    byte_order: str | None = None,
+    ignore_pcrs: Iterable[int] = (),
+    chunk_size: int = 8 << 20,
+    jobs: int = 1,
+    limits: Limits = DEFAULT_LIMITS,
+) -> MatchResult:
+    """:func:`match` over a binary list streamed from a file, in bounded memory.
+
+    The list's kind comes from its content unless given (as :func:`replay_file`); a
+    padded-SHA-1 retry reads the file a second time (it must be seekable). ``jobs`` > 1
+    shares the banks among worker processes.
+    """
+    return _match_and_appraise_file(source, quoted, None, padding=padding, banks=banks,
+                                    digest_alg=digest_alg, byte_order=byte_order,
+                                    ignore_pcrs=ignore_pcrs, chunk_size=chunk_size,
+                                    jobs=jobs, limits=limits)
+
+
+def _match_and_appraise_file(source: BinaryIO, quoted: PcrBanks | PcrValues,
+                             appraiser: _Appraiser | None, *,
+                             padding: Mapping[HashAlgorithm, Padding] | Padding = "auto",
+                             banks: Sequence[HashAlgorithm] | None = None,
+                             digest_alg: HashAlgorithm | None = None,
+                             byte_order: str | None = None, ignore_pcrs: Iterable[int] = (),
+                             chunk_size: int = 8 << 20, jobs: int = 1,
+                             limits: Limits = DEFAULT_LIMITS) -> MatchResult:
+    """match_file, calling ``appraiser`` on every entry in the same pass (the caller keeps
+    the verdicts of verified entries: ``result.is_verified(index, pcr)``)."""
+    if chunk_size < 1:
+        raise UsageError("chunk_size must be positive")
+    head, alg, order = _file_kind(source, digest_alg, byte_order)
+    return _match(_Input(source=source, head=head, chunk_size=chunk_size), quoted, alg,
+                  order, padding=padding, banks=banks, start=None, ignore_pcrs=ignore_pcrs,
+                  limits=limits, appraiser=appraiser, jobs=jobs)
 
 
 # -- boot_aggregate ---------------------------------------------------------------------
