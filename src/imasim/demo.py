@@ -20,6 +20,7 @@ from .algorithms import HashAlgorithm
 from .attest import ReferenceValues, attest
 from .env import FixedClock, SeededEntropy
 from .ima.codec import MeasurementList
+from .kconfig import PRESETS
 from .keys.generate import NOT_BEFORE, derive_ec_key, make_certificate
 from .keys.key import Key
 from .machine import Machine
@@ -100,11 +101,10 @@ def run_demo() -> DemoReport:
     mod_k = Key.from_certificate(mod_cert.public_bytes(serialization.Encoding.DER))
 
     clock = FixedClock(1_750_000_000.0)
-    m = Machine.create(preset="custom-6.1-ima-kexec", banks=BANKS, builtin_keys=[ca_k],
+    cfg = PRESETS["custom-6.1-ima-kexec"].with_(module_sig_force=True, kexec_sig_force=True)
+    m = Machine.create(config=cfg, banks=BANKS, builtin_keys=[ca_k],
                        cmdline="root=/dev/ram0 ima_policy=tcb ima_appraise=enforce",
                        clock=clock, entropy=SeededEntropy(b"demo"))
-    cfg = m.config.with_(module_sig_force=True, kexec_sig_force=True)
-    m.config = cfg
     m.boot()
     agg = m.measurements[0].file_digest
     step("boot: firmware measured PCRs 0-7, IMA recorded boot_aggregate",

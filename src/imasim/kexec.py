@@ -23,23 +23,36 @@ True
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from .algorithms import HashAlgorithm
-from .errors import ParseError, TruncatedError
+from .errors import (
+    ImasimError,
+    KeyNotFoundError,
+    KeyRejectedError,
+    ParseError,
+    TruncatedError,
+    UsageError,
+)
 from .ima.codec import MeasurementList
 from .ima.entry import MeasurementEntry, split_template_data
 from .ima.fields import ByteOrder
 from .ima.templates import lookup_template
+from .keys.keyring import Blacklist, Keyring
+from .sig.authenticode import verify_authenticode
+from .sig.modsig import split_modsig
+from .sig.pkcs7 import Usage, verify_pkcs7
 
 __all__ = [
     "IMA_KEXEC_HDR_SIZE",
     "MAX_TEMPLATE_NAME_LEN",
     "RestoreResult",
+    "kexec_signature_refusal",
     "pack_kexec_buffer",
     "restore_kexec_buffer",
+    "verify_kexec_image",
 ]
 
 IMA_KEXEC_HDR_SIZE: Final = 24
@@ -148,3 +161,55 @@ def restore_kexec_buffer(data: bytes | bytearray | memoryview, *,
         n += 1
     return RestoreResult(MeasurementList(out, byte_order=byte_order), stopped,
                          n if stopped else None)
+
+
+# -- kexec_file_load image verification ----------------------------------------------------
+def verify_kexec_image(image: bytes, *, arch: str, keyrings: Sequence[Keyring],
+                       blacklist: Blacklist | None = None) -> str:
+    """The arch loader's verify_sig for kexec_file_load: the name of the keyring whose
+    key accepted ``image``, or the kernel's error raised. ``keyrings`` are tried in
+    order while the answer is -ENOKEY (the secondary keyring, then the platform one).
+
+    x86_64 and arm64 check a PE image's Authenticode signature
+    (kexec_kernel_verify_pe_sig -> verify_pefile_signature); s390x checks an appended
+    module-style signature (s390_verify_sig: a missing or non-PKCS#7 trailer is
+    -EKEYREJECTED). The image-hash (``bin:``) blacklist is not consulted here."""
+    if not keyrings:
+        raise UsageError("no keyring to verify the kexec image against")
+    if arch in ("x86_64", "arm64"):
+        return verify_authenticode(image, keyrings=keyrings, blacklist=blacklist).keyring
+    if arch != "s390x":
+        raise UsageError(f"kexec image verification for {arch!r} is not modelled")
+    split = split_modsig(image)
+    if split is None:
+        raise KeyRejectedError("kernel image has no appended signature")
+    for ring in keyrings:
+        try:
+            verify_pkcs7(split[1].signed_data, split[0], keyring=ring,
+                         usage=Usage.MODULE_SIGNATURE, blacklist=blacklist)
+            return ring.name
+        except KeyNotFoundError:
+            if ring is keyrings[-1]:
+                raise
+    raise AssertionError("unreachable")
+
+
+def kexec_signature_refusal(image: bytes, *, arch: str, keyrings: Sequence[Keyring],
+                            blacklist: Blacklist | None, sig_enforced: bool,
+                            lockdown: str, ima_appraises_signature: bool) -> str | None:
+    """kimage_validate_signature: None to go on with the load, else why it is refused.
+
+    A failed check refuses the load when signatures are enforced (``sig_enforced``);
+    otherwise only lockdown refuses it (-EPERM), unless the IMA policy guarantees a
+    signature appraisal of the image (``ima_appraises_signature``:
+    ima_appraise_signature under ima_appraise=enforce)."""
+    try:
+        verify_kexec_image(image, arch=arch, keyrings=keyrings, blacklist=blacklist)
+        return None
+    except ImasimError as exc:
+        error = f"KEXEC_SIG: {exc}"
+    if sig_enforced:
+        return error
+    if lockdown != "none" and not ima_appraises_signature:
+        return f"{error}; lockdown ({lockdown}) refuses unverified kexec images"
+    return None

@@ -73,9 +73,9 @@ def test_hmac_is_bound_to_the_inode() -> None:
     f = m.files["/usr/bin/app"]
     data = evm_data(x, uid=0, gid=0, mode=0o100755, portable=False, ino=f.ino,
                     fs_uuid=uuid.UUID(f.fs.uuid).bytes)
-    f.xattrs["security.evm"] = b"\x02" + hmac.new(key, data, "sha1").digest()
+    m.set_xattr("/usr/bin/app", "security.evm", b"\x02" + hmac.new(key, data, "sha1").digest())
     assert m.exec("/usr/bin/app").allowed
-    m.add_file("/usr/bin/copy", b"app", xattrs=dict(f.xattrs))  # another inode
+    m.add_file("/usr/bin/copy", b"app", xattrs=m.files["/usr/bin/app"].xattrs)  # another inode
     r = m.exec("/usr/bin/copy")
     assert not r.allowed and r.reason == "invalid-HMAC"
 

@@ -286,6 +286,6 @@ def test_lsm_labels_select_rules() -> None:
     r = m.exec("/usr/bin/ls", context="system_u:system_r:init_t:s0")
     assert r.allowed and r.measured and not r.appraised
     assert not m.exec("/tmp/x", context="system_u:system_r:init_t:s0").measured
-    m.context = "user_u:user_r:user_t:s0"
+    m.set_context("user_u:user_r:user_t:s0")
     r = m.exec("/tmp/x")
     assert not r.allowed and r.reason == "IMA-signature-required"

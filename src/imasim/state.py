@@ -1,0 +1,143 @@
+"""The simulated machine's state as immutable values: one :class:`BootState` per boot
+generation, inside a :class:`MachineState` that also holds what outlives a boot (files on
+disk, the kexec history since the last power cycle).
+
+Every transition of :class:`~imasim.machine.Machine` computes the next
+:class:`MachineState` from the current one and swaps it in only when nothing failed, so
+a refused operation leaves the state equal to what it was:
+
+>>> from imasim.machine import Machine
+>>> m = Machine.create(cmdline="ima_policy=tcb")
+>>> before = m.state
+>>> m.boot()
+>>> m.state.boot.booted, before.boot.booted, len(m.state.boot.entries)
+(True, False, 1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final
+
+from .ima.entry import MeasurementEntry
+from .ima.policy import ImaPolicy
+from .kconfig import BootOptions
+from .vfs import SimFile
+
+__all__ = [
+    "AccessResult",
+    "AuditRecord",
+    "BootState",
+    "KexecImage",
+    "KexecRecord",
+    "MachineState",
+    "QueuedKey",
+]
+
+_EMPTY: Final[Mapping[object, object]] = MappingProxyType({})
+
+
+def _empty() -> Mapping[object, object]:
+    return _EMPTY
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """An integrity audit message, as integrity_audit_msg formats it."""
+
+    type: int
+    op: str
+    cause: str
+    name: str
+    result: int
+    time: float
+
+    def __str__(self) -> str:
+        return (f"type={self.type} op={self.op} cause={self.cause} comm=\"imasim\" "
+                f"name=\"{self.name}\" res={self.result}")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessResult:
+    """The outcome of a hook: allowed or denied (-EACCES/-EKEYREJECTED), and why."""
+
+    allowed: bool
+    measured: bool = False
+    appraised: bool = False
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+@dataclass(frozen=True, slots=True)
+class KexecImage:
+    """A kernel loaded by kexec_file_load, waiting for ``kexec -e``: its paths, the new
+    command line, and the measurement list copied into its buffer at load time (None
+    when the list is copied at execute, or not carried at all)."""
+
+    kernel: str
+    initrd: str | None
+    cmdline: str
+    carried: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class KexecRecord:
+    """What one kexec did to the measurement list: how many entries the new kernel got,
+    and the ones it lost (measured into the TPM after a copy at load, or all of them
+    without CONFIG_IMA_KEXEC)."""
+
+    generation: int  #: the kernel generation that executed the kexec (0 = first boot)
+    copied_at: str  #: "load", "execute" or "not carried"
+    carried: int
+    lost: tuple[MeasurementEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedKey:
+    """A key IMA queued before a custom policy was loaded
+    (CONFIG_IMA_QUEUE_EARLY_BOOT_KEYS): the keyring it went into and its DER payload."""
+
+    keyring: str
+    der: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BootState:
+    """Everything one running kernel holds about integrity; a kexec or a power cycle
+    starts a new one. ``measured`` maps (inode, PCR) to the i_version last measured
+    (the iint's IMA_MEASURED); ``open_files`` maps an inode to its (readers, writers)."""
+
+    generation: int = 0
+    booted: bool = False
+    boot_options: BootOptions = field(default_factory=BootOptions)
+    entries: tuple[MeasurementEntry, ...] = ()
+    htable: frozenset[tuple[bytes, int]] = frozenset()
+    measured: Mapping[tuple[int, int], int] = field(default_factory=_empty)  # type: ignore[arg-type]
+    open_files: Mapping[int, tuple[int, int]] = field(default_factory=_empty)  # type: ignore[arg-type]
+    violations: int = 0
+    loaded_modules: tuple[str, ...] = ()
+    tainted: bool = False
+    kexec: KexecImage | None = None
+    policy: ImaPolicy = field(default_factory=ImaPolicy)
+    policy_written: bool = False
+    queued_keys: tuple[QueuedKey, ...] = ()
+    process_keys: bool = False
+    evm_x509: bool = False
+    evm_hmac_key: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MachineState:
+    """The running kernel's :class:`BootState` and what outlives it: the files (path ->
+    :class:`~imasim.vfs.SimFile`), the next inode number, the kexecs since the last power
+    cycle, and the LSM context of the simulated processes (``subj_*`` rules)."""
+
+    boot: BootState
+    files: Mapping[str, SimFile] = field(default_factory=_empty)  # type: ignore[arg-type]
+    next_ino: int = 1
+    kexec_log: tuple[KexecRecord, ...] = ()
+    context: str | None = None

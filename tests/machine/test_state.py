@@ -1,0 +1,212 @@
+"""One immutable state per boot generation: refused transitions change nothing, a power
+cycle gives a fresh machine (the TPM's counters as TPM2_Startup rules them)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from imasim.algorithms import HashAlgorithm as H
+from imasim.errors import ImasimError, ParseError, PolicyError, SimulationError
+from imasim.ima.policy import MAY_READ, MAY_WRITE
+from imasim.machine import Machine, MachineSnapshot
+from imasim.sig import sign_module
+from imasim.sig.authenticode import sign_pe
+from imasim.sig.pefile import build_pe
+from imasim.sig.xattr import sign_xattr
+from pki import pki
+
+CMDLINE = "ima_policy=tcb ima_appraise=log"
+
+
+def _files() -> dict[str, tuple[bytes, dict[str, bytes]]]:
+    leaf = pki()["leaf"]
+    signed = b"\x7fELF signed"
+    sig = sign_xattr(H.SHA256.hash(signed), key=leaf.key, keyid=leaf.as_key().key_id_v2)
+    return {
+        "/bin/a": (b"\x7fELF a", {}),
+        "/bin/signed": (signed, {"security.ima": sig}),
+        "/etc/data": (b"data", {}),
+        "/lib/modules/good.ko": (sign_module(b"\x7fELF mod", key=leaf.key,
+                                             certificate=leaf.cert), {}),
+        "/lib/modules/bad.ko": (b"\x7fELF unsigned mod", {}),
+        "/boot/vmlinuz": (sign_pe(build_pe(b"kernel"), key=leaf.key,
+                                  certificate=leaf.cert), {}),
+        "/boot/unsigned": (b"MZ unsigned kernel", {}),
+    }
+
+
+def fresh(*, boot: bool = False, **kw: object) -> Machine:
+    m = Machine.create(cmdline=str(kw.pop("cmdline", CMDLINE)),
+                       builtin_keys=[pki()["root"].as_key()], **kw)  # type: ignore[arg-type]
+    for path, (content, xattrs) in _files().items():
+        m.add_file(path, content, xattrs=xattrs)
+    if boot:
+        m.boot()
+    return m
+
+
+def same_but_counters(a: MachineSnapshot, b: MachineSnapshot) -> bool:
+    return dataclasses.replace(a, tpm_counters=(0, 0)) == \
+        dataclasses.replace(b, tpm_counters=(0, 0))
+
+
+def test_power_cycle_gives_a_fresh_machine() -> None:
+    m = fresh(boot=True, preset="debian12-6.1")
+    m.open("/etc/data", MAY_WRITE)
+    m.read_file("/etc/data")  # open_writers violation
+    assert m.load_module("/lib/modules/bad.ko").allowed  # unsigned, not enforced: taint
+    assert m.violations == 1 and m.tainted and m.loaded_modules
+    m.add_key(".ima", pki()["leaf"].as_key())
+    counters = (m.tpm.reset_count, m.tpm.restart_count)
+    m.power_cycle()
+    new = fresh(preset="debian12-6.1")
+    assert (m.violations, m.tainted, m.loaded_modules, m.booted) == (0, False, (), False)
+    assert m.keyrings.ima.keys == ()
+    assert same_but_counters(m.snapshot(), new.snapshot())
+    # TPM2_Startup(CLEAR) without a Shutdown(STATE): a TPM Reset
+    assert (m.tpm.reset_count, m.tpm.restart_count) == (counters[0] + 1, 0)
+    m.boot()
+    new.boot()
+    assert same_but_counters(m.snapshot(), new.snapshot())
+
+
+def test_power_cycle_drops_files_in_memory() -> None:
+    m = fresh()
+    m.add_file("/tmp/x", b"x", fs=("tmpfs", 0x01021994))
+    m.power_cycle()
+    assert "/tmp/x" not in m.files and "/bin/a" in m.files
+
+
+@pytest.mark.parametrize("cmdline", ["ima_policy=bogus", "ima_template=nonesuch",
+                                     "ima_appraise=sometimes", "ima_hash=md6"])
+def test_a_kexec_the_new_kernel_refuses_changes_nothing(cmdline: str) -> None:
+    m = fresh(boot=True)
+    assert m.kexec_load("/boot/vmlinuz", cmdline=cmdline).allowed
+    before = m.snapshot()
+    with pytest.raises(ImasimError):
+        m.kexec_execute()
+    assert m.snapshot() == before
+    assert m.kexec_log == () and m.state.boot.kexec is not None
+    m.kexec_execute(cmdline="ima_policy=tcb")  # the image is still there
+    assert len(m.kexec_log) == 1 and m.kernel_generation == 1
+
+
+@pytest.mark.parametrize("cmdline", ["ima_policy=bogus", "ima_template=nonesuch"])
+def test_a_refused_boot_can_be_retried(cmdline: str) -> None:
+    m = fresh(cmdline=cmdline)
+    before = m.snapshot()
+    for _ in range(2):  # the same error again, not "already booted"
+        with pytest.raises((PolicyError, ParseError)):
+            m.boot()
+        assert not m.booted and m.snapshot() == before
+
+
+def test_refused_policy_write_keeps_only_its_audit_record() -> None:
+    m = fresh(boot=True)
+    before = m.snapshot()
+    with pytest.raises(PolicyError):
+        m.load_policy("measure func=NOPE\n")
+    assert m.snapshot() == before
+    assert str(m.audit[-1]).startswith("type=1802 op=policy_update cause=failed")
+
+
+# -- the property: random sequences of transitions -----------------------------------------
+PATHS = sorted(_files())
+POLICIES = ["measure func=BPRM_CHECK\n", "appraise func=BPRM_CHECK appraise_type=imasig\n",
+            "measure func=KEY_CHECK keyrings=.ima\nmeasure func=KEXEC_CMDLINE\n",
+            "measure func=NOPE\n", "bogus\n"]
+CMDLINES = [None, "ima_policy=tcb", "ima_policy=bogus", "ima_appraise=never",
+            "ima_template=ima-sig ima_policy=tcb"]
+KEYRINGS = [".ima", ".evm", ".platform", ".machine", ".builtin_trusted_keys",
+            ".secondary_trusted_keys", ".nonesuch"]
+SIGNERS = ["root", "inter", "leaf", "stranger", "chained"]
+
+
+class Transitions(RuleBasedStateMachine):
+    """Every operation either succeeds or leaves the snapshot as it was."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.m = fresh(preset="custom-6.1-ima-kexec")
+
+    def attempt(self, op: str, *args: object, **kw: object) -> None:
+        before = self.m.snapshot()
+        try:
+            getattr(self.m, op)(*args, **kw)
+        except ImasimError:
+            assert self.m.snapshot() == before, op
+
+    @rule()
+    def boot(self) -> None:
+        self.attempt("boot")
+
+    @rule(path=st.sampled_from(PATHS), op=st.sampled_from(["exec", "mmap", "read_file",
+                                                          "load_module", "load_firmware"]))
+    def access(self, path: str, op: str) -> None:
+        self.attempt(op, path)
+
+    @rule(path=st.sampled_from(PATHS), write=st.booleans())
+    def open_close(self, path: str, write: bool) -> None:
+        self.attempt("open", path, MAY_WRITE if write else MAY_READ)
+        self.attempt("close", path, MAY_WRITE if write else MAY_READ)
+
+    @rule(ring=st.sampled_from(KEYRINGS), signer=st.sampled_from(SIGNERS))
+    def add_key(self, ring: str, signer: str) -> None:
+        self.attempt("add_key", ring, pki()[signer].as_key())
+
+    @rule(text=st.sampled_from(POLICIES))
+    def load_policy(self, text: str) -> None:
+        self.attempt("load_policy", text)
+
+    @rule(kernel=st.sampled_from(["/boot/vmlinuz", "/boot/unsigned", "/nonesuch"]),
+          cmdline=st.sampled_from(CMDLINES[1:]))
+    def kexec_load(self, kernel: str, cmdline: str) -> None:
+        self.attempt("kexec_load", kernel, cmdline=cmdline)
+
+    @rule(cmdline=st.sampled_from(CMDLINES))
+    def kexec_execute(self, cmdline: str | None) -> None:
+        self.attempt("kexec_execute", cmdline=cmdline)
+
+    @rule()
+    def power_cycle(self) -> None:
+        counters = (self.m.tpm.reset_count, self.m.tpm.restart_count)
+        self.m.power_cycle()
+        assert same_but_counters(self.m.snapshot(), fresh().snapshot())
+        assert (self.m.tpm.reset_count, self.m.tpm.restart_count) == (counters[0] + 1, 0)
+
+    @rule(data=st.sampled_from([b"", b"policy_name=x policy_version=0.0.0\nDEFAULT action=ALLOW\n",
+                                b"\x30\x03\x02\x01\x00"]))
+    @precondition(lambda self: self.m.ipe is not None)
+    def ipe_write(self, data: bytes) -> None:
+        before = self.m.snapshot()
+        ipe = self.m.ipe
+        assert ipe is not None
+        try:
+            ipe.new_policy(data)
+        except ImasimError:
+            assert self.m.snapshot() == before
+
+    @invariant()
+    def list_replays_while_booted(self) -> None:
+        from imasim.ima.replay import match
+
+        if self.m.booted and not self.m.lost_measurements and self.m.kexec_log == ():
+            assert match(self.m.measurements, self.m.pcr_values()).matched
+
+
+TestTransitions = Transitions.TestCase
+TestTransitions.settings = settings(max_examples=25, stateful_step_count=25, deadline=None,
+                                    suppress_health_check=[HealthCheck.too_slow])
+
+
+def test_unbooted_hooks_are_refused_without_change() -> None:
+    m = fresh()
+    before = m.snapshot()
+    with pytest.raises(SimulationError):
+        m.exec("/bin/a")
+    assert m.snapshot() == before
