@@ -101,7 +101,7 @@ def run_demo() -> DemoReport:
     mod_k = Key.from_certificate(mod_cert.public_bytes(serialization.Encoding.DER))
 
     clock = FixedClock(1_750_000_000.0)
-    cfg = PRESETS["custom-6.1-ima-kexec"].with_(module_sig_force=True, kexec_sig_force=True)
+    cfg = PRESETS["generic-6.1-ima-kexec"].with_(module_sig_force=True, kexec_sig_force=True)
     m = Machine.create(config=cfg, banks=BANKS, builtin_keys=[ca_k],
                        cmdline="root=/dev/ram0 ima_policy=tcb ima_appraise=enforce",
                        clock=clock, entropy=SeededEntropy(b"demo"))

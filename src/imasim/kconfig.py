@@ -20,7 +20,8 @@ from typing import Final, Literal
 from .algorithms import HashAlgorithm
 from .errors import UnsupportedAlgorithmError, UsageError
 
-__all__ = ["PRESETS", "BootOptions", "KernelConfig"]
+__all__ = ["COPY_AT_EXECUTE_SINCE", "PRESETS", "BootOptions", "KernelConfig",
+           "copies_list_at_execute"]
 
 AppraiseMode = Literal["enforce", "fix", "log", "off"]
 
@@ -52,8 +53,9 @@ class KernelConfig:
     lockdown: Literal["none", "integrity", "confidentiality"] = "none"
     #: the architecture decides how kexec_file_load verifies an image: x86_64 and arm64
     #: check a PE/COFF Authenticode signature (verify_pefile_signature), s390x an appended
-    #: module-style signature (s390_verify_sig)
-    arch: Literal["x86_64", "arm64", "s390x"] = "x86_64"
+    #: module-style signature (s390_verify_sig), ppc64le too (kexec_elf_load's
+    #: verify_sig, 5.17+); any other architecture has no kexec_file_load verifier
+    arch: Literal["x86_64", "arm64", "s390x", "ppc64le"] = "x86_64"
     ima_arch_policy: bool = False  # CONFIG_IMA_ARCH_POLICY (secure boot rules, sig enforcement)
     #: CONFIG_LOCK_DOWN_IN_EFI_SECURE_BOOT (a distribution patch, Debian and Fedora carry
     #: it): lockdown=integrity when the firmware booted with secure boot on
@@ -62,6 +64,33 @@ class KernelConfig:
     ipe_boot_policy: str | None = None  # CONFIG_IPE_BOOT_POLICY's text
     ipe_policy_sig_secondary_keyring: bool = True  # CONFIG_IPE_POLICY_SIG_SECONDARY_KEYRING
     ipe_policy_sig_platform_keyring: bool = True  # CONFIG_IPE_POLICY_SIG_PLATFORM_KEYRING
+    #: the kernel's patch level, not its version: whether kexec copies the measurement list
+    #: into the next kernel's buffer when ``kexec -e`` runs (a reboot notifier) rather than
+    #: at kexec_file_load. "ima: kexec: move IMA log copy from kexec load to execute" is in
+    #: 6.16 and was backported to the 6.12 stable tree in 6.12.94 (see
+    #: :data:`COPY_AT_EXECUTE_SINCE`)
+    ima_kexec_copy_at_execute: bool = False
+    #: CONFIG_SYSTEM_TRUSTED_KEYRING: .builtin_trusted_keys (and, with the options below,
+    #: the secondary, machine and integrity keyrings that depend on it)
+    system_trusted_keyring: bool = True
+    system_blacklist_keyring: bool = True  # CONFIG_SYSTEM_BLACKLIST_KEYRING: .blacklist
+    integrity_signature: bool = True  # CONFIG_INTEGRITY_SIGNATURE: .ima/.evm, .platform
+    integrity_ca_machine_keyring: bool = False  # CONFIG_INTEGRITY_CA_MACHINE_KEYRING
+    evm: bool = True  # CONFIG_EVM: the EVM keyring
+    #: CONFIG_FS_VERITY_BUILTIN_SIGNATURES: the .fs-verity keyring
+    fs_verity_builtin_signatures: bool = True
+    #: CONFIG_BLK_SED_OPAL on 6.5+: the .sed_opal keyring with its opal-boot-pin key
+    sed_opal_keyring: bool = False
+    #: CONFIG_EFI: the IMA arch policy (ima_efi.c) exists only with it; s390 has no EFI
+    efi: bool = True
+    #: CONFIG_IMA_LOAD_X509 with CONFIG_IMA_X509_PATH: the kernel loads this certificate
+    #: into the IMA keyring itself, after mounting the root file system and before init
+    ima_x509_path: str | None = None
+    #: CONFIG_EVM_LOAD_X509 with CONFIG_EVM_X509_PATH, likewise into the EVM keyring
+    evm_x509_path: str | None = None
+    #: CONFIG_IMA_APPRAISE_SIGNED_INIT: the appraise_tcb policy's fowner rule requires a
+    #: signature (appraise_type=imasig) instead of a hash
+    ima_appraise_signed_init: bool = False
     #: hashes IMA can allocate when it initialises (a TPM bank outside this set is
     #: extended with zero-padded SHA-1 digests; Debian's 6.1 has sha384 as a module)
     init_hashes: frozenset[HashAlgorithm] = field(default_factory=lambda: frozenset({
@@ -70,8 +99,9 @@ class KernelConfig:
 
     @property
     def copies_list_at_execute(self) -> bool:
-        """6.16+ copies the list into the kexec buffer at execute, older at load."""
-        return self.version >= (6, 16)
+        """Whether this kernel copies the list into the kexec buffer at execute (else at
+        load): :attr:`ima_kexec_copy_at_execute`, a property of the build."""
+        return self.ima_kexec_copy_at_execute
 
     @property
     def per_bank_lists(self) -> bool:
@@ -81,13 +111,16 @@ class KernelConfig:
         return replace(self, **changes)  # type: ignore[arg-type]
 
     @classmethod
-    def from_kconfig(cls, text: str, *, version: tuple[int, int]) -> KernelConfig:
+    def from_kconfig(cls, text: str, *, version: tuple[int, int],
+                     sublevel: int | None = None) -> KernelConfig:
         r"""The integrity switches of a kernel ``.config`` (``/boot/config-$(uname -r)``).
 
         A hash is available at IMA init only when built in (``=y``): a module (``=m``)
         is not loaded yet, so its TPM bank gets padded SHA-1 digests. File-valued options
         (CONFIG_SYSTEM_BLACKLIST_HASH_LIST, CONFIG_IPE_BOOT_POLICY) must be empty: their
-        content is not in the ``.config``.
+        content is not in the ``.config``. ``sublevel`` (the ``z`` of ``x.y.z``) decides
+        the patch-level behaviours that stable trees received (:data:`COPY_AT_EXECUTE_SINCE`);
+        without it a stable tree is taken at its first release.
 
         >>> c = KernelConfig.from_kconfig('CONFIG_IMA_KEXEC=y\n'
         ...     'CONFIG_IMA_DEFAULT_TEMPLATE="ima-sig"\nCONFIG_CRYPTO_SHA512=m\n',
@@ -138,7 +171,7 @@ class KernelConfig:
             module_sig=on("MODULE_SIG"), module_sig_force=on("MODULE_SIG_FORCE"),
             kexec_sig=on("KEXEC_SIG"), kexec_sig_force=on("KEXEC_SIG_FORCE"),
             lockdown=lockdown,
-            arch="s390x" if on("S390") else "arm64" if on("ARM64") else "x86_64",
+            arch=_arch(opts),
             ima_arch_policy=on("IMA_ARCH_POLICY"),
             lock_down_in_efi_secure_boot=on("LOCK_DOWN_IN_EFI_SECURE_BOOT"),
             security_ipe=on("SECURITY_IPE") and "ipe" in opts.get("LSM", "").split(","),
@@ -147,31 +180,97 @@ class KernelConfig:
             if on("SECURITY_IPE") else True,
             ipe_policy_sig_platform_keyring=on("IPE_POLICY_SIG_PLATFORM_KEYRING")
             if on("SECURITY_IPE") else True,
-            init_hashes=frozenset(a for a, ok in hashes.items() if ok))
+            init_hashes=frozenset(a for a, ok in hashes.items() if ok),
+            ima_kexec_copy_at_execute=copies_list_at_execute(version, sublevel),
+            system_trusted_keyring=on("SYSTEM_TRUSTED_KEYRING"),
+            system_blacklist_keyring=on("SYSTEM_BLACKLIST_KEYRING"),
+            integrity_signature=on("INTEGRITY_SIGNATURE"),
+            integrity_ca_machine_keyring=on("INTEGRITY_CA_MACHINE_KEYRING"),
+            evm=on("EVM"), fs_verity_builtin_signatures=on("FS_VERITY_BUILTIN_SIGNATURES"),
+            sed_opal_keyring=on("BLK_SED_OPAL") and version >= (6, 5),
+            efi=on("EFI"),
+            ima_x509_path=opts.get("IMA_X509_PATH") if on("IMA_LOAD_X509") else None,
+            evm_x509_path=opts.get("EVM_X509_PATH") if on("EVM_LOAD_X509") else None,
+            ima_appraise_signed_init=on("IMA_APPRAISE_SIGNED_INIT"))
+
+
+#: Stable trees that received "ima: kexec: move IMA log copy from kexec load to execute"
+#: (mainline 6.16): the first sublevel with it. Read from Debian's linux-source-6.12
+#: changelog (the 6.12.94 stable update) and ima_kexec.c of 6.12.118 (the reboot
+#: notifier ima_update_kexec_buffer); 6.1.192 does not have it.
+COPY_AT_EXECUTE_SINCE: Final[dict[tuple[int, int], int]] = {(6, 12): 94}
+
+
+def copies_list_at_execute(version: tuple[int, int], sublevel: int | None = None) -> bool:
+    """Whether kernel ``version.sublevel`` copies the IMA list at kexec execute.
+
+    >>> copies_list_at_execute((6, 12), 117), copies_list_at_execute((6, 12), 80)
+    (True, False)
+    >>> copies_list_at_execute((6, 1), 192), copies_list_at_execute((6, 16))
+    (False, True)
+    """
+    if version >= (6, 16):
+        return True
+    since = COPY_AT_EXECUTE_SINCE.get(version)
+    return since is not None and (sublevel or 0) >= since
+
+
+def _arch(opts: dict[str, str]) -> Literal["x86_64", "arm64", "s390x", "ppc64le"]:
+    if opts.get("S390") == "y":
+        return "s390x"
+    if opts.get("ARM64") == "y":
+        return "arm64"
+    if opts.get("PPC64") == "y":
+        if opts.get("CPU_LITTLE_ENDIAN") != "y":
+            raise UsageError("big-endian POWER is not modelled (only ppc64le)")
+        return "ppc64le"
+    if opts.get("X86_64") == "y" or "X86_64" not in opts:
+        return "x86_64"
+    raise UsageError("an architecture imasim does not model")
 
 
 _BASE_HASHES: Final = frozenset({HashAlgorithm.SHA1, HashAlgorithm.SHA256})
+_CUSTOM: Final = KernelConfig(
+    version=(6, 1), ima_kexec=True, ima_appraise=False, ima_appraise_modsig=False,
+    ima_default_template="ima-sig", ima_queue_early_boot_keys=False,
+    integrity_trusted_keyring=False, secondary_trusted_keyring=False,
+    integrity_platform_keyring=False, module_sig=False, kexec_sig=False,
+    system_trusted_keyring=False, system_blacklist_keyring=False, evm=False,
+    fs_verity_builtin_signatures=False, efi=False,
+    init_hashes=_BASE_HASHES | {HashAlgorithm.SHA384, HashAlgorithm.SHA512})
 
-#: Kernels whose behaviour the real-kernel captures show.
+#: Kernels whose behaviour the real-kernel captures show. The Debian and custom presets equal
+#: KernelConfig.from_kconfig of the real builds' configs (tests/vectors: debian/kconfig-*.txt,
+#: realkernel/custom-*-kconfig.txt); ``generic-6.1-ima-kexec`` and
+#: ``mainline-6.16-ima-kexec`` are no real build's: every switch imasim models on.
 PRESETS: Final[dict[str, KernelConfig]] = {
-    # Debian 12 linux-image-6.1.0-*-amd64: IMA_KEXEC unset, sha384/512 modules (padded bank)
+    # Debian 12 linux-image-6.1.0-56-amd64 (6.1.192): IMA_KEXEC unset, sha384/512 modules
     "debian12-6.1": KernelConfig(version=(6, 1), ima_kexec=False, ima_write_policy=False,
                                  ima_default_template="ima-sig", ima_appraise_modsig=False,
                                  integrity_trusted_keyring=False,
                                  integrity_machine_keyring=True, init_hashes=_BASE_HASHES,
                                  ima_arch_policy=True, lock_down_in_efi_secure_boot=True),
-    # Debian 12 linux-image-6.12.*: SHA-512 built in, per-bank lists, still no IMA_KEXEC
+    # Debian 12 linux-image-6.12.117+deb12: SHA-512 built in, per-bank lists, IPE,
+    # .sed_opal; no IMA_KEXEC (its source would copy at execute: 6.12.94+)
     "debian12-6.12": KernelConfig(version=(6, 12), ima_kexec=False,
                                   ima_default_template="ima-sig", ima_appraise_modsig=False,
                                   integrity_trusted_keyring=False,
                                   integrity_machine_keyring=True, ima_arch_policy=True,
                                   lock_down_in_efi_secure_boot=True, security_ipe=True,
+                                  ima_kexec_copy_at_execute=True, sed_opal_keyring=True,
                                   init_hashes=_BASE_HASHES | {HashAlgorithm.SHA384,
                                                               HashAlgorithm.SHA512}),
-    # the custom 6.1 build of the captures: CONFIG_IMA_KEXEC=y, SHA-512 built in
-    "custom-6.1-ima-kexec": KernelConfig(version=(6, 1), ima_kexec=True),
-    # a 6.16+ kernel: the list is copied at kexec execute
+    # the custom builds of the captures (realkernel/build-custom-kernel.sh: tinyconfig plus
+    # a fragment): IMA_KEXEC and SHA-512 built in, but no appraisal, no module or kexec
+    # signatures, no EVM, no EFI and no system keyrings at all
+    "custom-6.1-ima-kexec": _CUSTOM,
+    "custom-6.12-ima-kexec": _CUSTOM.with_(version=(6, 12), ima_kexec_copy_at_execute=True),
+    # not a real build: a 6.1 kernel with IMA_KEXEC and every other switch at its default
+    # (appraisal, module and kexec signatures, trusted .ima/.evm keyrings, ...)
+    "generic-6.1-ima-kexec": KernelConfig(version=(6, 1), ima_kexec=True),
+    # not a real build: a 6.16+ kernel, the list copied at kexec execute
     "mainline-6.16-ima-kexec": KernelConfig(version=(6, 16), ima_kexec=True,
+                                            ima_kexec_copy_at_execute=True,
                                             ima_write_policy=True),
 }
 

@@ -38,6 +38,7 @@ from .ipe.lsm import FileProperties, Ipe
 from .kconfig import PRESETS, BootOptions, KernelConfig
 from .keys.key import Key
 from .keys.keyring import Keyring
+from .keys.layout import ProcKey, proc_keys
 from .keys.system import SystemKeyrings
 from .state import AccessResult, AuditRecord, BootState, KexecRecord, MachineState
 from .tpm.soft_tpm import SoftTpm
@@ -89,7 +90,7 @@ class Machine:
         self._audit: tuple[AuditRecord, ...] = ()
 
     @classmethod
-    def create(cls, *, preset: str = "custom-6.1-ima-kexec", config: KernelConfig | None = None,
+    def create(cls, *, preset: str = "generic-6.1-ima-kexec", config: KernelConfig | None = None,
                cmdline: str = "ima_policy=tcb", banks: Sequence[HashAlgorithm] = (
                    HashAlgorithm.SHA1, HashAlgorithm.SHA256),
                builtin_keys: Iterable[Key] = (), clock: Clock | None = None,
@@ -195,6 +196,11 @@ class Machine:
     def pcr_values(self, pcrs: Iterable[int] = range(24)) -> dict[HashAlgorithm, dict[int, bytes]]:
         wanted = list(pcrs)
         return {a: {i: self.tpm.read(a, i) for i in wanted} for a in self.tpm.banks}
+
+    def proc_keys(self) -> tuple[ProcKey, ...]:
+        """``/proc/keys`` of this kernel (imasim.keys.layout.proc_keys)."""
+        rings = {**self.keyrings.named(), ".fs-verity": self.fsverity_keyring}
+        return proc_keys(self.config, rings, blacklist=self.keyrings.blacklist.entries())
 
     def ipe_properties(self, path: str) -> FileProperties:
         """What IPE's property providers see for a file."""

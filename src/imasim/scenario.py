@@ -5,7 +5,7 @@ A scenario is a TOML or JSON document (parsed here from text; files it names are
 through a callback, so the core stays sans-I/O)::
 
     [machine]
-    preset = "custom-6.1-ima-kexec"      # a kconfig preset (imasim.kconfig.PRESETS)
+    preset = "generic-6.1-ima-kexec"      # a kconfig preset (imasim.kconfig.PRESETS)
     cmdline = "ima_policy=tcb ima_appraise=enforce"
     banks = ["sha1", "sha256"]
     builtin_keys = ["ca"]                # keys compiled into .builtin_trusted_keys
@@ -136,7 +136,7 @@ def _validate(data: Mapping[str, Any]) -> None:
     machine = data.get("machine", {})
     if not isinstance(machine, dict):
         raise _bad("must be a table", "machine")
-    if machine.get("preset", "custom-6.1-ima-kexec") not in PRESETS:
+    if machine.get("preset", "generic-6.1-ima-kexec") not in PRESETS:
         raise _bad(f"unknown preset {machine.get('preset')!r}; one of {sorted(PRESETS)}",
                    "machine.preset")
     known = {f.name for f in fields(KernelConfig)}
@@ -282,7 +282,7 @@ class _Runner:
 
     def machine(self) -> Machine:
         spec = self.data.get("machine", {})
-        cfg = PRESETS[spec.get("preset", "custom-6.1-ima-kexec")]
+        cfg = PRESETS[spec.get("preset", "generic-6.1-ima-kexec")]
         if spec.get("config"):
             cfg = cfg.with_(**spec["config"])
         try:

@@ -30,7 +30,7 @@ VECTORS = Path(__file__).parent.parent / "vectors"
 
 def _machine(config: KernelConfig | None = None, *, secure_boot: bool = False,
              cmdline: str = "ima_policy=tcb", **changes: object) -> Machine:
-    cfg = (config or PRESETS["custom-6.1-ima-kexec"]).with_(**changes)
+    cfg = (config or PRESETS["generic-6.1-ima-kexec"]).with_(**changes)
     m = Machine.create(config=cfg, cmdline=cmdline, banks=BANKS, secure_boot=secure_boot,
                        builtin_keys=[pki()["root"].as_key()])
     m.boot()

@@ -95,7 +95,7 @@ def test_chains_record_every_kexec(n: int) -> None:
 
 
 def _signed_machine(template: str) -> Machine:
-    m = _machine("custom-6.1-ima-kexec", f"ima_policy=tcb ima_template={template}")
+    m = _machine("generic-6.1-ima-kexec", f"ima_policy=tcb ima_template={template}")
     m.add_key(".ima", pki()["leaf"].as_key())
     return m
 

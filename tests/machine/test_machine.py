@@ -17,7 +17,7 @@ from pki import pki
 BANKS = (H.SHA1, H.SHA256, H.SHA384)
 
 
-def machine(preset: str = "custom-6.1-ima-kexec", cmdline: str = "ima_policy=tcb",
+def machine(preset: str = "generic-6.1-ima-kexec", cmdline: str = "ima_policy=tcb",
             **kw: object) -> Machine:
     m = Machine.create(preset=preset, cmdline=cmdline, banks=BANKS,
                        builtin_keys=[pki()["root"].as_key()], **kw)  # type: ignore[arg-type]
@@ -146,7 +146,7 @@ def test_ima_keyring_refuses_keys_not_signed_by_builtin() -> None:
 
 
 def test_modules_with_appended_signatures() -> None:
-    cfg = PRESETS["custom-6.1-ima-kexec"].with_(module_sig_force=True)
+    cfg = PRESETS["generic-6.1-ima-kexec"].with_(module_sig_force=True)
     m = Machine.create(config=cfg, cmdline="ima_policy=tcb", banks=BANKS,
                        builtin_keys=[pki()["root"].as_key()])
     m.boot()
@@ -210,7 +210,7 @@ def test_chained_kexecs_replay(n: int) -> None:
 
 
 def test_copy_at_load_loses_measurements_and_copy_at_execute_does_not() -> None:
-    for preset, expect in (("custom-6.1-ima-kexec", False), ("mainline-6.16-ima-kexec", True)):
+    for preset, expect in (("generic-6.1-ima-kexec", False), ("mainline-6.16-ima-kexec", True)):
         m = machine(preset=preset)
         m.add_file("/boot/vmlinuz", b"kernel")
         m.add_file("/usr/bin/late", b"late")
@@ -262,7 +262,7 @@ def test_ima_keyring_admits_secondary_signed_keys_only_when_configured() -> None
 
     chained = pki()["chained"]  # issued by the intermediate CA, itself issued by root
     for permit in (False, True):
-        cfg = PRESETS["custom-6.1-ima-kexec"].with_(
+        cfg = PRESETS["generic-6.1-ima-kexec"].with_(
             ima_keyrings_permit_signed_by_builtin_or_secondary=permit)
         m = Machine.create(config=cfg, builtin_keys=[pki()["root"].as_key()])
         m.boot()

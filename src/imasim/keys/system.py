@@ -2,7 +2,7 @@
 builds at boot.
 
 >>> from imasim.kconfig import PRESETS
->>> rings = SystemKeyrings.build(PRESETS["custom-6.1-ima-kexec"])
+>>> rings = SystemKeyrings.build(PRESETS["generic-6.1-ima-kexec"])
 >>> rings.builtin.restriction_name, [r.name for r in rings.secondary.links]
 ('restrict_link_reject', ['.builtin_trusted_keys'])
 """
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ..errors import UsageError
 from ..kconfig import KernelConfig
 from .key import Key
+from .layout import KeyringSpec, boot_keyrings
 from .keyring import (
     Blacklist,
     EventLog,
@@ -40,6 +41,9 @@ class SystemKeyrings:
     evm: Keyring
     blacklist: Blacklist
     log: EventLog
+    #: the keyrings this kernel created (imasim.keys.layout.boot_keyrings); the other
+    #: attributes are empty stand-ins that no name reaches
+    layout: tuple[KeyringSpec, ...] = ()
 
     @classmethod
     def build(cls, config: KernelConfig, builtin_keys: Iterable[Key] = (),
@@ -74,14 +78,22 @@ class SystemKeyrings:
                             restriction=(ima_restriction if config.integrity_trusted_keyring
                                          else None), restriction_key=vouchers)
                     for name in ("ima", "evm"))
-        return cls(builtin, secondary, platform, machine, ima, evm, bl, log)
+        return cls(builtin, secondary, platform, machine, ima, evm, bl, log,
+                   boot_keyrings(config))
 
     def by_name(self, name: str) -> Keyring:
-        """A keyring by its name; ``.ima``/``_ima`` (and ``.evm``/``_evm``) both name the
-        IMA (EVM) keyring, whichever the configuration calls it."""
+        """A keyring of this kernel by its name: one :attr:`layout` has, or ``_ima``/``_evm``
+        where the kernel has no ``.ima``/``.evm`` (user space makes them, ``keyctl newring
+        _ima @u``, and IMA then finds them by name)."""
+        present = {s.name for s in self.layout} | {"_ima", "_evm"}
         for ring in (self.builtin, self.secondary, self.platform, self.machine, self.ima,
                      self.evm):
-            if ring.name == name or (ring in (self.ima, self.evm) and
-                                     ring.name[1:] == name[1:] and name[:1] in "._"):
+            if ring.name == name and name in present:
                 return ring
-        raise UsageError(f"no keyring {name!r}")
+        raise UsageError(f"no keyring {name!r} on this kernel (it has "
+                         f"{', '.join(sorted(s.name for s in self.layout)) or 'none'})")
+
+    def named(self) -> dict[str, Keyring]:
+        """Every keyring object by name (present on this kernel or not)."""
+        return {r.name: r for r in (self.builtin, self.secondary, self.machine, self.platform,
+                                    self.ima, self.evm)}
