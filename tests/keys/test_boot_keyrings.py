@@ -3,8 +3,9 @@
 Every capture under tests/vectors/realkernel has the guest's /proc/keys (keyrings.txt).
 For the same configuration (the preset of the kernel that ran: Debian's 6.1 or 6.12, or
 the custom tinyconfig build, which has no system keyrings at all), the same compiled-in
-key (its certificate in tests/vectors/debian) and the same firmware keys (k612-ipe's
-OVMF db), imasim's /proc/keys has the same lines but the serials (random per boot):
+key (its certificate in tests/vectors/debian) and the same firmware keys (OVMF's db and
+dbx, read from the firmware event log the capture holds), imasim's /proc/keys has the
+same lines but the serials (random per boot):
 names, types, permissions, flags, reference counts and the number of keys each keyring
 holds. The per-user keyrings the kernel makes when a process first asks (``_uid.0``,
 ``_uid_ses.0``, ``.user_reg``) are left out; a ``_ima`` made by user space is compared too.
@@ -18,9 +19,11 @@ from pathlib import Path
 import pytest
 
 from imasim.errors import ParseError, UsageError
+from imasim.eventlog.codec import EventType, parse_eventlog
 from imasim.kconfig import PRESETS
 from imasim.keys.key import Key
 from imasim.keys.layout import ProcKey, boot_keyrings
+from imasim.keys.uefi import load_uefi_keys, variable_data
 from imasim.machine import Machine
 
 VECTORS = Path(__file__).parent.parent / "vectors"
@@ -31,6 +34,7 @@ PER_USER = ("_uid.", "_uid_ses.", ".user_reg")
 KERNELS = {
     "6.1.0-56-amd64": ("debian12-6.1", "debian-6.1.0-56-build-key.der"),
     "6.12.117+deb12-amd64": ("debian12-6.12", "debian-6.12.117-build-key.der"),
+    "6.12.118+deb12-amd64": ("debian12-6.12", "debian-6.12.118-build-key.der"),
     "6.1.192": ("custom-6.1-ima-kexec", None),
 }
 
@@ -48,9 +52,15 @@ def _simulated(capture: Path) -> Counter[ProcKey]:
     m = Machine.create(preset=preset, builtin_keys=builtin)
     m.boot()
     test_cert = scenario / "keys" / "ima-test-cert.der"
-    if "UEFI:db" in (capture.parent / "dmesg.txt").read_text():
-        # OVMF's db held the harness certificate: load_uefi_certs puts it in .platform
-        m.keyrings.platform.add(Key.from_certificate(test_cert.read_bytes()))
+    firmware_log = capture.parent / "tpm0" / "binary_bios_measurements"
+    if firmware_log.exists():
+        # OVMF: load_uefi_certs reads db and dbx, which the firmware measured into PCR 7
+        variables = dict(variable_data(e.data) for e in parse_eventlog(
+            firmware_log.read_bytes()) if e.event_type == EventType.EV_EFI_VARIABLE_DRIVER_CONFIG)
+        loaded = load_uefi_keys(m.keyrings.platform, m.keyrings.blacklist,
+                                db=variables.get("db"), dbx=variables.get("dbx"))
+        dmesg = (capture.parent / "dmesg.txt").read_text()
+        assert all(line in dmesg for line in loaded)  # the kernel said the same
     if "_ima:" in capture.read_text():
         # the workload ran `keyctl newring _ima @u` and `keyctl padd asymmetric ""`
         m.add_key("_ima", Key.from_certificate(test_cert.read_bytes()))
@@ -106,3 +116,16 @@ def test_a_keyring_the_kernel_lacks_cannot_be_named() -> None:
 def test_bad_proc_keys_lines_are_parse_errors(line: str) -> None:
     with pytest.raises(ParseError):
         ProcKey.parse(line)
+
+
+@pytest.mark.parametrize("data", [
+    bytes(27),                                                    # short header
+    bytes(16) + (1000).to_bytes(4, "little") + bytes(8),          # list past the end
+    bytes(16) + (29 + 48).to_bytes(4, "little") + bytes(4) + (48).to_bytes(4, "little")
+    + bytes(49),                                                  # entries do not divide
+])
+def test_bad_signature_lists_are_parse_errors(data: bytes) -> None:
+    from imasim.keys.uefi import parse_signature_lists
+
+    with pytest.raises(ParseError):
+        parse_signature_lists(data)

@@ -23,7 +23,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -33,6 +33,7 @@ from .key import Key
 from .keyring import Keyring
 
 __all__ = [
+    "BLACKLIST_KEY_PERM",
     "KEY_PERM_KERNEL_CERT",
     "KEY_PERM_PLATFORM_CERT",
     "KEY_PERM_USER_KEY",
@@ -139,6 +140,9 @@ def boot_keyrings(config: KernelConfig) -> tuple[KeyringSpec, ...]:
 #: puts the reference key_create_or_update returned, so /proc/keys shows usage 2
 SED_OPAL_BOOT_PIN: Final = ("opal-boot-pin", 255, _USR_VIEW | _USR_SEARCH | _USR_WRITE, 2)
 
+#: certs/blacklist.c BLACKLIST_KEY_PERM: a blacklisted hash, visible and searchable only
+BLACKLIST_KEY_PERM: Final = _POS_SEARCH | _POS_VIEW | _USR_SEARCH | _USR_VIEW
+
 _FLAGS: Final = "IRDQUNi"
 
 
@@ -213,7 +217,7 @@ class ProcKey:
 
 
 def proc_keys(config: KernelConfig, keyrings: Mapping[str, Keyring], *,
-              blacklist_entries: int = 0) -> tuple[ProcKey, ...]:
+              blacklist: Sequence[str] = ()) -> tuple[ProcKey, ...]:
     """``/proc/keys`` of a booted kernel, without the per-user keyrings (``_uid.0``,
     ``_uid_ses.0``, ``.user_reg``) the kernel makes when a process first asks.
 
@@ -222,8 +226,8 @@ def proc_keys(config: KernelConfig, keyrings: Mapping[str, Keyring], *,
     permissions of whoever added it (compiled in: ``.builtin_trusted_keys``; firmware:
     ``.platform``, ``.machine``; user space otherwise, charged to its quota) and one
     reference per keyring holding it. A ``_ima``/``_evm`` keyring that holds keys was made
-    by user space (``keyctl newring``) and is listed as such. ``.blacklist`` holds
-    ``blacklist_entries`` hash keys."""
+    by user space (``keyctl newring``) and is listed as such. ``.blacklist`` holds the
+    ``blacklist`` entries (``bin:<hex>``, ``tbs:<hex>``) as keys of the blacklist type."""
     out: list[ProcKey] = []
     holders: dict[int, tuple[Key, list[str]]] = {}
     specs = boot_keyrings(config)
@@ -233,7 +237,7 @@ def proc_keys(config: KernelConfig, keyrings: Mapping[str, Keyring], *,
         ring = keyrings.get(spec.name)
         leaves = (len(ring.keys) + len(ring.links)) if ring is not None else 0
         if spec.name == ".blacklist":
-            leaves += blacklist_entries
+            leaves += len(blacklist)
         elif spec.name == ".sed_opal":
             leaves += 1  # opal-boot-pin
         out.append(ProcKey.keyring(spec.name, perm=spec.perm, usage=spec.usage,
@@ -252,6 +256,10 @@ def proc_keys(config: KernelConfig, keyrings: Mapping[str, Keyring], *,
                 KEY_PERM_PLATFORM_CERT if kernel else KEY_PERM_USER_KEY)
         out.append(ProcKey.key("asymmetric", key.describe(), perm=perm, usage=len(rings),
                                in_quota=not kernel))
+    if config.system_trusted_keyring and config.system_blacklist_keyring:
+        # mark_raw_hash_blacklisted: key_create's reference is never put (usage 2)
+        out += [ProcKey.key("blacklist", entry, perm=BLACKLIST_KEY_PERM, usage=2)
+                for entry in blacklist]
     if config.sed_opal_keyring:
         pin, size, perm, usage = SED_OPAL_BOOT_PIN
         out.append(ProcKey.key("user", f"{pin}: {size}", perm=perm, usage=usage))
