@@ -61,7 +61,7 @@ def test_power_cycle_gives_a_fresh_machine() -> None:
     m.read_file("/etc/data")  # open_writers violation
     assert m.load_module("/lib/modules/bad.ko").allowed  # unsigned, not enforced: taint
     assert m.violations == 1 and m.tainted and m.loaded_modules
-    m.add_key(".ima", pki()["leaf"].as_key())
+    m.add_key("_ima", pki()["leaf"].as_key())
     counters = (m.tpm.reset_count, m.tpm.restart_count)
     m.power_cycle()
     new = fresh(preset="debian12-6.1")
@@ -132,7 +132,7 @@ class Transitions(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.m = fresh(preset="custom-6.1-ima-kexec")
+        self.m = fresh(preset="generic-6.1-ima-kexec")
 
     def attempt(self, op: str, *args: object, **kw: object) -> None:
         before = self.m.snapshot()

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from ..errors import UsageError
 from ..kconfig import KernelConfig
 from .key import Key
-from .layout import KeyringSpec, boot_keyrings
 from .keyring import (
     Blacklist,
     EventLog,
@@ -25,6 +24,7 @@ from .keyring import (
     restrict_link_by_builtin_trusted,
     restrict_link_reject,
 )
+from .layout import KeyringSpec, boot_keyrings
 
 __all__ = ["SystemKeyrings"]
 
