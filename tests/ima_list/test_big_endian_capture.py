@@ -109,6 +109,11 @@ def test_cli_show_and_convert(tmp_path: Path) -> None:
     subprocess.run([*run, "convert", str(S390X / "be" / "ima" / "ascii_runtime_measurements"),
                     str(out), "--to", "binary", "--big-endian"], check=True)
     assert out.read_bytes() == binary
-    bad = subprocess.run([*run, "show", str(src)], capture_output=True, text=True)
-    assert bad.returncode == 2 and "offset" in bad.stderr
+    # without --big-endian the order is detected from the records
+    detected = subprocess.run([*run, "show", str(src)], capture_output=True, text=True)
+    assert detected.returncode == 0 and detected.stdout == ascii_text
+    # forced to the wrong order, the parser says where it broke
+    bad = subprocess.run([*run, "show", "-"], input=binary[:4][::-1] + binary[4:],
+                         capture_output=True)
+    assert bad.returncode == 2 and b"offset" in bad.stderr
 

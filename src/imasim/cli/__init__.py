@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
 
 from ..errors import ImasimError, ParseError, PolicyError, UsageError, VerificationError
+from ._errors import Parser, report, report_unexpected
 
 __all__ = ["COMMANDS", "EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "build_parser", "main"]
 
@@ -72,7 +74,7 @@ def _chosen(argv: Sequence[str]) -> str | None:
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser; given ``argv``, only the chosen command's module is imported (the
     others get a placeholder that carries their help line)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="imasim",
         description="Simulate the Linux integrity stack: TPM 2.0, IMA, keyrings, "
         "appraisal, kexec and IPE, byte for byte.",
@@ -81,7 +83,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action=_VersionAction, nargs=0,
                         help="show program's version number and exit")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=False)
     chosen = None if argv is None else _chosen(argv)
     known = {module for module, _ in COMMANDS.values()}
     for name, (module, help_text) in sorted(COMMANDS.items()):
@@ -114,6 +116,10 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``imasim ARGV...`` and return the exit code; every error is one ``imasim:`` line
+    on stderr, and a closed stdout pipe (``| head``) ends the output quietly."""
+    from ._io import pipe_safe_stdout
+
     if argv is None:
         argv = sys.argv[1:]
     parser = build_parser(argv)
@@ -125,20 +131,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
-    try:
-        return int(func(args))
-    except VerificationError as exc:
-        print(f"imasim: verification failed: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except (ParseError, PolicyError, UsageError) as exc:
-        print(f"imasim: bad input: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except ImasimError as exc:
-        print(f"imasim: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except OSError as exc:
-        print(f"imasim: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    with pipe_safe_stdout():
+        try:
+            return int(func(args))
+        except VerificationError as exc:
+            return report(f"verification failed: {exc}", EXIT_FAILED)
+        except (ParseError, PolicyError, UsageError) as exc:
+            return report(f"bad input: {exc}", EXIT_BAD_INPUT)
+        except ImasimError as exc:
+            return report(str(exc), EXIT_BAD_INPUT)
+        except KeyboardInterrupt:
+            return report("interrupted", 130)
+        except Exception as exc:
+            if os.environ.get("IMASIM_DEBUG"):
+                raise
+            return report_unexpected(exc)
 
 
 def run() -> None:

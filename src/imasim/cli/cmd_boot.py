@@ -8,8 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..errors import ParseError
 from ..io import write_artifacts
 from ..scenario import parse_scenario, run_scenario
+from ._io import display_name, explained, read_input
+
+_SCENARIO = "a scenario (TOML or JSON)"
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -25,7 +29,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "exit codes: 0 every expectation held, 1 an action's outcome differed from its "
         "expect=,\n  2 bad scenario or unreadable file",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("scenario", type=Path)
+    p.add_argument("scenario", type=Path, help="the scenario file (TOML, or JSON when it "
+                   "ends in .json or starts with '{'); - for stdin")
     p.add_argument("-o", "--out", type=Path, help="directory for the artifacts")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=_boot)
@@ -33,15 +38,26 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def _boot(args: argparse.Namespace) -> int:
     path: Path = args.scenario
-    base = path.parent
-    fmt = "json" if path.suffix == ".json" else "toml"
-    s = parse_scenario(path.read_text(), fmt=fmt,
-                       read=lambda name: (base / name).read_bytes())
+    base = Path.cwd() if str(path) == "-" else path.parent
+    data = read_input(path, _SCENARIO, ("toml", "json", "text"))
+    fmt = "json" if path.suffix == ".json" or data.lstrip()[:1] == b"{" else "toml"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"{display_name(path)} is not UTF-8 text (byte "
+                         f"{data[exc.start]:#04x} at offset {exc.start})") from None
+
+    def read(name: str) -> bytes:
+        return read_input(base / name, f"the file the scenario names ({name})",
+                          allow_empty=True)
+
+    with explained(path, data, _SCENARIO):
+        s = parse_scenario(text, fmt=fmt, read=read)
     run = run_scenario(s)
     if args.out is not None:
         write_artifacts(args.out, run.artifacts)
     if args.json:
-        print(json.dumps(run.to_dict(), indent=2))
+        print(json.dumps(run.to_dict(), indent=1))
     else:
         for r in run.results:
             mark = "ok  " if r.ok else "FAIL"

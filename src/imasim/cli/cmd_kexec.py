@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import json
 from pathlib import Path
 from typing import Any
 
-from ..io import read_measurement_list
+from ..errors import UsageError
 from ..kexec import pack_kexec_buffer, restore_kexec_buffer
+from ._args import add_json
+from ._errors import report
+from ._io import explained, read_input, read_list, write_output
+
+_BUFFER = "an IMA kexec buffer (struct ima_kexec_hdr and records)"
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -25,27 +30,39 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     ks = p.add_subparsers(dest="kexec_command", metavar="SUBCOMMAND")
     pk = ks.add_parser("pack", help="list -> kexec buffer",
                        epilog="example: imasim kexec pack binary_runtime_measurements -o buf")
-    pk.add_argument("list", type=Path)
-    pk.add_argument("-o", "--output", type=Path, required=True)
+    pk.add_argument("list", type=Path, help="the measurement list (binary, ASCII or JSON); "
+                    "- for stdin")
+    pk.add_argument("-o", "--output", type=Path, required=True,
+                    help="the kexec buffer to write (- for stdout)")
     pk.set_defaults(func=_pack)
     up = ks.add_parser("unpack", help="kexec buffer -> binary list (with the kernel's checks)",
-                       epilog="example: imasim kexec unpack buf -o restored.bin")
-    up.add_argument("buffer", type=Path)
-    up.add_argument("-o", "--output", type=Path, required=True)
+                       epilog="example: imasim kexec unpack buf -o restored.bin --json")
+    up.add_argument("buffer", type=Path, help="the kexec buffer; - for stdin")
+    up.add_argument("-o", "--output", type=Path, required=True,
+                    help="the binary measurement list restored from it (- for stdout)")
+    add_json(up, "what was restored and where the restore stopped")
     up.set_defaults(func=_unpack)
-    p.set_defaults(func=lambda args: (p.print_help(sys.stderr), 2)[1])
 
 
 def _pack(args: argparse.Namespace) -> int:
-    args.output.write_bytes(pack_kexec_buffer(read_measurement_list(args.list)))
+    write_output(args.output, pack_kexec_buffer(read_list(args.list)))
     return 0
 
 
 def _unpack(args: argparse.Namespace) -> int:
-    res = restore_kexec_buffer(args.buffer.read_bytes())
-    args.output.write_bytes(res.entries.to_bytes())
+    if args.json and str(args.output) == "-":
+        raise UsageError("--json and -o - would both write to stdout")
+    data = read_input(args.buffer, _BUFFER, ("kexec-buffer",))
+    with explained(args.buffer, data, _BUFFER):
+        res = restore_kexec_buffer(data)
+    write_output(args.output, res.entries.to_bytes())
+    code = 2 if res.stopped and not len(res.entries) else 0  # the next kernel starts empty
+    if args.json:
+        print(json.dumps({"restored": len(res.entries), "stopped_at": res.stopped_at
+                          if res.stopped else None, "reason": str(res.stopped) if res.stopped
+                          else None}, indent=1))
     if res.stopped:
-        print(f"restore stopped at record {res.stopped_at}: {res.stopped}", file=sys.stderr)
-        if not len(res.entries):  # the next kernel would start with an empty list
-            return 2
-    return 0
+        what = "nothing restored" if code else f"{len(res.entries)} entries restored"
+        report(f"{'bad input: ' if code else 'warning: '}restore stopped at record "
+               f"{res.stopped_at}: {res.stopped} ({what})", code)
+    return code

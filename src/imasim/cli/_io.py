@@ -1,0 +1,402 @@
+"""Reading the command line's input files: a path or ``-``, and what kind of file it is.
+
+Every file a subcommand reads goes through :func:`read_input`. It reads a path, or
+standard input for ``-``; refuses a missing, empty or directory path with one line; and
+*sniffs* the bytes: when they are recognisably another kind of file than the command
+expects (a PEM certificate where a binary measurement list belongs, JSON where a TPM quote
+belongs), the error says so, instead of a parser reporting the nonsense it found
+("template name length 170732845").
+
+Sniffing only ever turns a wrong file into a clearer refusal: a kind is rejected up front
+only when it is recognised with certainty (magic bytes, or a structure that parses) and
+the command does not accept it. Anything not recognised goes to the command's parser.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import struct
+import sys
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ParseError, PolicyError, UsageError
+
+#: what certificates, keys and signatures may come as
+CERTIFICATE = frozenset({"pem:certificate", "pem:x509 certificate", "der-cert", "der"})
+PRIVATE_KEY = frozenset({"pem:private key", "pem:rsa private key", "pem:ec private key",
+                         "der-key", "der"})
+
+__all__ = ["CERTIFICATE", "PRIVATE_KEY", "Kind", "describe", "display_name", "load_json",
+           "read_input", "read_list", "sniff", "stdout_broken", "write_output"]
+
+#: PCR numbers a measurement list can name (a TPM has 24; the kernel allows 0..23).
+_MAX_PCR = 24
+#: Digest sizes of the template digests a binary list can carry (sha1, 256, 384, 512).
+_DIGEST_SIZES = (20, 32, 48, 64)
+_ASCII_LINE = re.compile(rb"\s*\d{1,2} [0-9a-f]{40,128} [!-~]{1,255} ")
+_PEM = re.compile(rb"-----BEGIN ([A-Z0-9 #]{1,64})-----")
+_TOML_LINE = re.compile(rb"\s*(\[\[?[\w.\" -]+\]\]?|[\w.\"-]+\s*=)")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a file looks like: a short ``name`` commands list in what they accept, a
+    ``description`` for messages ("a PEM file (CERTIFICATE)"), and whether it was
+    recognised with certainty (``certain``: magic bytes or a structure that parses)."""
+
+    name: str
+    description: str
+    certain: bool = True
+    #: for binary measurement lists: the order of their integers, the template digest size
+    byte_order: str = "little"
+    digest_size: int = 20
+
+
+def _binary_list(data: bytes) -> Kind | None:
+    """A binary measurement list: ``pcr``, digest, name length, printable name, in
+    either byte order and any of the digest sizes of the per-bank lists."""
+    if len(data) < 4 + 20 + 4 + 3:
+        return None
+    for order, fmt in (("little", "<I"), ("big", ">I")):
+        (pcr,) = struct.unpack_from(fmt, data, 0)
+        if pcr >= _MAX_PCR:
+            continue
+        for dsize in _DIGEST_SIZES:
+            if len(data) < 8 + dsize:
+                break
+            (nlen,) = struct.unpack_from(fmt, data, 4 + dsize)
+            name = data[8 + dsize:8 + dsize + nlen]
+            if not 1 <= nlen <= 255 or len(name) != nlen:
+                continue
+            if not re.fullmatch(rb"[!-~]+", name):
+                continue
+            what = "a binary measurement list"
+            if dsize != 20:
+                what = f"a per-bank binary measurement list ({dsize}-byte template digests)"
+            if order == "big":
+                what += ", big endian"
+            kind = "binary-list" if dsize == 20 else "per-bank-list"
+            return Kind(kind, what, byte_order=order, digest_size=dsize)
+    return None
+
+
+def _json(data: bytes) -> Kind | None:
+    head = data.lstrip()[:1]
+    if head not in (b"{", b"["):
+        return None
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return Kind("json", "a JSON-like text file that does not parse", certain=False)
+    if isinstance(doc, dict):
+        fmt = doc.get("format")
+        if fmt == "imasim-measurement-list" or (isinstance(fmt, str) and fmt.startswith(
+                "imasim-measurement-list")):
+            return Kind("json-list", "a JSON measurement list")
+        if isinstance(fmt, str) and fmt.startswith("imasim-tpm-state"):
+            return Kind("json-tpm-state", "a TPM state file (JSON)")
+        if "digests" in doc or "meta" in doc:
+            return Kind("json-policy", "a runtime policy (JSON)")
+        if doc and all(isinstance(k, str) and k.startswith(("sha", "sm3")) for k in doc):
+            return Kind("json-pcrs", "a PCR values file (JSON)")
+        return Kind("json", "a JSON file")
+    if isinstance(doc, list) and doc and all(
+            isinstance(e, dict) and "template_name" in e for e in doc[:8]):
+        return Kind("json-list", "a JSON measurement list (without template data)")
+    return Kind("json", "a JSON file")
+
+
+def _der(data: bytes) -> Kind | None:
+    """A DER SEQUENCE whose length covers the whole file; a certificate or PKCS#7 named."""
+    if len(data) < 4 or data[0] != 0x30:
+        return None
+    n = data[1]
+    if n < 0x80:
+        size, hdr = n, 2
+    elif 0x81 <= n <= 0x84 and len(data) >= 2 + (n & 0x7F):
+        size, hdr = int.from_bytes(data[2:2 + (n & 0x7F)], "big"), 2 + (n & 0x7F)
+    else:
+        return None
+    if hdr + size != len(data):
+        return None
+    if b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x02" in data[:32]:
+        return Kind("der-pkcs7", "a DER PKCS#7 message")
+    if data[hdr] == 0x30 and data[hdr + 1:hdr + 2] in (b"\x82", b"\x81") and len(data) > 64:
+        # tbsCertificate SEQUENCE with an explicit [0] version, as every v3 certificate has
+        at = hdr + 2 + (data[hdr + 1] & 0x7F)
+        if data[at:at + 2] == b"\xa0\x03":
+            return Kind("der-cert", "a DER certificate")
+    if data[hdr] == 0x02 and data[hdr + 1:hdr + 3] == b"\x01\x00":  # INTEGER 0: a key
+        return Kind("der-key", "a DER private key")
+    if data[hdr] == 0x30 and (b"\x06\x07\x2a\x86\x48\xce\x3d\x02\x01" in data[:32]
+                              or b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01" in data[:32]):
+        return Kind("der-public-key", "a DER public key")
+    return Kind("der", "a DER (ASN.1) file")
+
+
+_MAGIC: tuple[tuple[bytes, str, str], ...] = (
+    (b"\x1f\x8b", "gzip", "a gzip file"),
+    (b"\xfd7zXZ\x00", "xz", "an xz file"),
+    (b"\x28\xb5\x2f\xfd", "zstd", "a zstd file"),
+    (b"BZh", "bzip2", "a bzip2 file"),
+    (b"\x02\x21\x4c\x18", "lz4", "an lz4 file"),
+    (b"070701", "cpio", "a cpio archive"),
+    (b"070702", "cpio", "a cpio archive"),
+    (b"070707", "cpio", "a cpio archive"),
+    (b"\x7fELF", "elf", "an ELF file"),
+    (b"MZ", "pe", "a PE/COFF image"),
+    (b"\xffTCG", "tpm-attest", "a TPM quote message (TPMS_ATTEST)"),
+)
+
+
+def sniff(data: bytes) -> Kind:
+    """What ``data`` looks like; ``Kind("data", ...)`` (not certain) when nothing matched.
+
+    >>> sniff(b"-----BEGIN CERTIFICATE-----\\nMII...").description
+    'a PEM file (CERTIFICATE)'
+    >>> sniff(b'{"sha256": {"10": "00"}}').name
+    'json-pcrs'
+    """
+    if not data:
+        return Kind("empty", "empty")
+    for magic, name, what in _MAGIC:
+        if data.startswith(magic):
+            return Kind(name, what)
+    if len(data) > 262 and data[257:262] == b"ustar":
+        return Kind("tar", "a tar archive")
+    if len(data) >= 24 and data[:8] == b"\x01\x00\x00\x00\x00\x00\x00\x00" \
+            and int.from_bytes(data[8:16], "little") == len(data):
+        return Kind("kexec-buffer", "an IMA kexec buffer")
+    stripped = data.lstrip()
+    m = _PEM.match(stripped[:80])
+    if m:
+        label = m.group(1).decode()
+        return Kind("pem:" + label.lower(), f"a PEM file ({label})")
+    if _ASCII_LINE.match(data[:300]):
+        return Kind("ascii-list", "an ASCII measurement list")
+    j = _json(data)
+    if j is not None:
+        return j
+    b = _binary_list(data)
+    if b is not None:
+        return b
+    d = _der(data)
+    if d is not None:
+        return d
+    try:
+        text = data[:4096].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < 4090 or len(data) <= 4096:
+            return Kind("data", "binary data", certain=False)
+        text = data[:exc.start].decode("utf-8")
+    if text.startswith("policy_name="):
+        return Kind("ipe-policy", "an IPE policy")
+    if _TOML_LINE.match(data[:200]):
+        return Kind("toml", "a TOML-like text file", certain=False)
+    if all(c.isprintable() or c in "\t\r\n" for c in text):
+        return Kind("text", "a text file", certain=False)
+    return Kind("data", "binary data", certain=False)
+
+
+def display_name(path: Path | str) -> str:
+    """How messages name an input: the path as given, ``stdin`` for ``-``."""
+    return "stdin" if str(path) == "-" else str(path)
+
+
+def describe(path: Path | str, data: bytes) -> str:
+    """``x.pem is a PEM file (CERTIFICATE)``."""
+    return f"{display_name(path)} is {sniff(data).description}"
+
+
+def read_input(path: Path | str, expect: str, accept: Collection[str] | None = None, *,
+               allow_empty: bool = False) -> bytes:
+    """The bytes of ``path`` (standard input for ``-``), checked to be what a command reads.
+
+    ``expect`` names the kind for messages ("a binary measurement list"); ``accept`` is
+    the set of :class:`Kind` names the command reads (None: any bytes). A missing or
+    unreadable path, a directory, an empty file (unless ``allow_empty``) and a file
+    recognised as another kind raise :class:`ParseError` or :class:`UsageError`, whose
+    one-line message names the file and what it is.
+    """
+    name = display_name(path)
+    if str(path) == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        p = Path(path)
+        try:
+            data = p.read_bytes()
+        except FileNotFoundError:
+            raise UsageError(f"{name}: no such file, expected {expect}") from None
+        except IsADirectoryError:
+            raise UsageError(f"{name} is a directory, expected {expect}") from None
+        except PermissionError:
+            raise UsageError(f"{name}: permission denied") from None
+        except OSError as exc:
+            raise UsageError(f"{name}: cannot read ({exc.strerror or exc})") from None
+    if not data:
+        if allow_empty:
+            return data
+        raise ParseError(f"{name} is empty, expected {expect}")
+    if accept is not None:
+        kind = sniff(data)
+        if kind.certain and kind.name not in accept:
+            raise ParseError(f"{name} is {kind.description}, expected {expect}")
+    return data
+
+
+@contextmanager
+def explained(path: Path | str, data: bytes, expect: str) -> Iterator[None]:
+    """Re-raise a :class:`ParseError` (or :class:`PolicyError`) from parsing ``data`` with
+    the file named and, when
+    the sniffer recognises the file, what it is instead of ``expect``."""
+    try:
+        yield
+    except (ParseError, PolicyError) as exc:
+        kind = sniff(data)
+        if kind.certain:
+            raise ParseError(f"{display_name(path)} is {kind.description}, expected "
+                             f"{expect} ({exc})") from None
+        raise ParseError(f"{display_name(path)}: {exc}") from None
+
+
+def load_json(path: Path | str, expect: str, accept: Collection[str] | None = None) -> Any:
+    """A JSON document from ``path`` or ``-``; bad JSON (deep nesting included) is a
+    :class:`ParseError` naming the file."""
+    data = read_input(path, expect, accept)
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise ParseError(f"{display_name(path)} is not valid JSON, expected {expect} "
+                         f"({_one_line(str(exc) or type(exc).__name__)})",
+                         ) from None
+
+
+def write_output(path: Path | str, data: bytes) -> None:
+    """Write ``data`` to ``path``, or to standard output for ``-``."""
+    if str(path) == "-":
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    try:
+        Path(path).write_bytes(data)
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory") from None
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such directory to write into") from None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# -- standard output that a closed pipe cannot break ------------------------------------
+class _PipeSafeRaw(io.RawIOBase):
+    """fd 1 for a TextIOWrapper: once the reader has gone (EPIPE), writes are dropped and
+    fd 1 points at /dev/null, so the command finishes and exits with its own code."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.broken = False
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def write(self, b: Any) -> int:
+        n = len(memoryview(b))
+        if self.broken:
+            return n
+        view = memoryview(b)
+        try:
+            while view:
+                view = view[os.write(self.fd, view):]
+        except BrokenPipeError:
+            self.broken = True
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.fd)
+            os.close(devnull)
+        return n
+
+
+_current: _PipeSafeRaw | None = None
+
+
+def stdout_broken() -> bool:
+    """True once the reader of standard output has gone (``| head``): long outputs stop."""
+    return _current is not None and _current.broken
+
+
+@contextmanager
+def pipe_safe_stdout() -> Iterator[None]:
+    """For the duration, ``sys.stdout`` is a pipe-safe writer on fd 1 (only when stdout is
+    the process's real standard output: in-process callers keep theirs)."""
+    global _current
+    real: Any = sys.stdout
+    try:
+        fd = int(real.fileno()) if id(real) == id(sys.__stdout__) else -1
+    except (OSError, ValueError, AttributeError):
+        fd = -1
+    if fd < 0:
+        yield
+        return
+    real.flush()
+    raw = _PipeSafeRaw(fd)
+    tty = os.isatty(fd)
+    buffered = io.BufferedWriter(raw)
+    text = io.TextIOWrapper(buffered, encoding=real.encoding, errors=real.errors,
+                            line_buffering=tty)
+    _current, sys.stdout = raw, text
+    try:
+        yield
+    finally:
+        try:
+            text.flush()
+        finally:
+            sys.stdout, _current = real, None
+
+
+# -- measurement lists ---------------------------------------------------------------------
+LIST_KINDS = frozenset({"binary-list", "per-bank-list", "ascii-list", "json-list"})
+_BY_SIZE = {20: "sha1", 32: "sha256", 48: "sha384", 64: "sha512"}
+
+
+def read_list(path: Path | str, *, byte_order: str | None = None,
+              digest_alg: Any = None, expect: str = "a measurement list (binary, ASCII "
+              "or JSON)", accept: Collection[str] = LIST_KINDS) -> Any:
+    """A measurement list from ``path`` or ``-``: binary (either byte order, the template
+    digest size from a ``_<alg>`` file name or else from the records), ASCII or the JSON
+    of ``imasim log show --json``, told apart by their content."""
+    from ..algorithms import HashAlgorithm
+    from ..errors import UnsupportedAlgorithmError
+    from ..ima.codec import parse_ascii_measurement_list, parse_measurement_list
+    from ..ima.jsonfmt import parse_json_measurement_list
+
+    data = read_input(path, expect, accept)
+    kind = sniff(data)
+    with explained(path, data, expect):
+        if kind.name == "json-list":
+            return parse_json_measurement_list(data)
+        order = byte_order or kind.byte_order
+        if kind.name == "ascii-list":
+            return parse_ascii_measurement_list(data.decode("utf-8", "surrogateescape"),
+                                                byte_order=order, digest_alg=digest_alg)
+        if digest_alg is None:
+            stem = Path(display_name(path)).name
+            if stem.startswith("binary_runtime_measurements_"):
+                try:
+                    digest_alg = HashAlgorithm.from_name(stem.rsplit("_", 1)[1])
+                except UnsupportedAlgorithmError:
+                    digest_alg = None
+        if digest_alg is None:
+            digest_alg = HashAlgorithm.from_name(_BY_SIZE[kind.digest_size])
+        return parse_measurement_list(data, byte_order=order, digest_alg=digest_alg)
