@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import ParseError, UsageError
 from ..io import dump_pcrs_json
 from ..tpm.marshal import PcrSelection, SigScheme
 from ..tpm.soft_tpm import SoftTpm
 from ..tpm.verify import write_pcr_file
 from ._args import add_json, hash_alg, hash_algs, hex_bytes, verdict
+from ._io import explained, read_input
+
+_STATE = "a TPM state file (JSON, from 'imasim tpm init')"
 
 _EPILOG = """examples:
   imasim tpm init --state tpm.json --banks sha1,sha256
@@ -32,62 +36,85 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     ts = p.add_subparsers(dest="tpm_command", metavar="SUBCOMMAND")
 
     def state(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--state", type=Path, required=True, help="the TPM state file")
+        q.add_argument("--state", type=Path, required=True,
+                       help="the TPM state file (JSON, written by 'imasim tpm init')")
 
-    i = ts.add_parser("init", help="a new TPM (Startup CLEAR)")
+    def leaf(name: str, help: str, example: str) -> argparse.ArgumentParser:
+        return ts.add_parser(name, help=help, epilog=f"example: imasim tpm {example}",  # type: ignore[no-any-return]
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    i = leaf("init", "a new TPM (Startup CLEAR)", "init --state tpm.json --banks sha1,sha256")
     state(i)
-    i.add_argument("--banks", type=hash_algs, default="sha1,sha256")
+    i.add_argument("--banks", type=hash_algs, default="sha1,sha256",
+                   help="PCR banks, comma-separated (default sha1,sha256)")
     i.add_argument("--locality", type=int, default=0, choices=(0, 3),
                    help="startup locality (PCR 0): 0 or 3")
     i.set_defaults(func=_init)
-    e = ts.add_parser("extend", help="as tpm2_pcrextend: PCR:ALG=HEX[,ALG=HEX]...")
+    e = leaf("extend", "as tpm2_pcrextend: PCR:ALG=HEX[,ALG=HEX]...",
+             "extend --state tpm.json 10:sha256=$(sha256sum < file | cut -c1-64)")
     state(e)
-    e.add_argument("spec", nargs="+")
-    e.add_argument("--locality", type=int, default=0)
+    e.add_argument("spec", nargs="+", help="PCR:ALG=HEX[,ALG=HEX]... (repeatable)")
+    e.add_argument("--locality", type=int, default=0, help="the locality of the command (0-4)")
     e.set_defaults(func=_extend)
-    r = ts.add_parser("read", help="as tpm2_pcrread: [ALG:PCRS[+ALG:PCRS]]")
+    r = leaf("read", "as tpm2_pcrread: [ALG:PCRS[+ALG:PCRS]]",
+             "read --state tpm.json sha256:0,10 --json > pcrs.json")
     state(r)
-    r.add_argument("selection", nargs="?")
+    r.add_argument("selection", nargs="?", help="ALG:PCRS[+ALG:PCRS], e.g. sha256:0,10 "
+                   "(default: every PCR of every bank)")
     r.add_argument("--json", action="store_true",
                    help='print {"sha256": {"10": "<hex>"}} (what log check --pcrs reads)')
     r.set_defaults(func=_read)
-    z = ts.add_parser("reset", help="as tpm2_pcrreset: PCR (locality rules apply)")
+    z = leaf("reset", "as tpm2_pcrreset: PCR (locality rules apply)",
+             "reset --state tpm.json 16")
     state(z)
-    z.add_argument("pcr", type=int)
-    z.add_argument("--locality", type=int, default=0)
+    z.add_argument("pcr", type=int, help="the PCR to reset (16 and 23 at locality 0)")
+    z.add_argument("--locality", type=int, default=0, help="the locality of the command (0-4)")
     z.set_defaults(func=_reset)
-    b = ts.add_parser("reboot", help="power-cycle (Startup CLEAR) or soft reboot (kexec)")
+    b = leaf("reboot", "power-cycle (Startup CLEAR) or soft reboot (kexec)",
+             "reboot --state tpm.json --soft")
     state(b)
-    b.add_argument("--soft", action="store_true")
+    b.add_argument("--soft", action="store_true",
+                   help="a kexec: the TPM keeps running, PCRs keep their values")
     b.set_defaults(func=_reboot)
-    su = ts.add_parser("startup", help="_TPM_Init + TPM2_Startup (as tpm2_startup: -c CLEAR, "
-                       "else STATE)")
+    su = leaf("startup", "_TPM_Init + TPM2_Startup (as tpm2_startup: -c CLEAR, else STATE)",
+              "startup --state tpm.json -c")
     state(su)
     su.add_argument("-c", "--clear", action="store_true", help="Startup(CLEAR)")
     su.add_argument("--locality", type=int, choices=(0, 3), help="the startup locality")
     su.set_defaults(func=_startup)
-    sd = ts.add_parser("shutdown", help="TPM2_Shutdown (as tpm2_shutdown: -c CLEAR, else STATE)")
+    sd = leaf("shutdown", "TPM2_Shutdown (as tpm2_shutdown: -c CLEAR, else STATE)",
+              "shutdown --state tpm.json")
     state(sd)
     sd.add_argument("-c", "--clear", action="store_true", help="Shutdown(CLEAR)")
     sd.set_defaults(func=_shutdown)
-    a = ts.add_parser("ak", help="create an attestation key (as tpm2_createak)")
+    a = leaf("ak", "create an attestation key (as tpm2_createak)",
+             "ak --state tpm.json --alg ecc -u ak.pem --json")
     state(a)
-    a.add_argument("--alg", choices=("rsa", "ecc"), default="rsa")
-    a.add_argument("--scheme", choices=("rsassa", "rsapss", "ecdsa"))
+    a.add_argument("--alg", choices=("rsa", "ecc"), default="rsa",
+                   help="RSA-2048 or ECC P-256 (default rsa)")
+    a.add_argument("--scheme", choices=("rsassa", "rsapss", "ecdsa"),
+                   help="signature scheme (default: rsassa for RSA, ecdsa for ECC)")
     a.add_argument("--seed", help="derive the key from this text (deterministic)")
     a.add_argument("-u", "--public", type=Path, required=True, help="write the PEM here")
     a.add_argument("--tss", type=Path, help="also write the TPM2B_PUBLIC here")
+    add_json(a, "the key's handle and names")
     a.set_defaults(func=_ak)
-    q = ts.add_parser("quote", help="as tpm2_quote")
+    q = leaf("quote", "as tpm2_quote",
+             "quote --state tpm.json -l sha256:0,10 -q 0011 -m q.msg -s q.sig -o q.pcrs")
     state(q)
     q.add_argument("-c", "--key", help="AK handle (default: the last one created)")
-    q.add_argument("-l", "--pcr-list", required=True)
+    q.add_argument("-l", "--pcr-list", required=True,
+                   help="the PCRs to quote, ALG:PCRS[+ALG:PCRS] (e.g. sha256:0,10)")
     q.add_argument("-q", "--qualification", type=hex_bytes, default=b"", help="nonce in hex")
-    q.add_argument("-m", "--message", type=Path, required=True)
-    q.add_argument("-s", "--signature", type=Path, required=True)
-    q.add_argument("-o", "--pcr", type=Path, required=True)
+    q.add_argument("-m", "--message", type=Path, required=True,
+                   help="write the TPMS_ATTEST here")
+    q.add_argument("-s", "--signature", type=Path, required=True,
+                   help="write the TPMT_SIGNATURE here")
+    q.add_argument("-o", "--pcr", type=Path, required=True,
+                   help="write the PCR values here (tpm2_quote -o format)")
     q.add_argument("-g", "--hash-algorithm", type=hash_alg,
                    help="the signature's hash (default and only choice: the AK's, sha256)")
+    add_json(q, "the quoted selection, PCR digest and nonce")
     q.set_defaults(func=_quote)
     c = ts.add_parser(
         "checkquote", help="as tpm2_checkquote (exit 0 verified, 1 not, 2 bad input)",
@@ -113,7 +140,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _load(path: Path) -> SoftTpm:
-    return SoftTpm.from_json(path.read_bytes())
+    data = read_input(path, _STATE, ("json-tpm-state",))
+    with explained(path, data, _STATE):
+        try:
+            return SoftTpm.from_json(data)
+        except RecursionError:
+            raise ParseError("nested too deeply") from None
 
 
 def _save(tpm: SoftTpm, path: Path) -> None:
@@ -189,13 +221,19 @@ def _shutdown(args: argparse.Namespace) -> int:
 def _ak(args: argparse.Namespace) -> int:
     tpm = _load(args.state)
     scheme = SigScheme[args.scheme.upper()] if args.scheme else None
+    handle = f"ak{len(tpm.keys)}"
     ak = tpm.create_ak(args.alg, seed=args.seed.encode() if args.seed else None, scheme=scheme,
-                       handle=f"ak{len(tpm.keys)}")
+                       handle=handle)
     args.public.write_bytes(ak.public_pem)
     if args.tss:
         args.tss.write_bytes(ak.tpm2b_public)
     _save(tpm, args.state)
-    print(f"name: {ak.name.hex()}\nqualified name: {ak.qualified_name.hex()}")
+    if args.json:
+        print(json.dumps({"handle": handle, "alg": args.alg, "public": str(args.public),
+                          "name": ak.name.hex(), "qualified_name": ak.qualified_name.hex()},
+                         indent=1))
+    else:
+        print(f"name: {ak.name.hex()}\nqualified name: {ak.qualified_name.hex()}")
     return 0
 
 
@@ -213,6 +251,13 @@ def _quote(args: argparse.Namespace) -> int:
     args.signature.write_bytes(q.signature)
     args.pcr.write_bytes(write_pcr_file(q.selection, [v for _, _, v in q.pcr_values]))
     _save(tpm, args.state)
+    if args.json:
+        print(json.dumps({"key": args.key or next(h for h, k in keys.items() if k is ak),
+                          "nonce": args.qualification.hex(),
+                          "pcrs": {a.kernel_name: {str(i): v.hex() for i, v in b.items()}
+                                   for a, b in q.values_by_bank().items()},
+                          "message": str(args.message), "signature": str(args.signature),
+                          "pcr_file": str(args.pcr)}, indent=1))
     return 0
 
 
