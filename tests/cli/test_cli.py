@@ -33,7 +33,8 @@ def test_log_convert_round_trip(tmp_path: Path, capsys) -> None:  # type: ignore
     assert main(["log", "convert", str(src), str(tmp_path / "b"), "--to", "binary"]) == 0
     assert (tmp_path / "b").read_bytes() == st.binary
     assert main(["log", "convert", str(tmp_path / "b"), str(tmp_path / "j"), "--to", "json"]) == 0
-    assert json.loads((tmp_path / "j").read_text())["entries"][0]["fields"]["n-ng"] == "boot_aggregate"
+    doc = json.loads((tmp_path / "j").read_text())
+    assert doc["entries"][0]["fields"]["n-ng"] == "boot_aggregate"
 
 
 def test_log_replay_and_check(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

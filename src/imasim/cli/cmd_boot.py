@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import ParseError
+from ..errors import ParseError, UsageError
 from ..io import write_artifacts
 from ..scenario import parse_scenario, run_scenario
 from ._io import display_name, explained, read_input
@@ -52,7 +52,12 @@ def _boot(args: argparse.Namespace) -> int:
                           allow_empty=True)
 
     with explained(path, data, _SCENARIO):
-        s = parse_scenario(text, fmt=fmt, read=read)
+        try:
+            s = parse_scenario(text, fmt=fmt, read=read)
+        except (ParseError, UsageError):
+            raise
+        except (ValueError, RecursionError) as exc:  # json/tomllib: a 5000-digit number...
+            raise ParseError(f"{display_name(path)}: {exc or 'nested too deeply'}") from None
     run = run_scenario(s)
     if args.out is not None:
         write_artifacts(args.out, run.artifacts)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +119,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "checkquote", help="as tpm2_checkquote (exit 0 verified, 1 not, 2 bad input)",
         description="Verifies a quote as tpm2_checkquote (tpm2-tools 5.7+) does and prints "
         "the PCR values its pcrDigest covers, labelled by the quote's own selection. A PCR "
-        "file selecting other PCRs or banks than the quote is refused.")
+        "file selecting other PCRs or banks than the quote is refused.",
+        epilog="example: imasim tpm checkquote -u ak.pem -m q.msg -s q.sig -f q.pcrs "
+        "-g sha256 -q 0011 --json", formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("-u", "--public", type=Path, required=True,
                    help="AK public key: PEM, DER or TPM2B_PUBLIC")
     c.add_argument("-m", "--message", type=Path, required=True, help="TPMS_ATTEST (tpm2_quote -m)")
@@ -133,10 +134,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                    help="form of -f without -l (yaml: what tpm2_pcrread prints)")
     c.add_argument("-g", "--hash-algorithm", type=hash_alg, default="sha256",
                    help="hash of a plain signature (a TPMT_SIGNATURE names its own)")
-    c.add_argument("-q", "--qualification", type=hex_bytes, default=b"")
+    c.add_argument("-q", "--qualification", type=hex_bytes, default=b"",
+                   help="the nonce the quote must carry, in hex")
     add_json(c)
     c.set_defaults(func=_checkquote)
-    p.set_defaults(func=lambda args: (p.print_help(sys.stderr), 2)[1])
 
 
 def _load(path: Path) -> SoftTpm:
@@ -266,15 +267,19 @@ def _checkquote(args: argparse.Namespace) -> int:
 
     pcrs = None
     if args.pcr:
-        data = args.pcr.read_bytes()
+        data = read_input(args.pcr, "a PCR file (tpm2_quote -o)", ("data", "text"))
         if args.pcrs_format == "yaml" and not args.pcr_list:
             pcrs = parse_pcrread_yaml(data)
         else:
             pcrs = read_pcr_file(data, selection=args.pcr_list,
                                  form="serialized" if args.pcrs_format == "yaml"
                                  else args.pcrs_format)
-    message, public = args.message.read_bytes(), args.public.read_bytes()
-    signature = read_signature(args.signature.read_bytes(), hash_alg=args.hash_algorithm)
+    message = read_input(args.message, "a quote message (TPMS_ATTEST)", ("tpm-attest",))
+    public = read_input(args.public, "an AK public key (PEM, DER or TPM2B_PUBLIC)",
+                        ("pem:public key", "pem:rsa public key", "der-public-key", "der"))
+    signature = read_signature(read_input(args.signature, "a quote signature "
+                                          "(TPMT_SIGNATURE)", ("der",)),
+                               hash_alg=args.hash_algorithm)
 
     def check() -> tuple[str, dict[str, Any]]:
         v = verify_quote(message, signature, public, nonce=args.qualification, pcrs=pcrs)
