@@ -174,6 +174,8 @@ def sniff(data: bytes) -> Kind:
     if len(data) >= 24 and data[:8] == b"\x01\x00\x00\x00\x00\x00\x00\x00" \
             and int.from_bytes(data[8:16], "little") == len(data):
         return Kind("kexec-buffer", "an IMA kexec buffer")
+    if data[4:8] == b"\x03\x00\x00\x00" and data[32:45] == b"Spec ID Event":
+        return Kind("eventlog", "a TCG event log (binary_bios_measurements)")
     stripped = data.lstrip()
     m = _PEM.match(stripped[:80])
     if m:
@@ -249,6 +251,29 @@ def read_input(path: Path | str, expect: str, accept: Collection[str] | None = N
         if kind.certain and kind.name not in accept:
             raise ParseError(f"{name} is {kind.description}, expected {expect}")
     return data
+
+
+def peek_input(path: Path | str, expect: str, accept: Collection[str] | None = None, *,
+               size: int = 1 << 16) -> bytes:
+    """The first ``size`` bytes of a file a command will stream, with the checks of
+    :func:`read_input` (missing, directory, empty, recognisably another kind of file)."""
+    name = display_name(path)
+    try:
+        with Path(path).open("rb") as f:
+            head = f.read(size)
+    except FileNotFoundError:
+        raise UsageError(f"{name}: no such file, expected {expect}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{name} is a directory, expected {expect}") from None
+    except OSError as exc:
+        raise UsageError(f"{name}: cannot read ({exc.strerror or exc})") from None
+    if not head:
+        raise ParseError(f"{name} is empty, expected {expect}")
+    if accept is not None:  # a cut JSON document or DER element is not recognised: no harm
+        kind = sniff(head)
+        if kind.certain and kind.name not in accept:
+            raise ParseError(f"{name} is {kind.description}, expected {expect}")
+    return head
 
 
 @contextmanager
@@ -363,6 +388,23 @@ def pipe_safe_stdout() -> Iterator[None]:
             text.flush()
         finally:
             sys.stdout, _current = real, None
+
+
+# -- PCR values ---------------------------------------------------------------------------
+PCRS_JSON = 'PCR values as JSON ({"sha256": {"10": "<hex>"}})'
+
+
+def read_pcrs(path: Path | str) -> Any:
+    """PCR values (``{"sha256": {"10": "<hex>"}}``, what ``log replay --json`` and ``tpm read
+    --json`` print) from ``path`` or ``-``, as :func:`imasim.io.load_pcrs_json` returns them."""
+    from ..io import load_pcrs_json
+
+    data = read_input(path, PCRS_JSON, ("json-pcrs",))
+    with explained(path, data, PCRS_JSON):
+        try:
+            return load_pcrs_json(data)
+        except RecursionError:
+            raise ParseError("nested too deeply") from None
 
 
 # -- measurement lists ---------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,10 @@ exit codes: 0 success (check: every PCR the log covers matches), 1 it does not,
 """
 
 
+_EVENTLOG = "a TCG event log (binary_bios_measurements)"
+_FILE_HELP = "the event log (/sys/kernel/security/tpm0/binary_bios_measurements); - for stdin"
+
+
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     parser = sub.add_parser(
         "eventlog", help="show, replay and check the firmware's TCG event log",
@@ -29,8 +32,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     el = parser.add_subparsers(dest="eventlog_command", metavar="SUBCOMMAND")
 
-    s = el.add_parser("show", help="list the events (--json: tpm2_eventlog's document)")
-    s.add_argument("file", type=Path)
+    s = el.add_parser("show", help="list the events (--json: tpm2_eventlog's document)",
+                      epilog="example: imasim eventlog show binary_bios_measurements --json")
+    s.add_argument("file", type=Path, help=_FILE_HELP)
     s.add_argument("--json", action="store_true",
                    help="print tpm2_eventlog's document (events, fields, pcrs) as JSON")
     s.add_argument("--eventlog-version", type=int, choices=(1, 2), default=2,
@@ -38,32 +42,33 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                    "as tpm2_eventlog --eventlog-version does")
     s.set_defaults(func=_show)
 
-    r = el.add_parser("replay", help="the PCR values the log replays to")
-    r.add_argument("file", type=Path)
+    r = el.add_parser("replay", help="the PCR values the log replays to",
+                      epilog="example: imasim eventlog replay binary_bios_measurements "
+                      "--bank sha256 --json > pcrs.json")
+    r.add_argument("file", type=Path, help=_FILE_HELP)
     r.add_argument("--bank", type=hash_alg, action="append",
                    help="a bank to replay (repeatable; default every bank the log carries)")
     r.add_argument("--json", action="store_true",
                    help='print {"sha256": {"0": "<hex>", ...}} as imasim log replay does')
     r.set_defaults(func=_replay)
 
-    c = el.add_parser("check", help="does the log replay to these PCR values?")
-    c.add_argument("file", type=Path)
+    c = el.add_parser("check", help="does the log replay to these PCR values?",
+                      epilog="example: imasim eventlog check binary_bios_measurements "
+                      "--pcrs pcrs.json --json")
+    c.add_argument("file", type=Path, help=_FILE_HELP)
     c.add_argument("--pcrs", type=Path, required=True,
                    help='PCR values, {"sha256": {"0": "<hex>", ...}} (pcrs.json)')
     c.add_argument("--json", action="store_true", help="print the result as JSON")
     c.set_defaults(func=_check)
-    parser.set_defaults(func=lambda args: _no_subcommand(parser))
-
-
-def _no_subcommand(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
 
 
 def _read(path: Path) -> Any:
     from ..eventlog import EventLog
+    from ._io import explained, read_input
 
-    return EventLog.parse(path.read_bytes())
+    data = read_input(path, _EVENTLOG, ("eventlog",))
+    with explained(path, data, _EVENTLOG):
+        return EventLog.parse(data)
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -102,11 +107,11 @@ def _replay(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from ..errors import PcrMismatchError
     from ..eventlog.replay import PcrDifference, verify_eventlog
-    from ..io import load_pcrs_json
     from ..tpm.pcrs import PcrBanks
+    from ._io import read_pcrs
 
     log = _read(args.file)
-    pcrs = PcrBanks.unauthenticated(load_pcrs_json(args.pcrs.read_bytes()))
+    pcrs = PcrBanks.unauthenticated(read_pcrs(args.pcrs))
     try:
         v = verify_eventlog(log, pcrs)
     except PcrMismatchError as exc:

@@ -16,6 +16,10 @@ from ._args import hash_alg
 
 T = TypeVar("T")
 
+_LIST = "a measurement list (binary, ASCII or JSON)"
+_LIST_HELP = ("the list: binary (streamed; kind and byte order found from its records), "
+              "ASCII or JSON; - for stdin")
+
 #: the PCR indices of a TPM (PC Client: 24)
 _PCRS = range(24)
 
@@ -58,7 +62,7 @@ def add_subcommands(sub: argparse._SubParsersAction[Any]) -> None:
         description="Replay a list into PCR banks (the kernel's per-bank template-digest "
         "rule, violations as 0xff, the legacy 'ima' rule), streaming, every record "
         "validated and every stored template digest checked.")
-    p.add_argument("file", type=Path)
+    p.add_argument("file", type=Path, help=_LIST_HELP)
     p.add_argument("--bank", action="append", type=hash_alg, default=[],
                    help="bank to replay (repeatable; default sha1 and sha256)")
     p.add_argument("--padded", action="append", type=hash_alg, default=[],
@@ -78,8 +82,10 @@ def add_subcommands(sub: argparse._SubParsersAction[Any]) -> None:
         "the match unless --ignore-pcr names that PCR. Banks extended with padded SHA-1 "
         "are detected. Exit 0 on MATCH (or PREFIX with --allow-prefix) with every "
         "verified stored template digest right, 1 otherwise, 2 on bad input.")
-    c.add_argument("file", type=Path)
-    c.add_argument("--pcrs", type=Path, required=True)
+    c.add_argument("file", type=Path, help=_LIST_HELP)
+    c.add_argument("--pcrs", type=Path, required=True,
+                   help='the PCR values, {"sha256": {"10": "<hex>"}} (as replay --json and '
+                   "tpm read --json print them); - for stdin")
     c.add_argument("--bank", action="append", type=hash_alg, default=[],
                    help="bank to compare (repeatable; default every bank in --pcrs)")
     c.add_argument("--ignore-pcr", action="append", type=_pcr_index, default=[],
@@ -90,13 +96,6 @@ def add_subcommands(sub: argparse._SubParsersAction[Any]) -> None:
     c.add_argument("--json", action="store_true", help="print the match result as JSON")
     _kind_options(c)
     c.set_defaults(func=_check)
-
-
-def _is_ascii(path: Path) -> bool:
-    from ..io import is_ascii_list
-
-    with path.open("rb") as f:
-        return is_ascii_list(f.read(64))
 
 
 @contextmanager
@@ -126,12 +125,13 @@ def _opened(args: argparse.Namespace) -> Any:
 def _run(args: argparse.Namespace, label: str, on_file: Callable[..., T],
          on_list: Callable[..., T]) -> T:
     args.command_label = label
-    if _is_ascii(args.file):
-        from ..io import read_measurement_list
+    from ._io import LIST_KINDS, peek_input, read_list, sniff
 
-        lst = read_measurement_list(args.file, byte_order=args.byte_order or "little",
-                                    digest_alg=args.digest_alg)
-        return on_list(lst)
+    # stdin, ASCII and JSON lists are read whole; binary files stream
+    if str(args.file) == "-" or sniff(head := peek_input(
+            args.file, _LIST, LIST_KINDS)).name == "ascii-list" or head.lstrip()[:1] == b"{":
+        return on_list(read_list(args.file, byte_order=args.byte_order,
+                                 digest_alg=args.digest_alg))
     with _opened(args) as (source, kind):
         return on_file(source, kind)
 
@@ -164,9 +164,8 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from ..ima.replay import MatchStatus, match, match_file
-    from ..io import load_pcrs_json
-
-    quoted = load_pcrs_json(args.pcrs.read_bytes())
+    from ._io import read_pcrs
+    quoted = read_pcrs(args.pcrs)
     missing = [a.kernel_name for a in args.bank if a not in quoted]
     if missing:
         raise UsageError(f"{args.pcrs} has no {', '.join(missing)} bank")
