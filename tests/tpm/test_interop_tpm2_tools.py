@@ -201,3 +201,62 @@ def test_ak_template_is_tpm2_createaks(kind: str, swtpm: dict[str, str], tmp_pat
     key_fields = ({"modulus": b""} if kind == "rsa" else {"x": b"", "y": b""})
     assert replace(real, raw=b"", **key_fields) == replace(ours, **key_fields)
     assert len(real.to_bytes()) == len(ours.to_bytes())
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ecc"])
+def test_swtpm_quote_every_file_form(kind: str, swtpm: dict[str, str], tmp_path: Path) -> None:
+    """A quote swtpm makes through tpm2_quote, in every form tpm2-tools writes (TPMT and
+    plain signatures; serialized and values PCR files; tpm2_pcrread's YAML and -o), and
+    forged PCR files: imasim (library and CLI) and tpm2_checkquote give the same verdict."""
+    from imasim.cli import main
+    from imasim.tpm.verify import parse_pcrread_yaml, read_pcr_file, read_signature
+
+    run(swtpm, "tpm2_pcrextend", "10:sha256=" + "cd" * 32, cwd=tmp_path)
+    run(swtpm, "tpm2_createek", "-c", "ek.ctx", "-G", "rsa", "-u", "ek.pub", cwd=tmp_path)
+    g, s = ("rsa", "rsassa") if kind == "rsa" else ("ecc", "ecdsa")
+    run(swtpm, "tpm2_createak", "-C", "ek.ctx", "-c", "ak.ctx", "-G", g, "-g", "sha256", "-s", s,
+        "-u", "ak.pem", "-f", "pem", cwd=tmp_path)
+    run(swtpm, "tpm2_flushcontext", "-t")
+    sel = "sha256:0,10"
+    run(swtpm, "tpm2_quote", "-c", "ak.ctx", "-l", sel, "-q", NONCE.hex(), "-m", "q.msg",
+        "-s", "q.sig", "-o", "q.pcrs", "-g", "sha256", cwd=tmp_path)
+    run(swtpm, "tpm2_quote", "-c", "ak.ctx", "-l", sel, "-q", NONCE.hex(), "-m", "p.msg",
+        "-s", "p.sig", "-f", "plain", "-o", "p.vals", "-F", "values", "-g", "sha256",
+        cwd=tmp_path)
+    yaml = run(swtpm, "tpm2_pcrread", sel, "-o", "read.vals", cwd=tmp_path)
+    (tmp_path / "read.yaml").write_text(yaml)
+    # tpm2_pcrread's YAML holds the same values as the quote's PCR file
+    from_yaml = parse_pcrread_yaml(yaml)
+    from_file = read_pcr_file((tmp_path / "q.pcrs").read_bytes())
+    assert from_yaml == from_file
+    assert read_pcr_file((tmp_path / "read.vals").read_bytes(), selection=sel) == from_file
+    plain = read_signature((tmp_path / "p.sig").read_bytes())
+    assert type(plain).__name__ == "PlainSignature"
+    assert type(read_signature((tmp_path / "q.sig").read_bytes())).__name__ == "Signature"
+
+    vals = from_file.digests
+    forged = {
+        "forged-0-10.pcrs": (write_pcr_file(PcrSelection.from_string("sha256:0,1,2,10"),
+                                            [vals[0], bytes(32), bytes(32), vals[1]]), []),
+        "missing.pcrs": (write_pcr_file(PcrSelection.from_string("sha256:0"), [vals[0]]), []),
+        "bank.pcrs": (write_pcr_file(PcrSelection.from_string("sha256:0,10+sha1:0"),
+                                     [*vals, bytes(20)]), []),
+        "changed.vals": (vals[0] + bytes(32), ["-l", sel]),
+    }
+    for name, (data, _) in forged.items():
+        (tmp_path / name).write_bytes(data)
+    checks = [("q", "q.pcrs", [], True), ("p", "p.vals", ["-l", sel], True),
+              ("p", "read.vals", ["-l", sel], True), ("q", "p.vals", ["-l", sel], True)]
+    checks += [(m, name, extra, False) for m in ("q", "p") for name, (_, extra) in forged.items()]
+    for m, pcrs, extra, ok in checks:
+        args = ["-u", str(tmp_path / "ak.pem"), "-m", str(tmp_path / f"{m}.msg"),
+                "-s", str(tmp_path / f"{m}.sig"), "-f", str(tmp_path / pcrs),
+                "-q", NONCE.hex(), *extra]
+        tool = subprocess.run([need("tpm2_checkquote"), *args], capture_output=True, timeout=60)
+        assert (tool.returncode == 0) is ok, (m, pcrs, tool.stderr)
+        assert (main(["tpm", "checkquote", *args]) == 0) is ok, (m, pcrs)
+    # and the YAML tpm2_pcrread printed, with the plain-signed quote
+    args = ["tpm", "checkquote", "-u", str(tmp_path / "ak.pem"), "-m", str(tmp_path / "p.msg"),
+            "-s", str(tmp_path / "p.sig"), "-f", str(tmp_path / "read.yaml"), "-F", "yaml",
+            "-q", NONCE.hex()]
+    assert main(args) == 0
