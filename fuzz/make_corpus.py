@@ -29,6 +29,8 @@ from imasim.sig.authenticode import (  # noqa: E402
 from imasim.sig.pefile import parse_pe  # noqa: E402
 from imasim.sig.xattr import sign_xattr  # noqa: E402
 from imasim.tpm import SoftTpm  # noqa: E402
+from imasim.tpm.soft_tpm import Quote  # noqa: E402
+from imasim.tpm.verify import write_pcr_file  # noqa: E402
 from pe.make_pe import default_sections, make_pe  # noqa: E402
 from pki import pki  # noqa: E402
 
@@ -40,6 +42,43 @@ def put(target: str, name: str, data: bytes | str) -> None:
     d = CORPUS / target
     d.mkdir(parents=True, exist_ok=True)
     (d / name).write_bytes(data.encode() if isinstance(data, str) else data)
+
+
+def _pcr_files(tpm: SoftTpm, q: Quote) -> None:
+    """PCR files in every form tpm2-tools writes, signatures in both, pcrread YAML."""
+    vals = [v for _, _, v in q.pcr_values]
+    ser = write_pcr_file(q.selection, vals)
+    put("tpm-pcr-file", "serialized.bin", ser)
+    put("tpm-pcr-file", "selection-count-huge.bin", b"\xff\xff\xff\xff" + ser[4:])
+    put("tpm-pcr-file", "sizeofselect-255.bin", ser[:6] + b"\xff" + ser[7:])
+    put("tpm-pcr-file", "blocks-count-huge.bin", ser[:132] + b"\xff\xff\xff\x7f" + ser[136:])
+    put("tpm-pcr-file", "digest-count-9.bin", ser[:136] + b"\x09\0\0\0" + ser[140:])
+    put("tpm-pcr-file", "digest-size-65535.bin", ser[:140] + b"\xff\xff" + ser[142:])
+    put("tpm-pcr-file", "truncated.bin", ser[:150])
+    marshaled = (q.selection.to_bytes() + struct.pack(">I", 1) + struct.pack(">I", len(vals))
+                 + b"".join(struct.pack(">H", len(v)) + v for v in vals))
+    put("tpm-pcr-file", "marshaled.bin", marshaled)
+    put("tpm-pcr-file", "marshaled-size-huge.bin", marshaled[:-34] + b"\xff\xff" + marshaled[-32:])
+    put("tpm-pcr-values", "values.bin", b"".join(tpm.read(a, i) for a, i in
+                                                 ((H.SHA256, 0), (H.SHA256, 1), (H.SHA256, 10),
+                                                  (H.SHA1, 0))))
+    put("tpm-pcr-values", "short.bin", bytes(50))
+    put("tpm-quote-signature", "plain-rsa.bin", bytes(range(256)))
+    put("tpm-quote-signature", "plain-too-big.bin", bytes(1025))
+    put("tpm-quote-signature", "tss-null.bin", b"\x00\x10\x00\x0b")
+    put("tpm-quote-signature", "tss-hmac.bin", b"\x00\x05\x00\x0b" + bytes(32))
+    put("tpm-quote-signature", "tss-unknown-hash.bin", b"\x00\x14\x12\x34\x00\x01\x00")
+    yaml = "".join(f"  {a.kernel_name}:\n" + "".join(
+        f"    {i:<2}: 0x{tpm.read(a, i).hex().upper()}\n" for i in (0, 10)) for a in tpm.banks)
+    put("pcrread-yaml", "pcrread.yaml", yaml)
+    put("pcrread-yaml", "quote-output.yaml", "quoted: ff54\nsignature:\n  alg: ecdsa\npcrs:\n"
+        + yaml + "calcDigest: 00\n")
+    put("pcrread-yaml", "short-value.yaml", "  sha256:\n    0 : 0x00\n")
+    put("pcrread-yaml", "bad-utf8.yaml", b"  sha256:\n    0 : 0x\xff\xfe\n")
+    put("pcrread-yaml", "value-before-bank.yaml", "    0 : 0x00\n")
+    put("pcr-list", "list.txt", "sha256:0,1,0x0a+sha1:all+sha384:none")
+    put("pcr-list", "many-banks.txt", "+".join(["sha256:0"] * 40))
+    put("pcr-list", "bad-index.txt", "sha256:0,99,1_0,09")
 
 
 def main() -> None:
@@ -108,6 +147,7 @@ def main() -> None:
     put("tpm-signature", "size-huge.bin", q.signature[:4] + b"\xff\xff" + q.signature[6:])
     put("tpm-public", "valid.bin", ak.tpm2b_public)
     put("tpm-public", "size-too-big.bin", b"\xff\xff" + ak.tpm2b_public[2:])
+    _pcr_files(tpm, q)
 
     put("ima-policy", "tcb.policy", BUILTIN_POLICIES["tcb"])
     put("ima-policy", "garbage-tokens.policy", "measure func=BPRM_CHECK =\x00= mask=^^MAY\n")

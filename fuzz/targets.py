@@ -94,6 +94,22 @@ def _pe_certificate_table(data: bytes) -> object:
     return entries, stripped
 
 
+def _pcr_file(data: bytes) -> object:
+    verify = importlib.import_module("imasim.tpm.verify")
+    out = []
+    for form in ("serialized", "marshaled"):
+        try:
+            out.append(verify.read_pcr_file(data, form=form))
+        except _imasim_error():
+            pass
+    return out
+
+
+def _pcr_values(data: bytes) -> object:
+    verify = importlib.import_module("imasim.tpm.verify")
+    return verify.read_pcr_file(data, selection="sha256:0,1,10+sha1:0")
+
+
 def _imasim_error() -> type[Exception]:
     return importlib.import_module("imasim.errors").ImasimError  # type: ignore[no-any-return]
 
@@ -170,6 +186,14 @@ TARGETS: dict[str, Target] = {
         Target("tpm-signature", _call("imasim.tpm", "parse_signature"),
                ("../corpus/tpm-signature/*",)),
         Target("tpm-public", _call("imasim.tpm", "parse_public"), ("../corpus/tpm-public/*",)),
+        Target("tpm-pcr-file", _pcr_file, ("../corpus/tpm-pcr-file/*",)),
+        Target("tpm-pcr-values", _pcr_values, ("../corpus/tpm-pcr-values/*",)),
+        Target("tpm-quote-signature", _call("imasim.tpm.verify", "read_signature"),
+               ("../corpus/tpm-signature/*", "../corpus/tpm-quote-signature/*")),
+        Target("pcrread-yaml", _call("imasim.tpm.verify", "parse_pcrread_yaml"),
+               ("../corpus/pcrread-yaml/*",)),
+        Target("pcr-list", _text("imasim.tpm.verify", "parse_pcr_list"),
+               ("../corpus/pcr-list/*",)),
         Target("x509-key", _call("imasim.keys", "parse_key"), ("debian/*.pem",)),
         Target("ima-policy", _text("imasim.ima.policy", "parse_ima_policy"),
                ("../corpus/ima-policy/*",)),

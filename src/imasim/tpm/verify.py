@@ -188,6 +188,9 @@ def _sel_text(selection: Sequence[BankSelection]) -> str:
     return "+".join(map(str, selection)) or "nothing"
 
 
+_PCR_ID: Final = re.compile(r"0[xX]([0-9a-fA-F]+)|(0[0-7]*)|[1-9][0-9]*")
+
+
 def parse_pcr_list(text: str) -> tuple[BankSelection, ...]:
     """A ``-l`` selection as tpm2-tools parses it (``sha256:0,1+sha1:all``).
 
@@ -213,10 +216,8 @@ def parse_pcr_list(text: str) -> tuple[BankSelection, ...]:
         else:
             pcrs = set()
             for p in pcr_text.split(","):
-                try:
-                    i = int(p, 0) if 0 < len(p) <= 3 else -1
-                except ValueError:
-                    i = -1
+                m = _PCR_ID.fullmatch(p) if len(p) <= 3 else None  # strtoul(p, 0), 3 chars
+                i = -1 if m is None else int(p, 16 if m.group(1) else 8 if m.group(2) else 10)
                 if not 0 <= i < 24:
                     raise ParseError("bad PCR index", field="pcr-list", actual=p)
                 pcrs.add(i)
