@@ -37,6 +37,7 @@ def test_sign_verify(version: int, name: str) -> None:
         verify_xattr(value, H.SHA256.hash(b"other"), keyring=ima_ring(name))
     with pytest.raises(KeyNotFoundError):
         verify_xattr(value, d, keyring=ima_ring("stranger"))
+    assert value[:2] == (b"\x03\x02" if version == 2 else b"\x06\x03")
 
 
 @given(st.sampled_from([H.SHA1, H.SHA256, H.SHA512]), st.binary(min_size=4, max_size=4),

@@ -40,7 +40,7 @@ from ..keys.keyring import Blacklist, Keyring
 from ..sig.evm import EVM_XATTRS, evm_data, verify_evm
 from ..sig.modsig import ModuleSignature, split_modsig
 from ..sig.pkcs7 import Usage, verify_pkcs7
-from ..sig.xattr import XattrKind, parse_xattr, verify_xattr
+from ..sig.xattr import XattrKind, XattrOutcome, kernel_xattr_outcome, parse_xattr, verify_xattr
 from .policy import Rule
 
 __all__ = [
@@ -85,6 +85,9 @@ class Cause(enum.Enum):
     SIGNATURE_REQUIRED = "IMA-signature-required"
     INVALID_SIGNATURE = "invalid-signature"
     UNKNOWN_IMA_DATA = "unknown-ima-data"
+    INVALID_SIGNATURE_VERSION = "invalid-signature-version"
+    UNKNOWN = "unknown"
+    """A type-3 signature of version 0: integrity_digsig_verify's -EOPNOTSUPP."""
     MISSING_HMAC = "missing-HMAC"
     INVALID_HMAC = "invalid-HMAC"
     INVALID_FAIL_IMMUTABLE = "invalid-fail-immutable"
@@ -192,6 +195,11 @@ def _cause(content: bytes, xattrs: Mapping[str, bytes], rule: Rule,
         return evm_result
     if raw is None:
         return _verify_modsig(split, keyrings)
+    outcome = kernel_xattr_outcome(raw[0], raw[1]) if len(raw) >= 2 else None
+    if outcome is not None and not outcome.passes_if_verified:
+        # xattr_verify's type/version table refuses it before any key is looked up
+        return (Cause.INVALID_SIGNATURE if outcome is XattrOutcome.SIGNATURE_V1
+                else Cause(outcome.value))
     try:
         v = parse_xattr(raw)
     except (ParseError, UnsupportedAlgorithmError):

@@ -35,7 +35,7 @@ from ..algorithms import HashAlgorithm
 from ..errors import ParseError
 from ..keys.key import Key
 from ..keys.keyring import Blacklist, Keyring
-from .xattr import XattrKind, parse_xattr, sign_xattr, verify_xattr
+from .xattr import XattrKind, _verify_signature, parse_xattr, sign_xattr
 
 __all__ = ["EVM_XATTRS", "evm_data", "evm_digest", "sign_evm", "verify_evm"]
 
@@ -95,4 +95,4 @@ def verify_evm(value: bytes, xattrs: Mapping[str, bytes], *, uid: int, gid: int,
     digest = evm_digest(xattrs, uid=uid, gid=gid, mode=mode, alg=v.hash_algo,
                         portable=v.kind is XattrKind.EVM_PORTABLE_DIGSIG, ino=ino,
                         generation=generation, fs_uuid=fs_uuid, names=names)
-    return verify_xattr(v, digest, keyring=keyring, blacklist=blacklist)
+    return _verify_signature(v, digest, keyring=keyring, blacklist=blacklist)

@@ -41,18 +41,107 @@ from ..keys.key import Key
 from ..keys.keyring import Blacklist, Keyring
 from .pkcs7 import _crypto_hash
 
-__all__ = ["XattrKind", "XattrValue", "parse_xattr", "sign_xattr", "verify_xattr"]
+__all__ = [
+    "KERNEL_XATTR_RULES",
+    "XattrKind",
+    "XattrOutcome",
+    "XattrRejectedError",
+    "XattrValue",
+    "kernel_xattr_outcome",
+    "parse_xattr",
+    "sign_xattr",
+    "verify_xattr",
+]
 
 _HDR: Final = struct.Struct(">BBBIH")
 HASH_ALGO_LAST: Final = 23
 
 
 class XattrKind(enum.IntEnum):
+    """``enum evm_ima_xattr_type`` (security/integrity/integrity.h)."""
+
     DIGEST = 0x01
     DIGSIG = 0x03
     DIGEST_NG = 0x04
     EVM_PORTABLE_DIGSIG = 0x05
     VERITY_DIGSIG = 0x06
+
+
+class XattrOutcome(enum.Enum):
+    """What the kernel's ``xattr_verify`` does with a security.ima value, by its first
+    two bytes (type, and version for the signature types)."""
+
+    DIGEST = "digest"
+    """IMA_XATTR_DIGEST: the bytes are compared with the file digest."""
+    DIGEST_NG = "digest-ng"
+    """IMA_XATTR_DIGEST_NG: hash_algo byte, then compared with the file digest."""
+    SIGNATURE_V1 = "digsig-v1"
+    """``digsig_verify`` (lib/digsig.c): an RSA v1 header, the key a ``user`` key named
+    by a 64-bit id. imasim's keyrings hold asymmetric (X.509) keys only, so it finds no
+    key (-ENOKEY, "invalid-signature"), as a kernel with only X.509 keys in .ima."""
+    SIGNATURE_V2 = "sig-v2"
+    """``asymmetric_verify`` over the file digest."""
+    SIGNATURE_V3 = "sig-v3"
+    """``asymmetric_verify`` over H(``struct ima_file_id``) (``calc_file_id_hash``)."""
+    INVALID_VERSION = "invalid-signature-version"
+    """INTEGRITY_FAIL, cause "invalid-signature-version"."""
+    UNSUPPORTED_VERSION = "unknown"
+    """``integrity_digsig_verify`` returns -EOPNOTSUPP: INTEGRITY_UNKNOWN, cause "unknown"."""
+    UNKNOWN_TYPE = "unknown-ima-data"
+    """INTEGRITY_UNKNOWN, cause "unknown-ima-data" (``xattr_verify``'s default case)."""
+
+    @property
+    def passes_if_verified(self) -> bool:
+        """Can a value with this outcome pass appraisal (a matching digest, or a
+        signature that verifies)?"""
+        return self in (XattrOutcome.DIGEST, XattrOutcome.DIGEST_NG,
+                        XattrOutcome.SIGNATURE_V2, XattrOutcome.SIGNATURE_V3)
+
+
+_O = XattrOutcome
+#: ``xattr_verify`` (security/integrity/ima/ima_appraise.c, 6.1 to 6.12 alike) and
+#: ``integrity_digsig_verify`` (security/integrity/digsig.c) as data: type byte ->
+#: (versions, outcome) in order; a type not listed is UNKNOWN_TYPE. EVM_IMA_XATTR_DIGSIG
+#: refuses version >= 3 before integrity_digsig_verify, whose switch takes 1 (digsig v1)
+#: and 2 and returns -EOPNOTSUPP for 0; IMA_VERITY_DIGSIG takes version 3 only. Type 2
+#: (EVM_XATTR_HMAC) and 5 (EVM_XATTR_PORTABLE_DIGSIG) belong in security.evm.
+KERNEL_XATTR_RULES: Final[dict[int, tuple[tuple[range, XattrOutcome], ...]]] = {
+    XattrKind.DIGEST: ((range(256), _O.DIGEST),),
+    XattrKind.DIGEST_NG: ((range(256), _O.DIGEST_NG),),
+    XattrKind.DIGSIG: ((range(0, 1), _O.UNSUPPORTED_VERSION),
+                       (range(1, 2), _O.SIGNATURE_V1),
+                       (range(2, 3), _O.SIGNATURE_V2),
+                       (range(3, 256), _O.INVALID_VERSION)),
+    XattrKind.VERITY_DIGSIG: ((range(0, 3), _O.INVALID_VERSION),
+                              (range(3, 4), _O.SIGNATURE_V3),
+                              (range(4, 256), _O.INVALID_VERSION)),
+}
+
+#: HASH_ALGO__LAST: 20 before sha3-256/384/512 joined ``enum hash_algo`` (6.7), 23 after
+_HASH_ALGO_LAST_BEFORE_SHA3: Final = 20
+
+
+def kernel_xattr_outcome(type_byte: int, version_byte: int) -> XattrOutcome:
+    """The kernel's verdict class for a security.ima value starting with these bytes.
+
+    >>> kernel_xattr_outcome(3, 2).value, kernel_xattr_outcome(3, 3).value
+    ('sig-v2', 'invalid-signature-version')
+    >>> kernel_xattr_outcome(6, 3).value, kernel_xattr_outcome(5, 2).value
+    ('sig-v3', 'unknown-ima-data')
+    """
+    for versions, outcome in KERNEL_XATTR_RULES.get(type_byte, ()):
+        if version_byte in versions:
+            return outcome
+    return XattrOutcome.UNKNOWN_TYPE
+
+
+class XattrRejectedError(SignatureInvalidError):
+    """The kernel refuses this security.ima value before any key is used; ``outcome``
+    says how (its ``value`` is the audit cause)."""
+
+    def __init__(self, message: str, outcome: XattrOutcome) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +231,11 @@ def _signed_digest(kind: XattrKind, version: int, alg: HashAlgorithm, file_diges
 
 def sign_xattr(file_digest: bytes, *, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
                keyid: bytes, hash_alg: HashAlgorithm = HashAlgorithm.SHA256,
-               version: int = 2, kind: XattrKind = XattrKind.DIGSIG) -> bytes:
-    """A security.ima signature as ``evmctl ima_sign`` writes it (v2), or v3."""
+               version: int = 2, kind: XattrKind | None = None) -> bytes:
+    """A security.ima signature as ``evmctl ima_sign`` writes it (v2, type 3), or v3 (type
+    6, IMA_VERITY_DIGSIG, as ``evmctl sign --veritysig``): the kinds the kernel takes."""
+    if kind is None:
+        kind = XattrKind.VERITY_DIGSIG if version == 3 else XattrKind.DIGSIG
     if len(file_digest) != hash_alg.digest_size:
         raise ParseError("file digest size does not match the algorithm", field="digest")
     if len(keyid) != 4:
@@ -158,15 +250,41 @@ def sign_xattr(file_digest: bytes, *, key: rsa.RSAPrivateKey | ec.EllipticCurveP
 
 
 def verify_xattr(value: XattrValue | bytes, file_digest: bytes, *, keyring: Keyring,
-                 blacklist: Blacklist | None = None) -> Key:
-    """asymmetric_verify: find the key by id:<keyid> in ``keyring`` and verify.
+                 blacklist: Blacklist | None = None,
+                 kernel_version: tuple[int, int] = (6, 12)) -> Key:
+    """xattr_verify for a security.ima signature: the kernel's type/version table
+    (:data:`KERNEL_XATTR_RULES`), then asymmetric_verify: the key id:<keyid> in
+    ``keyring``, over the file digest (v2) or H(ima_file_id) (v3, IMA_VERITY_DIGSIG).
 
-    ``file_digest`` is the file's digest in the signature's hash algorithm. Raises
-    KeyNotFoundError (-ENOKEY), RevokedError, SignatureInvalidError, ParseError.
+    ``file_digest`` is the file's digest in the signature's hash algorithm (for v3, the
+    fs-verity digest when the rule asks for verity). Raises XattrRejectedError (a
+    type/version the kernel refuses), KeyNotFoundError (-ENOKEY), RevokedError,
+    SignatureInvalidError, ParseError, UnsupportedAlgorithmError (-ENOPKG).
     """
-    v = parse_xattr(value) if isinstance(value, bytes | bytearray) else value
-    if not v.is_signature:
+    raw = value.to_bytes() if isinstance(value, XattrValue) else bytes(value)
+    if len(raw) < 2:
+        raise ParseError("security.ima is shorter than type and version", offset=len(raw),
+                         field="version")
+    outcome = kernel_xattr_outcome(raw[0], raw[1])
+    if outcome in (XattrOutcome.DIGEST, XattrOutcome.DIGEST_NG):
         raise ParseError("security.ima holds a digest, not a signature", field="type")
+    if outcome is XattrOutcome.SIGNATURE_V1:
+        raise KeyNotFoundError("a digsig v1 signature names a 'user' key; "
+                               f"{keyring.name} holds asymmetric keys only")
+    if not outcome.passes_if_verified:
+        raise XattrRejectedError(f"security.ima type {raw[0]} version {raw[1]}: "
+                                 f"the kernel refuses it ({outcome.value})", outcome)
+    v = value if isinstance(value, XattrValue) else parse_xattr(raw)
+    assert v.hash_algo is not None
+    if kernel_version < (6, 7) and v.hash_algo.hash_algo >= _HASH_ALGO_LAST_BEFORE_SHA3:
+        raise UnsupportedAlgorithmError(
+            f"hash_algo {v.hash_algo.hash_algo} is beyond HASH_ALGO__LAST before 6.7 (-ENOPKG)")
+    return _verify_signature(v, file_digest, keyring=keyring, blacklist=blacklist)
+
+
+def _verify_signature(v: XattrValue, digest_in: bytes, *, keyring: Keyring,
+                      blacklist: Blacklist | None) -> Key:
+    """asymmetric_verify of a parsed signature_v2_hdr value (security.ima or security.evm)."""
     assert v.hash_algo is not None
     key = keyring.find_asymmetric_key(v.keyid, partial=True)
     if key is None:
@@ -174,7 +292,7 @@ def verify_xattr(value: XattrValue | bytes, file_digest: bytes, *, keyring: Keyr
     bl = blacklist if blacklist is not None else keyring.blacklist
     if bl is not None and bl.is_key_blocked(key):
         raise RevokedError(f"key {key.description!r} is blacklisted")
-    digest = _signed_digest(v.kind, v.version, v.hash_algo, file_digest)
+    digest = _signed_digest(v.kind, v.version, v.hash_algo, digest_in)
     pre = utils.Prehashed(_crypto_hash(v.hash_algo))
     try:
         key.verify(v.signature, digest, pre)
