@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from .algorithms import HashAlgorithm
 from .attest import ReferenceValues, attest
 from .env import FixedClock, SeededEntropy
+from .eventlog.simulate import SimulatedFirmware
 from .ima.codec import MeasurementList
 from .kconfig import PRESETS
 from .keys.generate import NOT_BEFORE, derive_ec_key, make_certificate
@@ -104,7 +105,8 @@ def run_demo() -> DemoReport:
     cfg = PRESETS["generic-6.1-ima-kexec"].with_(module_sig_force=True, kexec_sig_force=True)
     m = Machine.create(config=cfg, banks=BANKS, builtin_keys=[ca_k],
                        cmdline="root=/dev/ram0 ima_policy=tcb ima_appraise=enforce",
-                       clock=clock, entropy=SeededEntropy(b"demo"))
+                       clock=clock, entropy=SeededEntropy(b"demo"),
+                       firmware=SimulatedFirmware())
     m.boot()
     agg = m.measurements[0].file_digest
     step("boot: firmware measured PCRs 0-7, IMA recorded boot_aggregate",

@@ -31,6 +31,7 @@ from . import vfs
 from .algorithms import HashAlgorithm
 from .archive import parse_cpio, parse_tar
 from .env import Clock, Entropy, FixedClock, SeededEntropy
+from .eventlog.codec import EventLog as FirmwareEventLog
 from .ima.codec import MeasurementList
 from .ima.entry import MeasurementEntry
 from .ima.policy import MAY_EXEC, MAY_READ, Hook
@@ -157,6 +158,13 @@ class Machine:
     clock = property(lambda self: self._k.clock, doc="The machine's clock.")
     entropy = property(lambda self: self._entropy, doc="The machine's entropy source.")
     secure_boot = property(lambda self: self._k.secure_boot, doc="The firmware's state.")
+
+    @property
+    def firmware_log(self) -> FirmwareEventLog | None:
+        """The firmware's TCG event log (``binary_bios_measurements``) when the firmware
+        writes one (:class:`imasim.eventlog.simulate.SimulatedFirmware`); kexec keeps it."""
+        log = getattr(self._firmware, "log", None)
+        return log(self._k.tpm.banks) if callable(log) else None
     lockdown = property(lambda self: self._k.lockdown, doc="The kernel's lockdown level.")
     module_sig_enforced = property(lambda self: self._k.module_sig_enforced,
                                    doc="is_module_sig_enforced().")

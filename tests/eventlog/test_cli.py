@@ -68,3 +68,21 @@ def test_command_runs() -> None:
     out = subprocess.run([sys.executable, "-m", "imasim", "eventlog", "replay", str(LOG),
                           "--json"], capture_output=True, text=True, check=True).stdout
     assert set(json.loads(out)) == {"sha1", "sha256", "sha384"}
+
+
+def test_check_with_keylime_refstate(tmp_path: Path, capsys) -> None:
+    sb = REALKERNEL / "k612-uefi-ovmf-secureboot" / "stage1"
+    ref = tmp_path / "refstate.json"
+    ref.write_text(json.dumps({"kernels": [{"kernel_authcode_sha256": "0x" + "00" * 32}]}))
+    args = ["eventlog", "check", str(sb / "tpm0" / "binary_bios_measurements"),
+            "--pcrs", str(sb / "pcrs.json"), "--refstate", str(ref)]
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "no_boot_application" in out and "REJECTED" in out
+    ref.write_text(json.dumps({}))
+    assert main([*args, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["valid"] and doc["judgement"]["secure_boot"] is True
+    assert doc["authenticated"] is False
+    ref.write_text("[1]")
+    assert main(args) == 2

@@ -110,3 +110,40 @@ def test_tampered_real_log_is_named() -> None:
         verify_eventlog(EventLog.parse(dropped), PcrBanks.unauthenticated(st.pcrs()))
     assert {d.pcr for d in ei.value.mismatches} == {7}
     assert {d.bank for d in ei.value.mismatches} == set(log.banks)
+
+
+def _judged(scenario: str, ref):  # type: ignore[no-untyped-def]
+    from imasim.eventlog.judge import judge
+
+    st = next(s for s in STAGES if s.scenario == scenario)
+    log = EventLog.parse((st.path / LOG).read_bytes())
+    return judge(verify_eventlog(log, PcrBanks.unauthenticated(st.pcrs())), ref)
+
+
+def test_judgement_of_the_real_secure_boot_capture() -> None:
+    """OVMF with Secure Boot on and Debian's CA added to db (owner RK_DB_OWNER); OVMF's
+    -kernel loader fell back to its legacy path, so no boot application was measured."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from imasim.eventlog.judge import ReferenceState
+
+    ca = x509.load_pem_x509_certificate(
+        (STAGES[0].path.parents[2] / "debian" / "debian-secure-boot-ca.pem").read_bytes())
+    der = ca.public_bytes(Encoding.DER)
+    v = _judged("k612-uefi-ovmf-secureboot", ReferenceState(require_authenticated=False))
+    s = v.state
+    assert v.ok and s.secure_boot is True and s.changed_events == ()
+    assert ("2b2a9d3e-6f0c-4f3e-9c1a-7e5d4c3b2a10", der) in {
+        (str(sd.owner), sd.data) for sl in s.db or () for sd in sl.signatures}
+    assert all(sl.is_x509 for sl in s.kek or ()) and len(s.kek or ()) == 2
+    assert [sl.is_sha256 for sl in s.dbx or ()] == [True]
+    assert s.applications == () and s.initrd is not None and s.load_options is None
+    strict = _judged("k612-uefi-ovmf-secureboot", ReferenceState(
+        secure_boot=True, boot_digests=frozenset(), require_authenticated=False))
+    assert [r.code for r in strict.reasons] == ["no_boot_application"]
+    off = _judged("k612-uefi-ovmf", ReferenceState(secure_boot=True, require_authenticated=False))
+    assert [r.code for r in off.reasons] == ["secure_boot_off"]
+    assert off.state.pk == () and len(off.state.applications) == 1
+    seabios = _judged("k612-boot-tcb-ima-ng-sha256", ReferenceState(secure_boot=True))
+    assert [r.code for r in seabios.reasons] == ["secure_boot_unknown", "unauthenticated"]

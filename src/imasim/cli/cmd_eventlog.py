@@ -14,6 +14,9 @@ _EPILOG = """examples:
   imasim eventlog show binary_bios_measurements --json     (tpm2_eventlog's fields)
   imasim eventlog replay binary_bios_measurements --bank sha256 --json > pcrs.json
   imasim eventlog check binary_bios_measurements --pcrs pcrs.json
+  imasim eventlog check binary_bios_measurements --pcrs pcrs.json --refstate refstate.json
+PCR values from a file are unauthenticated: the check says whether the log is consistent
+with them; only a verified quote (imasim attest) makes its events trustworthy.
 exit codes: 0 success (check: every PCR the log covers matches), 1 it does not,
   2 bad input or usage
 """
@@ -58,6 +61,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     c.add_argument("file", type=Path, help=_FILE_HELP)
     c.add_argument("--pcrs", type=Path, required=True,
                    help='PCR values, {"sha256": {"0": "<hex>", ...}} (pcrs.json)')
+    c.add_argument("--refstate", type=Path,
+                   help="judge the measured boot against a reference state (Keylime's "
+                   "measured-boot refstate JSON: pk/kek/db/dbx, kernels[] digests, cmdline); "
+                   "Secure Boot is expected on")
     c.add_argument("--json", action="store_true", help="print the result as JSON")
     c.set_defaults(func=_check)
 
@@ -124,10 +131,30 @@ def _check(args: argparse.Namespace) -> int:
             return 1
         raise
     pcr_list = sorted(v.verified_pcrs)
-    if args.json:
-        print(json.dumps({"valid": True, "banks": [b.kernel_name for b in v.banks],
-                          "pcrs": pcr_list, "events": len(v.events)}, indent=1))
-    else:
-        print(f"the log replays to PCR {','.join(map(str, pcr_list))} in "
-              f"{', '.join(b.kernel_name for b in v.banks)} ({len(v.events)} events)")
-    return 0
+    out: dict[str, Any] = {"valid": True, "banks": [b.kernel_name for b in v.banks],
+                           "pcrs": pcr_list, "events": len(v.events), "authenticated": False}
+    ok = True
+    lines = [f"the log replays to PCR {','.join(map(str, pcr_list))} in "
+             f"{', '.join(b.kernel_name for b in v.banks)} ({len(v.events)} events; "
+             "PCR values unauthenticated)"]
+    if args.refstate is not None:
+        from dataclasses import replace
+
+        from ..errors import ParseError
+        from ..eventlog.judge import ReferenceState, judge
+
+        try:
+            doc = json.loads(args.refstate.read_bytes())
+        except ValueError as exc:
+            raise ParseError(f"reference state is not JSON: {exc}", field="refstate") from None
+        if not isinstance(doc, dict):
+            raise ParseError("reference state must be a JSON object", field="refstate")
+        ref = replace(ReferenceState.from_keylime(doc), require_authenticated=False)
+        verdict = judge(v, ref)
+        ok = verdict.ok
+        out["valid"] = ok
+        out["judgement"] = verdict.to_dict()
+        lines.append("measured boot: " + ("as the reference state says" if ok else "REJECTED"))
+        lines.extend(f"  {r.code}: {r.message}" for r in verdict.reasons)
+    print(json.dumps(out, indent=1) if args.json else "\n".join(lines))
+    return 0 if ok else 1
