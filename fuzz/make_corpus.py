@@ -235,5 +235,79 @@ def pe_corpus() -> None:
     put("pe-parse", "truncated-in-table.efi", signed[:n - 100])
 
 
+def eventlog_corpus() -> None:
+    """Seeds of every event kind (a simulated OVMF log) and logs with lying length fields."""
+    from dataclasses import replace
+
+    from imasim.eventlog import EventLog, EventType
+    from imasim.eventlog.simulate import BootImage, UefiBoot, ovmf_log, seabios_log
+    from imasim.eventlog.uefi import EFI_GLOBAL_VARIABLE, VariableData
+
+    banks = [H.SHA1, H.SHA256]
+    pki_certs = [pki()["root"].der]
+
+    def patched(base: bytes, at: int, fmt: str, *v: int) -> bytes:
+        b = bytearray(base)
+        struct.pack_into(fmt, b, at, *v)
+        return bytes(b)
+
+    good = ovmf_log(banks, UefiBoot(secure_boot=True, pk=tuple(pki_certs), db=tuple(pki_certs),
+                                    dbx=(bytes(32),), authority=pki_certs[0],
+                                    images=(BootImage("/EFI/BOOT/BOOTX64.EFI", make_pe()),),
+                                    cmdline="root=/dev/vda", initrd=b"initrd"))
+    raw = good.encode()
+    put("eventlog", "ovmf-secure-boot.bin", raw)
+    put("eventlog", "seabios.bin", seabios_log(banks).encode())
+    hdr = len(good.events[0].encode())
+    put("eventlog", "header-only.bin", raw[:hdr])
+    put("eventlog", "truncated-in-digest.bin", raw[:hdr + 20])
+    put("eventlog", "digest-count-4GiB.bin", patched(raw, hdr + 8, "<I", 0xFFFFFFFF))
+    put("eventlog", "pcr-index-4GiB.bin", patched(raw, hdr, "<I", 0xFFFFFFFF))
+    put("eventlog", "unknown-algorithm.bin", patched(raw, hdr + 12, "<H", 0x0099))
+    first = good.events[1]
+    size_at = hdr + len(first.encode()) - len(first.data) - 4
+    put("eventlog", "event-size-4GiB.bin", patched(raw, size_at, "<I", 0xFFFFFFF0))
+    put("eventlog", "spec-algorithms-4GiB.bin", patched(raw, 32 + 24, "<I", 0xFFFFFFFF))
+    put("eventlog", "spec-algorithms-0.bin", patched(raw, 32 + 24, "<I", 0))
+    put("eventlog", "spec-vendor-size-255.bin", patched(raw, hdr - 1, "<B", 255))
+    put("eventlog", "sha1-format-garbage.bin", bytes(range(256)) * 4)
+    put("eventlog", "sha1-format-size-4GiB.bin", struct.pack("<II20sI", 0, 1, bytes(20),
+                                                             0xFFFFFFFF))
+    # events whose data lies about its own structure (the digests are recomputed)
+    def var(name: str, value: bytes) -> bytes:
+        return VariableData(EFI_GLOBAL_VARIABLE, name, value).encode()
+
+    nasty = [
+        (7, EventType.EV_EFI_VARIABLE_DRIVER_CONFIG, bytes(16) + struct.pack(
+            "<QQ", 2**63, 2**63)),
+        (7, EventType.EV_EFI_VARIABLE_DRIVER_CONFIG,
+         var("db", struct.pack("<16sIII", bytes(16), 0xFFFFFFFF, 0, 16))),
+        (7, EventType.EV_EFI_VARIABLE_DRIVER_CONFIG,
+         var("dbx", struct.pack("<16sIII", bytes(16), 28, 0, 0))),
+        (7, EventType.EV_EFI_VARIABLE_AUTHORITY, var("db", b"x")),
+        (1, EventType.EV_EFI_VARIABLE_BOOT, var("Boot0001", b"\x01\x00\x00\x00\xff\xff")),
+        (1, EventType.EV_EFI_VARIABLE_BOOT, var("BootOrder", b"\x01")),
+        (1, EventType.EV_EFI_VARIABLE_BOOT, bytes(16) + struct.pack("<QQ", 1, 0) + b"\x00\xd8"),
+        (4, EventType.EV_EFI_BOOT_SERVICES_APPLICATION, struct.pack("<QQQQ", 0, 0, 0, 2**64 - 1)),
+        (4, EventType.EV_EFI_BOOT_SERVICES_APPLICATION, struct.pack("<QQQQ", 0, 0, 0, 4)
+         + b"\x04\x04\xff\xff"),
+        (5, EventType.EV_EFI_GPT_EVENT, bytes(92) + struct.pack("<Q", 2**60)),
+        (0, EventType.EV_EFI_PLATFORM_FIRMWARE_BLOB2, b"\xff"),
+        (0, EventType.EV_EFI_PLATFORM_FIRMWARE_BLOB, b"\x00" * 3),
+        (0, EventType.EV_NO_ACTION, b"StartupLocality\x00\x03"),
+        (8, EventType.EV_IPL, b"grub_cmd linux\x00"),
+        (8, EventType.EV_IPL, b"\n\n\x00'\\"),
+        (9, EventType.EV_EVENT_TAG, struct.pack("<II", 0x8F3B22EC, 2**32 - 1)),
+    ]
+    log = EventLog.build(banks, nasty)
+    put("eventlog", "lying-event-data.bin", log.encode())
+    # one bank missing from an event: replay cannot go on in that bank
+    ev = log.events[1]
+    short = replace(ev, digests=ev.digests[:1])
+    put("eventlog", "missing-bank-digest.bin",
+        EventLog(log.format, log.spec_id, (log.events[0], short, *log.events[2:])).encode())
+
+
 if __name__ == "__main__":
     main()
+    eventlog_corpus()

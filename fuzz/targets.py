@@ -162,6 +162,27 @@ def _spc_indirect_data(data: bytes) -> object:
     return spc.content_octets, ac._mscode_parse(spc.content_octets)
 
 
+def _eventlog(data: bytes) -> object:
+    """Parse, round trip, decode as tpm2_eventlog (both versions), replay, verify, judge."""
+    el = importlib.import_module("imasim.eventlog")
+    events = importlib.import_module("imasim.eventlog.events")
+    replay = importlib.import_module("imasim.eventlog.replay")
+    judge = importlib.import_module("imasim.eventlog.judge")
+    pcrs = importlib.import_module("imasim.tpm.pcrs")
+    log = el.EventLog.parse(data)
+    if log.encode() != data:
+        raise AssertionError("a log that parses must re-serialize to the same bytes")
+    docs = [events.describe_log(log, version=v) for v in (1, 2)]
+    summaries = [events.summary(e) for e in log.events]
+    r = replay.replay(log)
+    values = {a: dict(b) for a, b in r.values.items() if b}
+    if not values:
+        return docs, summaries
+    v = replay.verify_eventlog(log, pcrs.PcrBanks.unauthenticated(values),
+                               pcr_indices=r.extended)
+    return docs, summaries, judge.judge(v, judge.ReferenceState(secure_boot=True))
+
+
 @dataclass(frozen=True)
 class Target:
     name: str
@@ -208,6 +229,8 @@ TARGETS: dict[str, Target] = {
                ("realkernel/k612-ipe/ipe-policies/*.policy", "../corpus/ipe-policy/*")),
         Target("cpio", _call("imasim.archive", "parse_cpio"), ("../corpus/cpio/*",)),
         Target("tar", _call("imasim.archive", "parse_tar"), ("../corpus/tar/*",)),
+        Target("eventlog", _eventlog, ("realkernel/*/stage1/tpm0/binary_bios_measurements",
+                                       "../corpus/eventlog/*")),
     )
 }
 

@@ -12,7 +12,10 @@ never raises for a failed check: every outcome is evidence in the
    quoted PCRs 0-9 give?
 4. Which entries fail the reference values (unknown path, wrong digest, stored template
    digest that does not match its data)?
-5. With a keyring: do the signatures the list carries verify (an ima-sig/ima-sigv2
+5. With the firmware's TCG event log: does it replay to the same PCR values (PCR 0-9 and
+   any other it extends), and, with a measured-boot reference state, is the boot as
+   expected (Secure Boot, keys, boot applications, command line; :mod:`imasim.eventlog`)?
+6. With a keyring: do the signatures the list carries verify (an ima-sig/ima-sigv2
    entry's ``sig`` field over its file digest, as asymmetric_verify checks security.ima;
    an ima-modsig entry's ``modsig`` PKCS#7 over its ``d-modsig`` digest; an evm-sig
    entry's portable ``evmsig`` over the xattrs and inode metadata the entry carries)? With
@@ -35,6 +38,9 @@ from typing import Any, BinaryIO
 
 from .algorithms import HashAlgorithm
 from .errors import ImasimError, ParseError, UsageError, VerificationError
+from .eventlog.check import FirmwareLogCheck, check_firmware_log
+from .eventlog.codec import EventLog
+from .eventlog.judge import ReferenceState
 from .ima.entry import MeasurementEntry
 from .ima.fields import DigestWithAlgo
 from .ima.replay import (
@@ -357,6 +363,8 @@ class AttestationReport:
     verified_entries: int = 0
     entries: int = 0
     quote_failure: ImasimError | None = field(default=None, compare=False, repr=False)
+    firmware_log: FirmwareLogCheck | None = None
+    """The firmware event log's check, when one was given."""
 
     @property
     def authenticated(self) -> bool:
@@ -367,7 +375,8 @@ class AttestationReport:
     def status(self) -> AttestationStatus:
         """TRUSTED, CONSISTENT (nothing failed but no quote vouches) or NOT_TRUSTED."""
         consistent = (self.replay is not None and self.replay.matched
-                      and self.boot_aggregate_ok and not self.failures)
+                      and self.boot_aggregate_ok and not self.failures
+                      and (self.firmware_log is None or self.firmware_log.ok))
         if self.quote_error is not None or not consistent:
             return AttestationStatus.NOT_TRUSTED
         return AttestationStatus.TRUSTED if self.authenticated else AttestationStatus.CONSISTENT
@@ -395,6 +404,7 @@ class AttestationReport:
             "failures": [{"index": f.index, "path": f.path, "verdict": f.verdict.value,
                           "detail": f.detail} for f in self.failures],
             "notes": list(self.notes),
+            "firmware_log": None if self.firmware_log is None else self.firmware_log.to_dict(),
         }
 
     def to_json(self) -> str:
@@ -421,6 +431,8 @@ class AttestationReport:
                              f"{list(self.replay.bad_digests)}")
         lines.append(f"verified entries: {self.verified_entries} of {self.entries}")
         lines.append(f"boot_aggregate: {'ok' if self.boot_aggregate_ok else 'MISMATCH'}")
+        if self.firmware_log is not None:
+            lines.append(self.firmware_log.summary())
         for f in self.failures[:20]:
             lines.append(f"  entry {f.index} {f.path}: {f.verdict.value} {f.detail}".rstrip())
         if len(self.failures) > 20:
@@ -586,6 +598,8 @@ def attest(
     ignore_violations: bool = False,
     ignore_pcrs: Iterable[int] = (),
     digest_alg: HashAlgorithm = HashAlgorithm.SHA1,
+    eventlog: EventLog | None = None,
+    measured_boot: ReferenceState | None = None,
 ) -> AttestationReport:
     """Check a quote and a measurement list together; see the module docstring.
 
@@ -599,7 +613,9 @@ def attest(
     appraised; an entry in a PCR the quote does not cover fails (unless in
     ``ignore_pcrs``); a violation fails unless ``ignore_violations`` (or
     ``reference.allow_violations``). ``digest_alg`` is the list's template-digest
-    algorithm (sha1, or the bank of a 6.10+ per-bank list).
+    algorithm (sha1, or the bank of a 6.10+ per-bank list). ``eventlog`` (the firmware's
+    ``binary_bios_measurements``) must replay to the same PCR values; ``measured_boot``
+    judges what it says (:func:`imasim.eventlog.check.check_firmware_log`).
     """
     quote_parts = (quote_attest, quote_signature, ak_public, nonce)
     pcrs: PcrBanks | None = None
@@ -663,8 +679,9 @@ def attest(
     note = _kexec_note(entries, result)
     if note:
         notes.append(note)
+    fw = check_firmware_log(eventlog, pcrs, measured_boot) if eventlog is not None else None
     return AttestationReport(quote_ok, err, result, agg_ok, tuple(failures), tuple(notes),
-                             pcrs, verified, n, failure)
+                             pcrs, verified, n, failure, fw)
 
 
 def _quoted_pcrs(vq: Any) -> PcrBanks:

@@ -179,7 +179,13 @@ def run_demo() -> DemoReport:
     entries = list(carried)
     report = attest(quote_attest=q.attest, quote_signature=q.signature,
                     ak_public=ak.public_pem, nonce=nonce, pcr_values=pcrs, entries=entries,
-                    reference=reference)
+                    reference=reference, eventlog=m.firmware_log)
+    fw = report.firmware_log
+    step("verifier: the firmware's TCG event log (binary_bios_measurements) replays to the "
+         "quoted PCRs 0-9, which give boot_aggregate",
+         fw.summary() if fw is not None else "no log",
+         fw is not None and fw.ok and fw.verified is not None
+         and fw.verified.verified_pcrs >= frozenset(range(10)))
     flagged = sorted({f.path for f in report.failures})
     attempts = ["/lib/modules/rootkit.ko", "/usr/local/bin/dropper"]
     evidence_ok = (report.quote_valid and report.boot_aggregate_ok and report.replay is not None
@@ -219,6 +225,7 @@ def run_demo() -> DemoReport:
     lst = MeasurementList(entries)
     rep.artifacts = {
         "binary_runtime_measurements": lst.to_bytes(),
+        "binary_bios_measurements": m.firmware_log.encode() if m.firmware_log else b"",
         "ascii_runtime_measurements": lst.to_ascii().encode(),
         "tpm-state.json": tpm.to_json().encode(),
         "quote.msg": q.attest, "quote.sig": q.signature,

@@ -33,6 +33,7 @@ tasks:
   imasim boot SCENARIO -o DIR         run a scenario file (docs/scenarios/) on a simulated kernel
   imasim tpm --help                   a software TPM 2.0 spelled like tpm2-tools
   imasim log --help                   show, convert, replay and check IMA measurement lists
+  imasim eventlog --help              the firmware's TCG event log: show, replay, check
   imasim attest --help                one call: quote + list + reference values -> report
   imasim modsig --help                appended (module) signatures: sign, verify, show, strip
   imasim imasig --help                security.ima signatures: sign, verify, show

@@ -128,6 +128,8 @@ def _variable(ev: Event, version: int) -> dict[str, Any]:
                                        else "No"}
                 return out
             if name in ("db", "Shim"):
+                if len(value) < 16:
+                    raise _Unparsed
                 out["VariableData"] = [{"SignatureOwner": str(Guid.from_bytes(value[:16])),
                                         "SignatureData": value[16:].hex()}]
                 return out

@@ -59,6 +59,9 @@ class Guid:
 
     @classmethod
     def from_bytes(cls, data: bytes | memoryview) -> Guid:
+        if len(data) != 16:
+            raise ParseError(f"a GUID has 16 bytes, not {len(data)}", field="GUID",
+                             expected=16, actual=len(data))
         return cls(uuid.UUID(bytes_le=bytes(data)))
 
     def encode(self) -> bytes:
