@@ -31,7 +31,13 @@ from dataclasses import dataclass, field
 
 from .._wire import Reader
 from ..algorithms import HashAlgorithm
-from ..errors import LimitExceededError, ParseError, UnsupportedAlgorithmError, UsageError
+from ..errors import (
+    LimitExceededError,
+    ParseError,
+    TruncatedError,
+    UnsupportedAlgorithmError,
+    UsageError,
+)
 from ..limits import DEFAULT_LIMITS, Limits
 
 __all__ = [
@@ -357,7 +363,7 @@ def parse_eventlog(data: bytes | bytearray | memoryview, *,
     buf = bytes(mv)
     end = len(buf)
     if end < _HDR1.size:
-        raise ParseError(f"an event log needs at least {_HDR1.size} bytes", offset=0,
+        raise TruncatedError(f"an event log needs at least {_HDR1.size} bytes", offset=0,
                          field="TCG_PCR_EVENT", expected=f">= {_HDR1.size}", actual=end)
     pcr, etype, digest, size = _HDR1.unpack_from(buf, 0)
     is_agile = (etype == EventType.EV_NO_ACTION and pcr == 0 and digest == bytes(20)
@@ -367,7 +373,7 @@ def parse_eventlog(data: bytes | bytearray | memoryview, *,
         events = _parse_sha1(buf, 0, end, limits)
         return EventLog(LogFormat.SHA1, None, events)
     if size > end - _HDR1.size:
-        raise ParseError(f"eventDataSize {size} exceeds the remaining {end - _HDR1.size} bytes",
+        raise TruncatedError(f"eventDataSize {size} exceeds the remaining {end - _HDR1.size} bytes",
                          offset=_HDR1.size - 4, field="eventDataSize",
                          path=("event[0]",), expected=f"<= {end - _HDR1.size}", actual=size)
     header_data = buf[_HDR1.size:_HDR1.size + size]
@@ -387,7 +393,7 @@ def _parse_sha1(buf: bytes, pos: int, end: int, limits: Limits) -> tuple[Event, 
             raise LimitExceededError(f"more than {limits.max_entries} events", offset=pos,
                                      field="event", expected=f"<= {limits.max_entries}")
         if end - pos < _HDR1.size:
-            raise ParseError(f"event header needs {_HDR1.size} bytes, {end - pos} remain",
+            raise TruncatedError(f"event header needs {_HDR1.size} bytes, {end - pos} remain",
                              offset=pos, field="TCG_PCR_EVENT", path=(f"event[{n}]",),
                              expected=_HDR1.size, actual=end - pos)
         pcr, etype, digest, size = unpack(buf, pos)
@@ -396,7 +402,7 @@ def _parse_sha1(buf: bytes, pos: int, end: int, limits: Limits) -> tuple[Event, 
                              path=(f"event[{n}]",), expected=f"< {_PCR_COUNT}", actual=pcr)
         dstart = pos + _HDR1.size
         if size > end - dstart:
-            raise ParseError(f"eventDataSize {size} exceeds the remaining {end - dstart} bytes",
+            raise TruncatedError(f"eventDataSize {size} exceeds the remaining {end - dstart} bytes",
                              offset=dstart - 4, field="eventDataSize", path=(f"event[{n}]",),
                              expected=f"<= {end - dstart}", actual=size)
         out.append(Event(n, pcr, etype, (Digest(0x0004, digest),), buf[dstart:dstart + size],
@@ -422,7 +428,7 @@ def _parse_agile(buf: bytes, pos: int, end: int, spec: SpecIdEvent,
                                      field="event", expected=f"<= {max_events}")
         start = pos
         if end - pos < _HDR2.size:
-            raise ParseError(f"event header needs {_HDR2.size} bytes, {end - pos} remain",
+            raise TruncatedError(f"event header needs {_HDR2.size} bytes, {end - pos} remain",
                              offset=pos, field="TCG_PCR_EVENT2", path=(f"event[{n}]",),
                              expected=_HDR2.size, actual=end - pos)
         pcr, etype, count = unpack_hdr(buf, pos)
@@ -437,7 +443,7 @@ def _parse_agile(buf: bytes, pos: int, end: int, spec: SpecIdEvent,
         digests: list[Digest] = []
         for _ in range(count):
             if end - pos < 2:
-                raise ParseError("truncated digest", offset=pos, field="hashAlg",
+                raise TruncatedError("truncated digest", offset=pos, field="hashAlg",
                                  path=(f"event[{n}]",), expected=2, actual=end - pos)
             (alg,) = unpack_u16(buf, pos)
             dsize = sizes.get(alg)
@@ -450,18 +456,18 @@ def _parse_agile(buf: bytes, pos: int, end: int, spec: SpecIdEvent,
                                  field="hashAlg", path=(f"event[{n}]",))
             pos += 2
             if end - pos < dsize:
-                raise ParseError(f"digest needs {dsize} bytes, {end - pos} remain", offset=pos,
+                raise TruncatedError(f"digest needs {dsize} bytes, {end - pos} remain", offset=pos,
                                  field="digest", path=(f"event[{n}]",), expected=dsize,
                                  actual=end - pos)
             digests.append(Digest(alg, buf[pos:pos + dsize]))
             pos += dsize
         if end - pos < 4:
-            raise ParseError("truncated eventSize", offset=pos, field="eventSize",
+            raise TruncatedError("truncated eventSize", offset=pos, field="eventSize",
                              path=(f"event[{n}]",), expected=4, actual=end - pos)
         (size,) = unpack_u32(buf, pos)
         pos += 4
         if size > end - pos:
-            raise ParseError(f"eventSize {size} exceeds the remaining {end - pos} bytes",
+            raise TruncatedError(f"eventSize {size} exceeds the remaining {end - pos} bytes",
                              offset=pos - 4, field="eventSize", path=(f"event[{n}]",),
                              expected=f"<= {end - pos}", actual=size)
         out.append(Event(n, pcr, etype, tuple(digests), buf[pos:pos + size], start))
