@@ -34,6 +34,7 @@ from .errors import (
     UnsupportedAlgorithmError,
     UsageError,
 )
+from .ima import archpolicy
 from .ima.appraise import (
     AUDIT_INTEGRITY_DATA,
     AUDIT_INTEGRITY_PCR,
@@ -44,6 +45,7 @@ from .ima.appraise import (
     Inode,
     appraise,
 )
+from .ima.archpolicy import ArchPolicy
 from .ima.entry import MeasurementEntry
 from .ima.fields import DigestWithAlgo, FieldValue
 from .ima.policy import (
@@ -52,7 +54,6 @@ from .ima.policy import (
     Hook,
     ImaPolicy,
     MatchResult,
-    arch_policy,
     builtin_policy,
     parse_ima_policy,
 )
@@ -140,23 +141,20 @@ class Kernel:
     @property
     def module_sig_enforced(self) -> bool:
         """is_module_sig_enforced(): CONFIG_MODULE_SIG_FORCE or the secure-boot arch policy."""
-        return self.config.module_sig_force or (self.arch_policy_active and
-                                                self.config.module_sig)
+        return self.config.module_sig_force or self._arch.module_sig_enforced
 
     @property
     def kexec_sig_enforced(self) -> bool:
         """kexec's sig_enforce: CONFIG_KEXEC_SIG_FORCE or set_kexec_sig_enforced() by the
-        secure-boot arch policy."""
-        return self.config.kexec_sig_force or (self.arch_policy_active and
-                                               self.config.kexec_sig)
+        secure-boot arch policy (5.18+, EFI architectures only)."""
+        return self.config.kexec_sig_force or self._arch.kexec_sig_enforced
+
+    @property
+    def _arch(self) -> ArchPolicy:
+        return archpolicy.arch_rules(self.config, secure_boot=self.secure_boot)
 
     def arch_rules(self) -> str:
-        if not self.arch_policy_active:
-            return ""
-        cfg = self.config
-        return arch_policy(kexec_sig=cfg.kexec_sig, module_sig=cfg.module_sig,
-                           machine_keyring_policy=cfg.integrity_machine_keyring and
-                           cfg.ima_keyrings_permit_signed_by_builtin_or_secondary)
+        return self._arch.rules
 
     def ima_hash(self, opts: BootOptions) -> HashAlgorithm:
         h = opts.ima_hash or self.config.ima_default_hash

@@ -173,12 +173,16 @@ def verify_kexec_image(image: bytes, *, arch: str, keyrings: Sequence[Keyring],
     x86_64 and arm64 check a PE image's Authenticode signature
     (kexec_kernel_verify_pe_sig -> verify_pefile_signature); s390x checks an appended
     module-style signature (s390_verify_sig: a missing or non-PKCS#7 trailer is
-    -EKEYREJECTED). The image-hash (``bin:``) blacklist is not consulted here."""
+    -EKEYREJECTED). ppc64le has no KEXEC_SIG in mainline (its kernel images are appraised
+    by IMA's arch policy); with ``kexec_sig`` on, a ppc64le kernel is the 2021 patch set
+    "KEXEC_SIG with appended signature" (not merged as of 6.12), which checks an
+    appended signature as s390 does. Any other architecture is refused (UsageError).
+    The image-hash (``bin:``) blacklist is not consulted here."""
     if not keyrings:
         raise UsageError("no keyring to verify the kexec image against")
     if arch in ("x86_64", "arm64"):
         return verify_authenticode(image, keyrings=keyrings, blacklist=blacklist).keyring
-    if arch != "s390x":
+    if arch not in ("s390x", "ppc64le"):
         raise UsageError(f"kexec image verification for {arch!r} is not modelled")
     split = split_modsig(image)
     if split is None:

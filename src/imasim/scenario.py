@@ -37,7 +37,9 @@ Actions (``op``): ``boot`` (done first automatically unless the first action is 
 sha256 ``bin:`` hash, or ``key`` for its ``tbs:`` hash), ``unpack_initramfs`` and
 ``extract_tar`` (``files``: a list of file tables, packed into a cpio or pax tar first),
 ``quote`` (``nonce`` hex, ``pcrs`` like ``"sha256:0-10"``: the quote files
-``tpm2_checkquote`` reads).
+``tpm2_checkquote`` reads), and what a verifier sees as allow/deny: ``replay`` (the list
+replays to the PCRs), ``measured`` (``name``: an entry of that name is in the list),
+``boot_aggregate`` (``digest``: the list's boot_aggregate, hex).
 
 >>> s = parse_scenario('''
 ... [machine]
@@ -75,6 +77,7 @@ from .archive import ArchiveMember, write_cpio, write_tar
 from .env import SeededEntropy
 from .errors import ImasimError, ParseError, UsageError
 from .ima.policy import MAY_READ, MAY_WRITE
+from .ima.replay import MatchStatus, match
 from .ipe.verity import sign_fsverity
 from .kconfig import PRESETS, KernelConfig
 from .keys.generate import derive_ec_key, make_certificate
@@ -97,7 +100,7 @@ _OPS: Final = _ACCESS | {"boot", "load_policy", "add_key", "close", "write_file"
                          "kexec_execute", "power_cycle", "critical_data", "blacklist",
                          "unpack_initramfs", "extract_tar", "quote", "mount_dm_verity",
                          "enable_fsverity", "ipe_load_policy", "ipe_activate",
-                         "ipe_enforce"}
+                         "ipe_enforce", "replay", "measured", "boot_aggregate"}
 
 
 def _bad(message: str, where: str) -> ParseError:
@@ -283,8 +286,9 @@ class _Runner:
     def machine(self) -> Machine:
         spec = self.data.get("machine", {})
         cfg = PRESETS[spec.get("preset", "generic-6.1-ima-kexec")]
-        if spec.get("config"):
-            cfg = cfg.with_(**spec["config"])
+        if spec.get("config"):  # TOML arrays are lists; KernelConfig wants tuples
+            cfg = cfg.with_(**{k: tuple(v) if isinstance(v, list) else v
+                               for k, v in spec["config"].items()})
         try:
             banks = [HashAlgorithm.from_name(b) for b in spec.get("banks", ["sha1", "sha256"])]
         except ImasimError as exc:
@@ -453,12 +457,30 @@ def _act(r: _Runner, m: Machine, run: ScenarioRun, i: int, a: Mapping[str, Any]
             if m.ipe is None:
                 raise UsageError("IPE is not enabled")
             m.ipe.set_enforce(bool(a.get("value", True)))
+        elif op in ("replay", "measured", "boot_aggregate"):
+            res = _check(m, op, a)
     except (ImasimError, KeyError) as exc:
         reason = f"{type(exc).__name__}: {exc}"
         return ActionResult(i, op, target, "error", reason, expect)
     if res is None:
         return ActionResult(i, op, target, "ok", "", expect)
     return ActionResult(i, op, target, "allow" if res.allowed else "deny", res.reason, expect)
+
+
+def _check(m: Machine, op: str, a: Mapping[str, Any]) -> AccessResult:
+    """What a verifier would see, as an outcome: ``replay`` allows when the current list
+    replays to the TPM's PCRs, ``measured`` when an entry named ``name`` is in it,
+    ``boot_aggregate`` when the list's first boot_aggregate is ``digest`` (hex)."""
+    lst = m.measurements
+    if op == "replay":
+        status = match(lst, m.pcr_values()).status
+        return AccessResult(status is MatchStatus.MATCH, reason=status.value)
+    if op == "measured":
+        found = any(e.event_name == str(a.get("name")) for e in lst)
+        return AccessResult(found, reason="" if found else "not in the list")
+    d = next((e.file_digest for e in lst if e.event_name == "boot_aggregate"), None)
+    agg = d.digest.hex() if d is not None else ""
+    return AccessResult(agg == str(a.get("digest", "")).lower(), reason=agg)
 
 
 def _quote(m: Machine, run: ScenarioRun, a: Mapping[str, Any], i: int) -> None:
