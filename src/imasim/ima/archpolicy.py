@@ -20,11 +20,12 @@ does depends on the architecture and the kernel:
   state but the arch policy is empty and forces nothing.
 
 >>> from imasim.kconfig import KernelConfig
->>> arch_rules(KernelConfig(arch="s390x"), secure_boot=True)
+>>> on = KernelConfig(ima_arch_policy=True)
+>>> arch_rules(on.with_(arch="s390x"), secure_boot=True)
 ArchPolicy(rules='', module_sig_enforced=False, kexec_sig_enforced=False)
->>> arch_rules(KernelConfig(version=(5, 15)), secure_boot=True).kexec_sig_enforced
+>>> arch_rules(on.with_(version=(5, 15)), secure_boot=True).kexec_sig_enforced
 False
->>> arch_rules(KernelConfig(version=(6, 1)), secure_boot=True).kexec_sig_enforced
+>>> arch_rules(on.with_(version=(6, 1)), secure_boot=True).kexec_sig_enforced
 True
 """
 
