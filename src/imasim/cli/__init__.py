@@ -40,6 +40,7 @@ tasks:
   imasim pe --help                    PE/COFF Authenticode: digest, verify, sign, show
   imasim ipe --help                   IPE policies: check, eval, sign; fs-verity/dm-verity digests
   imasim kexec --help                 pack and unpack the IMA kexec buffer
+  imasim fleet --help                 many machines: simulate bundles, verify on Dask, tabulate
 
 exit codes: 0 success, 1 verification failed, 2 bad input or usage
 """

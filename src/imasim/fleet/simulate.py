@@ -1,0 +1,397 @@
+"""A simulated fleet: N machines of one kind running varied software, some compromised.
+
+Every machine is the same simulated kernel (Debian-like 6.1 with IMA_KEXEC,
+``ima_policy=tcb ima_hash=sha256``, TPM banks sha1 and sha256, firmware in PCRs 0-7)
+booted by :class:`imasim.machine.Machine`, which then executes ~``entries`` files of the
+packages it installed from a shared pool (each package in one of up to three versions).
+Each machine quotes sha256 PCRs 0-10 with its own ECC attestation key, qualified by the
+verifier's challenge.
+
+Booting a :class:`~imasim.machine.Machine` per machine costs ~0.2 s per 1,000 entries, so
+the fleet is derived from one booted machine instead: each pool file's record and
+template digests are computed once (with :func:`imasim.ima.ima_ng_entry`, as the kernel
+stores them), a machine's list is those records in its execution order, its PCR 10 the
+replay of them, and its TPM the booted machine's state with that PCR 10
+(:meth:`SoftTpm.from_json`). :func:`machine_reference` runs one machine on a real
+``Machine`` instead, and the tests check the two agree byte for byte. The kexec case
+always runs on a real ``Machine``.
+
+Compromised machines (``tamper``) are compromised in one of :data:`TAMPER_KINDS`, spread
+round-robin, with the ground truth (:class:`GroundTruth`) of what a sound verifier must
+say. Everything is a function of the seed: the same spec gives the same bytes.
+
+>>> spec = FleetSpec(machines=3, tamper=1, seed=7, entries=20)
+>>> fleet = simulate_fleet(spec)
+>>> [(t.machine, t.tamper, t.verdict) for t in fleet.truth]  # doctest: +NORMALIZE_WHITESPACE
+[('m000000', None, 'trusted'), ('m000001', 'unknown-binary', 'untrusted'),
+ ('m000002', None, 'trusted')]
+>>> len(fleet.bundles[0].measurement_list) > 0, len(fleet.challenges[0])
+(True, 20)
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ..algorithms import HashAlgorithm
+from ..errors import UsageError
+from ..ima.builders import ima_ng_entry
+from ..ima.entry import MeasurementEntry
+from ..machine import Machine
+from ..tpm.marshal import PcrSelection
+from ..tpm.soft_tpm import SoftTpm
+from ..tpm.verify import write_pcr_file
+from .bundle import EvidenceBundle
+
+__all__ = [
+    "CMDLINE",
+    "TAMPER_KINDS",
+    "Fleet",
+    "FleetSpec",
+    "GroundTruth",
+    "fleet_policy",
+    "machine_id",
+    "machine_reference",
+    "simulate_fleet",
+    "simulate_machines",
+]
+
+H1, H256 = HashAlgorithm.SHA1, HashAlgorithm.SHA256
+
+#: The kernel command line of every simulated machine.
+CMDLINE: Final = "ima_policy=tcb ima_hash=sha256"
+_PRESET: Final = "custom-6.1-ima-kexec"
+_QUOTED: Final = PcrSelection({H256: list(range(11))})
+
+#: The ways a machine is compromised, each with the check a sound verifier fails it on.
+TAMPER_KINDS: Final[dict[str, str]] = {
+    "unknown-binary": "unknown-path",        # ran a binary no policy knows
+    "changed-digest": "digest-mismatch",     # ran a modified (trojaned) pool binary
+    "forged-pcr-file": "quote",              # hid a binary: PCR file claims PCRs not quoted
+    "truncated-list": "replay",              # hid the last entries by cutting the list
+    "reordered-list": "replay",              # swapped two entries of the list
+    "replayed-quote": "quote",               # resent an old, clean bundle (old nonce)
+    "missing-kexec-carry-over": "replay",    # kexec'd on a kernel that copies at load
+}
+
+_KEXEC_KERNEL: Final = "/boot/vmlinuz-6.1.0-next-amd64"
+_KEXEC_INITRD: Final = "/boot/initrd.img-6.1.0-next-amd64"
+_KEXEC_CMDLINE: Final = f"root=/dev/vda ro {CMDLINE}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FleetSpec:
+    """What to simulate. ``entries`` is the list length of an untampered machine."""
+
+    machines: int
+    tamper: int = 0
+    seed: int = 0
+    entries: int = 1000
+    packages: int = 200
+
+    def __post_init__(self) -> None:
+        if self.machines < 0 or not 0 <= self.tamper <= self.machines:
+            raise UsageError("need 0 <= tamper <= machines")
+        if not 10 <= self.entries <= 100_000:
+            raise UsageError("entries must be 10..100000")
+        if self.packages < 1:
+            raise UsageError("packages must be at least 1")
+
+    def to_dict(self) -> dict[str, int]:
+        """The spec as ``fleet.json`` records it."""
+        return {"machines": self.machines, "tamper": self.tamper, "seed": self.seed,
+                "entries": self.entries, "packages": self.packages}
+
+
+@dataclass(frozen=True, slots=True)
+class GroundTruth:
+    """What a sound verifier must say about one machine, and why."""
+
+    machine: str
+    tamper: str | None
+    verdict: str
+    """``trusted`` or ``untrusted``."""
+    check: str | None
+    """The check the machine fails (:data:`TAMPER_KINDS`), None when trusted."""
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row of ``ground-truth.json``."""
+        return {"machine": self.machine, "tamper": self.tamper, "verdict": self.verdict,
+                "check": self.check, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class Fleet:
+    """A simulated fleet: bundles, the verifier's challenges, ground truth, the policy."""
+
+    spec: FleetSpec
+    bundles: tuple[EvidenceBundle, ...]
+    challenges: tuple[bytes, ...]
+    truth: tuple[GroundTruth, ...]
+    policy: bytes
+    """A Keylime runtime policy (JSON) allowing every version of every pool file."""
+
+
+def machine_id(index: int) -> str:
+    """``m000042``: the id of machine ``index``."""
+    return f"m{index:06d}"
+
+
+# -- the package pool and the booted base machine ---------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Record:
+    path: str
+    content: bytes
+    raw: bytes          # the binary record, as the kernel writes it
+    sha1: bytes         # template hash per bank (what is extended into PCR 10)
+    sha256: bytes
+
+
+def _record(path: str, content: bytes) -> _Record:
+    e = ima_ng_entry(path, H256.hash(content), H256)
+    return _Record(path, content, e.to_bytes(), e.template_digest, e.template_hash(H256))
+
+
+@dataclass(frozen=True, slots=True)
+class _Pool:
+    packages: tuple[tuple[tuple[_Record, ...], ...], ...]  # package -> version -> files
+    base_entries: tuple[MeasurementEntry, ...]             # what the booted kernel recorded
+    base_state: str                                        # its TPM (SoftTpm.to_json)
+    policy: bytes
+    kexec_files: tuple[tuple[str, bytes], ...]
+
+
+def _rng(seed: int, *parts: object) -> random.Random:
+    return random.Random(":".join(map(str, ("imasim-fleet", seed, *parts))))
+
+
+def _digest(seed: int, *parts: object) -> bytes:
+    return hashlib.sha256(":".join(map(str, ("imasim-fleet", seed, *parts))).encode()).digest()
+
+
+_DIRS: Final = ("/usr/bin", "/usr/sbin", "/usr/lib/x86_64-linux-gnu", "/usr/libexec")
+
+
+@functools.lru_cache(maxsize=4)
+def _pool(seed: int, npackages: int) -> _Pool:
+    """The pool for ``seed`` (memoised per process: a pure function of its arguments)."""
+    rng = _rng(seed, "pool")
+    packages = []
+    digests: dict[str, set[str]] = {}
+    for p in range(npackages):
+        name = f"pkg{p:03d}"
+        nfiles = rng.randint(4, 40)
+        paths = [f"{rng.choice(_DIRS)}/{name}-{j}" if j else f"/usr/bin/{name}"
+                 for j in range(nfiles)]
+        versions = []
+        for v in range(rng.randint(1, 3)):
+            files = tuple(_record(path, f"{name} {v}.0 {path} {seed}".encode())
+                          for path in paths)
+            for r in files:
+                digests.setdefault(r.path, set()).add(hashlib.sha256(r.content).hexdigest())
+            versions.append(files)
+        packages.append(tuple(versions))
+    kexec_files = ((_KEXEC_KERNEL, f"kernel {seed}".encode()),
+                   (_KEXEC_INITRD, f"initrd {seed}".encode()))
+    for path, content in kexec_files:
+        digests[path] = {hashlib.sha256(content).hexdigest()}
+    digests["kexec-cmdline"] = {hashlib.sha256(_KEXEC_CMDLINE.encode()).hexdigest()}
+    m = _booted()
+    policy = {"meta": {"version": 1, "generator": "imasim fleet simulate"},
+              "release": 0, "digests": {p: sorted(d) for p, d in sorted(digests.items())},
+              "excludes": [], "keyrings": {}, "ima": {"ignored_keyrings": [],
+                                                      "log_hash_alg": "sha1"}}
+    return _Pool(tuple(packages), tuple(m.measurements), m.tpm.to_json(),
+                 json.dumps(policy, indent=1).encode() + b"\n", kexec_files)
+
+
+def _booted() -> Machine:
+    m = Machine.create(preset=_PRESET, cmdline=CMDLINE)
+    m.boot()
+    return m
+
+
+# -- one machine -------------------------------------------------------------------------
+def _software(pool: _Pool, spec: FleetSpec, rng: random.Random) -> list[_Record]:
+    """The files a machine executes, in order: whole packages (a random version each)
+    until the list holds ``spec.entries`` entries."""
+    want = spec.entries - len(pool.base_entries)
+    order = list(range(len(pool.packages)))
+    rng.shuffle(order)
+    files: list[_Record] = []
+    for p in order:
+        if len(files) >= want:
+            break
+        versions = pool.packages[p]
+        files += versions[rng.randrange(len(versions))]
+    files = files[:want]
+    rng.shuffle(files)
+    return files
+
+
+def _replay(start: dict[HashAlgorithm, bytes], records: Sequence[_Record]
+            ) -> dict[HashAlgorithm, bytes]:
+    s1, s256 = start[H1], start[H256]
+    sha1, sha256 = hashlib.sha1, hashlib.sha256
+    for r in records:
+        s1 = sha1(s1 + r.sha1).digest()
+        s256 = sha256(s256 + r.sha256).digest()
+    return {H1: s1, H256: s256}
+
+
+def _tpm(pool: _Pool, pcr10: dict[HashAlgorithm, bytes]) -> SoftTpm:
+    state = json.loads(pool.base_state)
+    for alg, v in pcr10.items():
+        state["pcrs"][alg.kernel_name][10] = v.hex()
+    return SoftTpm.from_json(json.dumps(state))
+
+
+def _evidence(machine: str, tpm: SoftTpm, ak_seed: bytes, nonce: bytes, listed: bytes, *,
+              selection: PcrSelection = _QUOTED, pcr_file: bytes | None = None
+              ) -> EvidenceBundle:
+    ak = tpm.create_ak("ecc", seed=ak_seed)
+    q = tpm.quote(ak, selection, nonce)
+    if pcr_file is None:
+        pcr_file = write_pcr_file(q.selection, [v for _, _, v in q.pcr_values])
+    return EvidenceBundle(machine=machine, quote_message=q.attest, quote_signature=q.signature,
+                          pcr_file=pcr_file, ak_public=ak.public_pem, nonce=nonce,
+                          measurement_list=listed)
+
+
+def _odd(seed: int, machine: str, what: str) -> _Record:
+    return _record(f"/tmp/.{what}-{machine}", b"not from the pool " + _digest(seed, machine, what))
+
+
+def _machine(spec: FleetSpec, index: int, tamper: str | None
+             ) -> tuple[EvidenceBundle, bytes, GroundTruth]:
+    pool = _pool(spec.seed, spec.packages)
+    mid = machine_id(index)
+    rng = _rng(spec.seed, "machine", index)
+    challenge = _digest(spec.seed, mid, "challenge")[:20]
+    ak_seed = _digest(spec.seed, mid, "ak")
+    files = _software(pool, spec, rng)
+    base = b"".join(e.to_bytes() for e in pool.base_entries)
+    tpm0 = json.loads(pool.base_state)["pcrs"]
+    start = {a: bytes.fromhex(tpm0[a.kernel_name][10]) for a in (H1, H256)}
+    detail = ""
+    if tamper == "missing-kexec-carry-over":
+        return _kexec_machine(spec, pool, mid, files, challenge, ak_seed)
+    if tamper == "unknown-binary":
+        files.insert(rng.randrange(len(files) + 1), _odd(spec.seed, mid, "miner"))
+        detail = "executed a binary from no package"
+    elif tamper == "changed-digest":
+        k = rng.randrange(len(files))
+        files[k] = _record(files[k].path, files[k].content + b" trojaned")
+        detail = f"executed a modified {files[k].path}"
+    ran = files  # what the kernel measured and extended, in order
+    listed = files  # what the list shows
+    if tamper == "truncated-list":
+        ran = [*files, _odd(spec.seed, mid, "implant")]
+        listed = files[:len(files) - rng.randint(0, 3)]
+        detail = f"cut the list after {len(pool.base_entries) + len(listed)} entries"
+    elif tamper == "reordered-list":
+        k = rng.randrange(len(files) - 1)
+        listed = [*files[:k], files[k + 1], files[k], *files[k + 2:]]
+        detail = f"swapped entries {len(pool.base_entries) + k} and the next"
+    elif tamper == "forged-pcr-file":
+        k = rng.randrange(len(files) + 1)
+        ran = [*files[:k], _odd(spec.seed, mid, "implant"), *files[k:]]
+        detail = "quoted PCRs 0-9 only, PCR file claims PCR 10 of a list without the implant"
+    tpm = _tpm(pool, _replay(start, ran))
+    body = base + b"".join(r.raw for r in listed)
+    if tamper == "forged-pcr-file":
+        forged = _replay(start, listed)[H256]
+        values = [tpm.read(H256, i) for i in range(10)] + [forged]
+        bundle = _evidence(mid, tpm, ak_seed, challenge, body,
+                           selection=PcrSelection({H256: list(range(10))}),
+                           pcr_file=write_pcr_file(_QUOTED, values))
+    elif tamper == "replayed-quote":
+        k = rng.randrange(len(files) // 2, len(files))
+        old_nonce = _digest(spec.seed, mid, "old challenge")[:20]
+        old = _tpm(pool, _replay(start, files[:k]))
+        bundle = _evidence(mid, old, ak_seed, old_nonce,
+                           base + b"".join(r.raw for r in files[:k]))
+        detail = f"resent the bundle of an earlier round ({len(pool.base_entries) + k} entries)"
+    else:
+        bundle = _evidence(mid, tpm, ak_seed, challenge, body)
+    truth = GroundTruth(mid, tamper, "untrusted" if tamper else "trusted",
+                        TAMPER_KINDS[tamper] if tamper else None, detail)
+    return bundle, challenge, truth
+
+
+def _kexec_machine(spec: FleetSpec, pool: _Pool, mid: str, files: list[_Record],
+                   challenge: bytes, ak_seed: bytes) -> tuple[EvidenceBundle, bytes, GroundTruth]:
+    """A real Machine: runs a third of its files, kexec-loads the next kernel, runs a
+    third, executes the kexec (the list copied at load comes along), runs the rest."""
+    m = _booted()
+    for path, content in pool.kexec_files:
+        m.add_file(path, content)
+    for r in files:
+        m.add_file(r.path, r.content)
+    a, b = len(files) // 3, 2 * len(files) // 3
+    for r in files[:a]:
+        m.exec(r.path)
+    m.kexec_load(_KEXEC_KERNEL, _KEXEC_INITRD, _KEXEC_CMDLINE)
+    for r in files[a:b]:
+        m.exec(r.path)
+    m.kexec_execute()
+    for r in files[b:]:
+        m.exec(r.path)
+    bundle = _evidence(mid, m.tpm, ak_seed, challenge, m.measurements.to_bytes())
+    lost = len(m.lost_measurements)
+    return bundle, challenge, GroundTruth(
+        mid, "missing-kexec-carry-over", "untrusted", "replay",
+        f"kexec on a kernel that copies the list at load: {lost} measurements in PCR 10 "
+        f"are not in the list")
+
+
+def machine_reference(spec: FleetSpec, index: int) -> tuple[EvidenceBundle, bytes]:
+    """Machine ``index`` of an untampered fleet, run on a real :class:`Machine` (every
+    file added and executed): the bundle and challenge :func:`simulate_fleet` derives
+    for it must be the same bytes."""
+    pool = _pool(spec.seed, spec.packages)
+    mid = machine_id(index)
+    files = _software(pool, spec, _rng(spec.seed, "machine", index))
+    m = _booted()
+    for r in files:
+        m.add_file(r.path, r.content)
+        m.exec(r.path)
+    challenge = _digest(spec.seed, mid, "challenge")[:20]
+    return (_evidence(mid, m.tpm, _digest(spec.seed, mid, "ak"), challenge,
+                      m.measurements.to_bytes()), challenge)
+
+
+def _tampered(spec: FleetSpec) -> dict[int, str]:
+    chosen = sorted(_rng(spec.seed, "tamper").sample(range(spec.machines), spec.tamper))
+    kinds = list(TAMPER_KINDS)
+    return {i: kinds[n % len(kinds)] for n, i in enumerate(chosen)}
+
+
+def simulate_machines(spec: FleetSpec, indices: Sequence[int]
+                      ) -> Iterator[tuple[EvidenceBundle, bytes, GroundTruth]]:
+    """Machines ``indices`` of the fleet: (bundle, the verifier's challenge, truth) each.
+    Any subset, in any process, gives the same machines (for parallel simulation)."""
+    tampered = _tampered(spec)
+    for i in indices:
+        if not 0 <= i < spec.machines:
+            raise UsageError(f"machine {i} is not in a fleet of {spec.machines}")
+        yield _machine(spec, i, tampered.get(i))
+
+
+def fleet_policy(spec: FleetSpec) -> bytes:
+    """The Keylime runtime policy of the fleet's pool."""
+    return _pool(spec.seed, spec.packages).policy
+
+
+def simulate_fleet(spec: FleetSpec) -> Fleet:
+    """The whole fleet in memory (for small fleets; the CLI streams machines to disk)."""
+    out = list(simulate_machines(spec, range(spec.machines)))
+    return Fleet(spec, tuple(b for b, _, _ in out), tuple(c for _, c, _ in out),
+                 tuple(t for _, _, t in out), fleet_policy(spec))

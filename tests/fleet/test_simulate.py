@@ -1,0 +1,108 @@
+"""The simulated fleet: deterministic, derived machines byte-identical to a Machine that
+executes the same files, every kind of compromise present with its ground truth."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+from pathlib import Path
+
+import pytest
+
+from imasim.attest import ReferenceValues
+from imasim.errors import UsageError
+from imasim.fleet.io import bundle_paths, read_bundle, write_fleet
+from imasim.fleet.simulate import (
+    TAMPER_KINDS,
+    FleetSpec,
+    machine_reference,
+    simulate_fleet,
+    simulate_machines,
+)
+from imasim.ima.codec import parse_measurement_list
+from imasim.tpm.verify import parse_pcr_file, verify_quote
+
+SPEC = FleetSpec(machines=21, tamper=7, seed=11, entries=120)
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes() -> None:
+    a, b = simulate_fleet(SPEC), simulate_fleet(SPEC)
+    assert a == b
+    c = simulate_fleet(FleetSpec(machines=21, tamper=7, seed=12, entries=120))
+    assert all(x.measurement_list != y.measurement_list for x, y in zip(a.bundles, c.bundles,
+                                                                        strict=True))
+    # any subset of machines, in any order, gives the same machines
+    some = list(simulate_machines(SPEC, [20, 3]))
+    assert [s[0] for s in some] == [a.bundles[20], a.bundles[3]]
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_derived_machine_equals_a_machine_running_the_same_files(index: int) -> None:
+    """The fast derivation (records and PCR 10 computed once per pool file) gives the
+    very bytes a simulated Machine gives after adding and executing the same files."""
+    fleet = simulate_fleet(FleetSpec(machines=3, seed=11, entries=300))
+    assert machine_reference(fleet.spec, index) == (fleet.bundles[index],
+                                                    fleet.challenges[index])
+
+
+def test_every_kind_of_compromise_with_its_ground_truth() -> None:
+    fleet = simulate_fleet(SPEC)
+    kinds = [t.tamper for t in fleet.truth if t.tamper]
+    assert sorted(kinds) == sorted(TAMPER_KINDS)
+    for b, c, t in zip(fleet.bundles, fleet.challenges, fleet.truth, strict=True):
+        assert t.machine == b.machine
+        assert (t.verdict == "trusted") == (t.tamper is None)
+        entries = parse_measurement_list(b.measurement_list)
+        sel, values = parse_pcr_file(b.pcr_file)
+        if t.tamper == "replayed-quote":
+            assert b.nonce != c  # the old bundle, its old nonce included
+            verify_quote(b.quote_message, b.quote_signature, b.ak_public, nonce=b.nonce,
+                         pcr_values=values)
+            continue
+        assert b.nonce == c
+        vq = verify_quote(b.quote_message, b.quote_signature, b.ak_public, nonce=c,
+                          pcr_values=values)
+        quoted = vq.attest.pcr_select.items()
+        if t.tamper == "forged-pcr-file":
+            assert [list(p) for _, p in quoted] == [list(range(10))]
+            assert [list(p) for _, p in sel.items()] == [list(range(11))]
+        else:
+            assert [list(p) for _, p in quoted] == [list(range(11))]
+        if t.tamper in (None, "unknown-binary", "changed-digest"):
+            assert len(entries) == SPEC.entries + (t.tamper == "unknown-binary")
+        if t.tamper == "missing-kexec-carry-over":
+            aggs = [i for i, e in enumerate(entries) if e.event_name == "boot_aggregate"]
+            assert len(aggs) == 2
+
+
+def test_policy_allows_the_pool_and_nothing_else() -> None:
+    fleet = simulate_fleet(SPEC)
+    ref = ReferenceValues.from_keylime_json(fleet.policy)
+    for b, t in zip(fleet.bundles, fleet.truth, strict=True):
+        if t.tamper is None:
+            for e in parse_measurement_list(b.measurement_list)[1:]:
+                assert e.file_digest is not None
+                assert e.file_digest.digest.hex() in ref.digests[e.event_name]
+    assert not any(p.startswith("/tmp/") for p in ref.digests)
+
+
+def test_spec_bounds() -> None:
+    for bad in ({"machines": 2, "tamper": 3}, {"machines": -1}, {"machines": 1, "entries": 5}):
+        with pytest.raises(UsageError):
+            FleetSpec(**bad)  # type: ignore[arg-type]
+
+
+def test_write_fleet_in_parallel_writes_the_same_files(tmp_path: Path) -> None:
+    spec = FleetSpec(machines=130, tamper=9, seed=2, entries=20)
+    one = write_fleet(spec, tmp_path / "one")
+    two = write_fleet(spec, tmp_path / "two", workers=2)
+    for name in ("policy.json", "challenges.json", "ground-truth.json", "fleet.json"):
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+    paths = bundle_paths(one)
+    assert len(paths) == 130
+    for p in paths:
+        cmp = filecmp.dircmp(p, two / "machines" / p.name)
+        assert not (cmp.diff_files or cmp.left_only or cmp.right_only)
+    truth = json.loads((one / "ground-truth.json").read_text())
+    assert sum(t["tamper"] is not None for t in truth) == 9
+    assert read_bundle(paths[0]).machine == "m000000"

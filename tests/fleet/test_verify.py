@@ -1,0 +1,204 @@
+"""``fleet verify``: every verdict equals the ground truth, on a real Dask LocalCluster
+(scheduler + 2 worker processes) and in one process, and bundles made by hand from real
+kernel captures verify as the attestation call judges them directly."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from realdata import REALKERNEL
+
+from imasim.algorithms import HashAlgorithm
+from imasim.attest import ReferenceValues, attest
+from imasim.cli import main
+from imasim.fleet.bundle import EvidenceBundle
+from imasim.fleet.io import write_bundle, write_fleet
+from imasim.fleet.simulate import TAMPER_KINDS, FleetSpec, simulate_fleet
+from imasim.fleet.verify import verify_bundle, verify_paths
+from imasim.ima.codec import parse_measurement_list
+from imasim.tpm.marshal import PcrSelection
+from imasim.tpm.soft_tpm import STATE_FORMAT, SoftTpm
+from imasim.tpm.verify import parse_pcr_file, write_pcr_file
+
+distributed = pytest.importorskip("distributed")
+pq = pytest.importorskip("pyarrow.parquet")
+
+#: Compromises the verifier on main does not catch yet (issue 17: attest replays the list
+#: against PCR values the quote does not cover). Empty this when that lands.
+KNOWN_GAPS = frozenset({"forged-pcr-file"})
+
+SPEC = FleetSpec(machines=60, tamper=21, seed=4, entries=80)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    c = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                 dashboard_address=":0", silence_logs=logging.ERROR)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture(scope="module")
+def fleet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_fleet(SPEC, tmp_path_factory.mktemp("fleet"))
+
+
+def _check(truth: dict[str, Any], got: dict[str, Any]) -> bool:
+    return got["verdict"] == truth["verdict"] and (
+        truth["check"] is None or truth["check"] in got["checks"])
+
+
+def test_fleet_verify_on_a_local_cluster_equals_ground_truth(
+        cluster: Any, fleet_dir: Path, tmp_path: Path) -> None:
+    assert len(cluster.workers) == 2
+    assert all(w.process is not None for w in cluster.workers.values())  # processes
+    out = tmp_path / "verdicts"
+    rc = main(["fleet", "verify", str(fleet_dir), "--policy", str(fleet_dir / "policy.json"),
+               "--out", str(out), "--scheduler", cluster.scheduler_address,
+               "--batch-size", "7"])
+    assert rc == 1  # some machines are compromised
+    got = {v["machine"]: v for v in json.loads((tmp_path / "verdicts.json").read_text())}
+    truth = json.loads((fleet_dir / "ground-truth.json").read_text())
+    assert sorted(got) == sorted(t["machine"] for t in truth)
+    wrong = [(t, got[t["machine"]]) for t in truth if not _check(t, got[t["machine"]])]
+    assert [t["tamper"] for t, _ in wrong if t["tamper"] not in KNOWN_GAPS] == []
+    # the Parquet table holds the same verdicts
+    table = pq.read_table(tmp_path / "verdicts.parquet").to_pylist()
+    assert {r["machine"]: r for r in table} == got
+    assert set(table[0]) == {"machine", "verdict", "checks", "entries", "verified_entries",
+                             "failing_entries", "reason"}
+    clean = [got[t["machine"]] for t in truth if t["tamper"] is None]
+    assert all(v["verified_entries"] == v["entries"] == SPEC.entries for v in clean)
+
+
+@pytest.mark.parametrize("kind", [
+    pytest.param(k, marks=pytest.mark.xfail(reason="issue 17: attest trusts PCR values "
+                                            "the quote does not cover", strict=False))
+    if k in KNOWN_GAPS else k for k in TAMPER_KINDS])
+def test_each_compromise_is_caught_in_one_process(kind: str) -> None:
+    fleet = simulate_fleet(FleetSpec(machines=7, tamper=7, seed=9, entries=50))
+    ref = ReferenceValues.from_keylime_json(fleet.policy)
+    for b, c, t in zip(fleet.bundles, fleet.challenges, fleet.truth, strict=True):
+        if t.tamper == kind:
+            v = verify_bundle(b, ref, nonce=c)
+            assert (v.verdict, t.check in v.checks) == ("untrusted", True), v
+
+
+def test_replayed_quote_passes_only_when_the_bundle_nonce_is_trusted() -> None:
+    """With no record of the challenges (the bundle's own nonce.bin) a resent old bundle
+    verifies: why fleet verify wants --challenges unless told --bundle-nonces."""
+    fleet = simulate_fleet(FleetSpec(machines=6, tamper=6, seed=9, entries=50))
+    ref = ReferenceValues.from_keylime_json(fleet.policy)
+    (b,) = [b for b, t in zip(fleet.bundles, fleet.truth, strict=True)
+            if t.tamper == "replayed-quote"]
+    assert verify_bundle(b, ref).trusted
+    assert not verify_bundle(b, ref, nonce=fleet.challenges[fleet.bundles.index(b)]).trusted
+
+
+def test_cli_local_cluster_and_the_challenges_rule(fleet_dir: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "v.parquet"
+    base = ["fleet", "verify", str(fleet_dir), "--policy", str(fleet_dir / "policy.json"),
+            "--out", str(out)]
+    assert main([*base, "--workers", "1", "--json"]) == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["machines"] == 60 and summary["untrusted"] == 21 - sum(
+        1 for k in KNOWN_GAPS for _ in range(3))
+    assert (tmp_path / "v.json").is_file()
+    # no record of the challenges: refused unless the bundle nonces are trusted explicitly
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / "machines").symlink_to(fleet_dir / "machines")
+    assert main([*base[:2], str(lone), *base[3:]]) == 2
+    assert "--challenges" in capsys.readouterr().err
+
+
+def test_unreadable_bundle_and_missing_challenge(fleet_dir: Path, tmp_path: Path) -> None:
+    ref = ReferenceValues.from_keylime_json((fleet_dir / "policy.json").read_bytes())
+    bad = tmp_path / "m999999"
+    bad.mkdir()
+    (bad / "bundle.json").write_text("{}")
+    good = fleet_dir / "machines" / "m000000"
+    v = verify_paths([bad, good], ref, {})
+    assert [(x.machine, x.checks) for x in v] == [("m999999", ("malformed",)),
+                                                  ("m000000", ("no-challenge",))]
+
+
+# -- bundles by hand from real captures --------------------------------------------------
+def _capture_tpm(pcrs_json: Path) -> SoftTpm:
+    """imasim's TPM holding the PCR values the real machine's TPM held."""
+    doc = json.loads(pcrs_json.read_text())
+    banks = [HashAlgorithm.from_name(a) for a in doc]
+    state = {"format": STATE_FORMAT, "banks": [a.kernel_name for a in banks],
+             "pcrs": {a.kernel_name: [doc[a.kernel_name][str(i)].lower() for i in range(24)]
+                      for a in banks},
+             "reset_count": 0, "restart_count": 0, "clock_ms": 0, "startup_locality": 0,
+             "saved_state": None, "keys": {}}
+    return SoftTpm.from_json(json.dumps(state))
+
+
+CAPTURES = ["boot-tcb-ima-ng-sha256/stage1", "custom-ima-kexec-carry/stage2",
+            "kexec-carry/stage1"]
+
+
+def _capture_bundle(name: str) -> tuple[EvidenceBundle, bytes]:
+    stage = REALKERNEL / name
+    tpm = _capture_tpm(stage / "pcrs.json")
+    ak = tpm.create_ak("ecc", seed=name.encode())
+    nonce = HashAlgorithm.SHA1.hash(name.encode())
+    q = tpm.quote(ak, PcrSelection({HashAlgorithm.SHA256: list(range(11))}), nonce)
+    machine = name.replace("/", "-")
+    return EvidenceBundle(
+        machine=machine, quote_message=q.attest, quote_signature=q.signature,
+        pcr_file=write_pcr_file(q.selection, [v for _, _, v in q.pcr_values]),
+        ak_public=ak.public_pem, nonce=nonce,
+        measurement_list=(stage / "ima" / "binary_runtime_measurements").read_bytes()), nonce
+
+
+def _policy_of(lists: list[bytes]) -> bytes:
+    """A runtime policy allowing every file the lists measured (as keylime-policy create
+    runtime makes one from a list)."""
+    digests: dict[str, set[str]] = {}
+    for data in lists:
+        for e in parse_measurement_list(data):
+            d = e.file_digest
+            if d is not None and not e.is_violation and e.event_name != "boot_aggregate":
+                digests.setdefault(e.event_name, set()).add(d.digest.hex())
+    return json.dumps({"meta": {"version": 1},
+                       "digests": {p: sorted(d) for p, d in digests.items()}}).encode()
+
+
+def test_real_capture_bundles_verify_as_attest_judges_them(cluster: Any, tmp_path: Path
+                                                           ) -> None:
+    bundles = [_capture_bundle(n) for n in CAPTURES]
+    policy = _policy_of([b.measurement_list for b, _ in bundles])
+    (tmp_path / "policy.json").write_bytes(policy)
+    (tmp_path / "challenges.json").write_text(json.dumps({b.machine: n.hex()
+                                                          for b, n in bundles}))
+    for b, _ in bundles:
+        write_bundle(tmp_path / "machines", b)
+    rc = main(["fleet", "verify", str(tmp_path), "--policy", str(tmp_path / "policy.json"),
+               "--out", str(tmp_path / "v"), "--scheduler", cluster.scheduler_address])
+    got = {v["machine"]: v for v in json.loads((tmp_path / "v.json").read_text())}
+    ref = ReferenceValues.from_keylime_json(policy)
+    for b, nonce in bundles:
+        _, values = parse_pcr_file(b.pcr_file)
+        direct = attest(quote_attest=b.quote_message, quote_signature=b.quote_signature,
+                        ak_public=b.ak_public, nonce=nonce, pcr_values=values,
+                        entries=parse_measurement_list(b.measurement_list), reference=ref)
+        v = got[b.machine]
+        assert v["verdict"] == ("trusted" if direct.trusted else "untrusted")
+        assert direct.quote_valid and direct.boot_aggregate_ok
+        # every capture holds a violation (a ToMToU/open-writers record): Keylime's
+        # default, like imasim's, fails it; the quote, the replay and boot_aggregate hold
+        assert v["checks"] == ["violation"], v
+        assert v["verified_entries"] == v["entries"] == len(
+            parse_measurement_list(b.measurement_list))
+    assert rc == 1
