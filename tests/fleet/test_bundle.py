@@ -11,13 +11,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from tools import need
 
 from imasim.errors import LimitExceededError, ParseError, UsageError
 from imasim.fleet.bundle import FILES, EvidenceBundle
 from imasim.fleet.io import bundle_paths, read_bundle, write_bundle
 from imasim.fleet.simulate import FleetSpec, simulate_machines
 from imasim.limits import Limits
+from tools import need
 
 SPEC = FleetSpec(machines=14, tamper=7, seed=5, entries=40)
 

@@ -5,7 +5,7 @@ A fleet folder, as ``imasim fleet simulate`` writes it::
     DIR/fleet.json           {"format": "imasim-fleet/1", "spec": {...}}
     DIR/policy.json          Keylime runtime policy of the fleet's software
     DIR/challenges.json      {"m000000": "<hex nonce>", ...}: the verifier's own record
-    DIR/ground-truth.json    [{"machine", "tamper", "verdict", "check", "detail"}, ...]
+    DIR/ground-truth.json    [{"machine", "tamper", "verdict", "checks", "detail"}, ...]
     DIR/machines/<id>/       one evidence bundle per machine (or <id>.tar)
 
 >>> import tempfile

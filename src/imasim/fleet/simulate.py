@@ -69,15 +69,24 @@ CMDLINE: Final = "ima_policy=tcb ima_hash=sha256"
 _PRESET: Final = "custom-6.1-ima-kexec"
 _QUOTED: Final = PcrSelection({H256: list(range(11))})
 
-#: The ways a machine is compromised, each with the check a sound verifier fails it on.
-TAMPER_KINDS: Final[dict[str, str]] = {
-    "unknown-binary": "unknown-path",        # ran a binary no policy knows
-    "changed-digest": "digest-mismatch",     # ran a modified (trojaned) pool binary
-    "forged-pcr-file": "quote",              # hid a binary: PCR file claims PCRs not quoted
-    "truncated-list": "replay",              # hid the last entries by cutting the list
-    "reordered-list": "replay",              # swapped two entries of the list
-    "replayed-quote": "quote",               # resent an old, clean bundle (old nonce)
-    "missing-kexec-carry-over": "replay",    # kexec'd on a kernel that copies at load
+#: The ways a machine is compromised, each with the checks a sound verifier fails it on
+#: (at least one of them).
+TAMPER_KINDS: Final[dict[str, tuple[str, ...]]] = {
+    # ran a binary no policy knows
+    "unknown-binary": ("unknown-path",),
+    # ran a modified (trojaned) pool binary
+    "changed-digest": ("digest-mismatch",),
+    # hid a binary: the quote covers PCRs 0-9, the PCR file claims a PCR 10 too (refused
+    # as tpm2_checkquote refuses it, or its list entries are in a PCR no quote covers)
+    "forged-pcr-file": ("quote", "uncovered-pcr"),
+    # hid the last entries by cutting the list
+    "truncated-list": ("replay",),
+    # swapped two entries of the list
+    "reordered-list": ("replay",),
+    # resent an old, clean bundle (its old nonce)
+    "replayed-quote": ("quote",),
+    # kexec'd on a kernel that copies the list at load
+    "missing-kexec-carry-over": ("replay",),
 }
 
 _KEXEC_KERNEL: Final = "/boot/vmlinuz-6.1.0-next-amd64"
@@ -117,14 +126,20 @@ class GroundTruth:
     tamper: str | None
     verdict: str
     """``trusted`` or ``untrusted``."""
-    check: str | None
-    """The check the machine fails (:data:`TAMPER_KINDS`), None when trusted."""
+    checks: tuple[str, ...]
+    """The checks the machine fails, at least one of them (:data:`TAMPER_KINDS`); empty
+    when trusted."""
     detail: str = ""
+
+    def agrees(self, verdict: str, failed: Sequence[str]) -> bool:
+        """Does a verifier's verdict and failing checks agree with this truth?"""
+        return verdict == self.verdict and (not self.checks or
+                                            any(c in failed for c in self.checks))
 
     def to_dict(self) -> dict[str, Any]:
         """The row of ``ground-truth.json``."""
         return {"machine": self.machine, "tamper": self.tamper, "verdict": self.verdict,
-                "check": self.check, "detail": self.detail}
+                "checks": list(self.checks), "detail": self.detail}
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,7 +337,7 @@ def _machine(spec: FleetSpec, index: int, tamper: str | None
     else:
         bundle = _evidence(mid, tpm, ak_seed, challenge, body)
     truth = GroundTruth(mid, tamper, "untrusted" if tamper else "trusted",
-                        TAMPER_KINDS[tamper] if tamper else None, detail)
+                        TAMPER_KINDS[tamper] if tamper else (), detail)
     return bundle, challenge, truth
 
 
@@ -347,7 +362,7 @@ def _kexec_machine(spec: FleetSpec, pool: _Pool, mid: str, files: list[_Record],
     bundle = _evidence(mid, m.tpm, ak_seed, challenge, m.measurements.to_bytes())
     lost = len(m.lost_measurements)
     return bundle, challenge, GroundTruth(
-        mid, "missing-kexec-carry-over", "untrusted", "replay",
+        mid, "missing-kexec-carry-over", "untrusted", ("replay",),
         f"kexec on a kernel that copies the list at load: {lost} measurements in PCR 10 "
         f"are not in the list")
 

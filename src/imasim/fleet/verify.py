@@ -84,7 +84,7 @@ def attest_bundle(bundle: EvidenceBundle, reference: ReferenceValues | None, *,
                                      digest_alg=bundle.list_digest_alg)
     report = attest(quote_attest=bundle.quote_message, quote_signature=bundle.quote_signature,
                     ak_public=bundle.ak_public, nonce=nonce, pcr_values=values,
-                    entries=entries, reference=reference)
+                    entries=entries, reference=reference, digest_alg=bundle.list_digest_alg)
     return report, len(entries)
 
 
@@ -92,27 +92,26 @@ def _verdict(machine: str, report: AttestationReport, entries: int) -> MachineVe
     checks: list[str] = []
     reasons: list[str] = []
     if not report.quote_valid:
+        # nothing vouches for any PCR value: the list was not replayed against anything
         checks.append("quote")
         reasons.append(str(report.quote_error))
-    r = report.replay
-    if r is None or not r.matched:
-        checks.append("replay")
-        reasons.append("the list does not replay to the quoted PCRs" if r is not None
-                       else "the quote covers no PCR the list extends")
-    if not report.boot_aggregate_ok:
-        checks.append("boot-aggregate")
+    else:
+        r = report.replay
+        if r is None or not r.matched:
+            checks.append("replay")
+            reasons.append("the list does not replay to the quoted PCRs" if r is not None
+                           else "the quote covers no PCR the list extends")
+        if not report.boot_aggregate_ok:
+            checks.append("boot-aggregate")
     for f in report.failures:
         name = "boot-aggregate" if f.verdict.value == "boot-aggregate-mismatch" \
             else f.verdict.value
         if name not in checks:
             checks.append(name)
             reasons.append(f"entry {f.index} {f.path}: {f.verdict.value}")
-    verified = 0
-    if r is not None and r.matched:
-        verified = min((b.matched_at or 0) for b in r.banks)
     reasons += list(report.notes)
-    return MachineVerdict(machine, report.trusted, tuple(checks), entries, verified,
-                          len(report.failures), "; ".join(reasons))
+    return MachineVerdict(machine, report.trusted, tuple(checks), entries,
+                          report.verified_entries, len(report.failures), "; ".join(reasons))
 
 
 def verify_bundle(bundle: EvidenceBundle, reference: ReferenceValues | None, *,
