@@ -26,6 +26,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "with compromised machines and its ground truth, verify every bundle through the "
         "attestation on Dask distributed, and write every list entry as a Parquet row. "
         f"verify and table need the fleet extra ({_EXTRA}).",
+        epilog="examples:\n"
+        "  imasim fleet simulate --machines 1000 --tamper 20 --seed 1 --out fleet/\n"
+        "  imasim fleet verify fleet/ --policy fleet/policy.json --out verdicts --workers 2\n"
+        "exit codes: 0 success (every machine trusted), 1 a machine is not trusted, "
+        "2 bad input or usage",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     fs = p.add_subparsers(dest="fleet_command", metavar="COMMAND", required=True)
 
