@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from imasim.attest import ReferenceValues
-from imasim.errors import UsageError
+from imasim.errors import PcrMismatchError, UsageError
 from imasim.fleet.io import bundle_paths, read_bundle, write_fleet
 from imasim.fleet.simulate import (
     TAMPER_KINDS,
@@ -60,14 +60,18 @@ def test_every_kind_of_compromise_with_its_ground_truth() -> None:
                          pcr_values=values)
             continue
         assert b.nonce == c
+        if t.tamper == "forged-pcr-file":
+            # the file claims PCRs 0-10 of a quote of 0-9: refused, as tpm2_checkquote does
+            assert [list(p) for _, p in sel.items()] == [list(range(11))]
+            with pytest.raises(PcrMismatchError):
+                verify_quote(b.quote_message, b.quote_signature, b.ak_public, nonce=c,
+                             pcr_values=values)
+            values = {a: {i: v for i, v in vals.items() if i < 10} for a, vals in values.items()}
         vq = verify_quote(b.quote_message, b.quote_signature, b.ak_public, nonce=c,
                           pcr_values=values)
         quoted = vq.attest.pcr_select.items()
-        if t.tamper == "forged-pcr-file":
-            assert [list(p) for _, p in quoted] == [list(range(10))]
-            assert [list(p) for _, p in sel.items()] == [list(range(11))]
-        else:
-            assert [list(p) for _, p in quoted] == [list(range(11))]
+        width = 10 if t.tamper == "forged-pcr-file" else 11
+        assert [list(p) for _, p in quoted] == [list(range(width))]
         if t.tamper in (None, "unknown-binary", "changed-digest"):
             assert len(entries) == SPEC.entries + (t.tamper == "unknown-binary")
         if t.tamper == "missing-kexec-carry-over":
