@@ -1,6 +1,6 @@
 """A simulated fleet: N machines of one kind running varied software, some compromised.
 
-Every machine is the same simulated kernel (Debian-like 6.1 with IMA_KEXEC,
+Every machine is the same simulated kernel (the ``generic-6.1-ima-kexec`` preset,
 ``ima_policy=tcb ima_hash=sha256``, TPM banks sha1 and sha256, firmware in PCRs 0-7)
 booted by :class:`imasim.machine.Machine`, which then executes ~``entries`` files of the
 packages it installed from a shared pool (each package in one of up to three versions).
@@ -9,9 +9,10 @@ verifier's challenge.
 
 Booting a :class:`~imasim.machine.Machine` per machine costs ~0.2 s per 1,000 entries, so
 the fleet is derived from one booted machine instead: each pool file's record and
-template digests are computed once (with :func:`imasim.ima.ima_ng_entry`, as the kernel
-stores them), a machine's list is those records in its execution order, its PCR 10 the
-replay of them, and its TPM the booted machine's state with that PCR 10
+template digests are computed once (with :func:`imasim.ima.builders.file_entry` in the
+machine's template, as the kernel stores them), a machine's list is those records in its
+execution order, its PCR 10 the replay of them, and its TPM the booted machine's state
+with that PCR 10
 (:meth:`SoftTpm.from_json`). :func:`machine_reference` runs one machine on a real
 ``Machine`` instead, and the tests check the two agree byte for byte. The kexec case
 always runs on a real ``Machine``.
@@ -41,7 +42,7 @@ from typing import Any, Final
 
 from ..algorithms import HashAlgorithm
 from ..errors import UsageError
-from ..ima.builders import ima_ng_entry
+from ..ima.builders import file_entry
 from ..ima.entry import MeasurementEntry
 from ..machine import Machine
 from ..tpm.marshal import PcrSelection
@@ -66,7 +67,7 @@ H1, H256 = HashAlgorithm.SHA1, HashAlgorithm.SHA256
 
 #: The kernel command line of every simulated machine.
 CMDLINE: Final = "ima_policy=tcb ima_hash=sha256"
-_PRESET: Final = "custom-6.1-ima-kexec"
+_PRESET: Final = "generic-6.1-ima-kexec"
 _QUOTED: Final = PcrSelection({H256: list(range(11))})
 
 #: The ways a machine is compromised, each with the checks a sound verifier fails it on
@@ -169,8 +170,8 @@ class _Record:
     sha256: bytes
 
 
-def _record(path: str, content: bytes) -> _Record:
-    e = ima_ng_entry(path, H256.hash(content), H256)
+def _record(template: str, path: str, content: bytes) -> _Record:
+    e = file_entry(template, path, H256.hash(content), H256)
     return _Record(path, content, e.to_bytes(), e.template_digest, e.template_hash(H256))
 
 
@@ -181,6 +182,7 @@ class _Pool:
     base_state: str                                        # its TPM (SoftTpm.to_json)
     policy: bytes
     kexec_files: tuple[tuple[str, bytes], ...]
+    template: str
 
 
 def _rng(seed: int, *parts: object) -> random.Random:
@@ -198,6 +200,8 @@ _DIRS: Final = ("/usr/bin", "/usr/sbin", "/usr/lib/x86_64-linux-gnu", "/usr/libe
 def _pool(seed: int, npackages: int) -> _Pool:
     """The pool for ``seed`` (memoised per process: a pure function of its arguments)."""
     rng = _rng(seed, "pool")
+    m = _booted()
+    template = m.template  # what the kernel records files with (the machine's template)
     packages = []
     digests: dict[str, set[str]] = {}
     for p in range(npackages):
@@ -207,7 +211,7 @@ def _pool(seed: int, npackages: int) -> _Pool:
                  for j in range(nfiles)]
         versions = []
         for v in range(rng.randint(1, 3)):
-            files = tuple(_record(path, f"{name} {v}.0 {path} {seed}".encode())
+            files = tuple(_record(template, path, f"{name} {v}.0 {path} {seed}".encode())
                           for path in paths)
             for r in files:
                 digests.setdefault(r.path, set()).add(hashlib.sha256(r.content).hexdigest())
@@ -218,13 +222,12 @@ def _pool(seed: int, npackages: int) -> _Pool:
     for path, content in kexec_files:
         digests[path] = {hashlib.sha256(content).hexdigest()}
     digests["kexec-cmdline"] = {hashlib.sha256(_KEXEC_CMDLINE.encode()).hexdigest()}
-    m = _booted()
     policy = {"meta": {"version": 1, "generator": "imasim fleet simulate"},
               "release": 0, "digests": {p: sorted(d) for p, d in sorted(digests.items())},
               "excludes": [], "keyrings": {}, "ima": {"ignored_keyrings": [],
                                                       "log_hash_alg": "sha1"}}
     return _Pool(tuple(packages), tuple(m.measurements), m.tpm.to_json(),
-                 json.dumps(policy, indent=1).encode() + b"\n", kexec_files)
+                 json.dumps(policy, indent=1).encode() + b"\n", kexec_files, template)
 
 
 def _booted() -> Machine:
@@ -280,8 +283,9 @@ def _evidence(machine: str, tpm: SoftTpm, ak_seed: bytes, nonce: bytes, listed: 
                           measurement_list=listed)
 
 
-def _odd(seed: int, machine: str, what: str) -> _Record:
-    return _record(f"/tmp/.{what}-{machine}", b"not from the pool " + _digest(seed, machine, what))
+def _odd(pool: _Pool, seed: int, machine: str, what: str) -> _Record:
+    return _record(pool.template, f"/tmp/.{what}-{machine}",
+                   b"not from the pool " + _digest(seed, machine, what))
 
 
 def _machine(spec: FleetSpec, index: int, tamper: str | None
@@ -299,16 +303,16 @@ def _machine(spec: FleetSpec, index: int, tamper: str | None
     if tamper == "missing-kexec-carry-over":
         return _kexec_machine(spec, pool, mid, files, challenge, ak_seed)
     if tamper == "unknown-binary":
-        files.insert(rng.randrange(len(files) + 1), _odd(spec.seed, mid, "miner"))
+        files.insert(rng.randrange(len(files) + 1), _odd(pool, spec.seed, mid, "miner"))
         detail = "executed a binary from no package"
     elif tamper == "changed-digest":
         k = rng.randrange(len(files))
-        files[k] = _record(files[k].path, files[k].content + b" trojaned")
+        files[k] = _record(pool.template, files[k].path, files[k].content + b" trojaned")
         detail = f"executed a modified {files[k].path}"
     ran = files  # what the kernel measured and extended, in order
     listed = files  # what the list shows
     if tamper == "truncated-list":
-        ran = [*files, _odd(spec.seed, mid, "implant")]
+        ran = [*files, _odd(pool, spec.seed, mid, "implant")]
         listed = files[:len(files) - rng.randint(0, 3)]
         detail = f"cut the list after {len(pool.base_entries) + len(listed)} entries"
     elif tamper == "reordered-list":
@@ -317,7 +321,7 @@ def _machine(spec: FleetSpec, index: int, tamper: str | None
         detail = f"swapped entries {len(pool.base_entries) + k} and the next"
     elif tamper == "forged-pcr-file":
         k = rng.randrange(len(files) + 1)
-        ran = [*files[:k], _odd(spec.seed, mid, "implant"), *files[k:]]
+        ran = [*files[:k], _odd(pool, spec.seed, mid, "implant"), *files[k:]]
         detail = "quoted PCRs 0-9 only, PCR file claims PCR 10 of a list without the implant"
     tpm = _tpm(pool, _replay(start, ran))
     body = base + b"".join(r.raw for r in listed)
