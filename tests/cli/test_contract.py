@@ -81,6 +81,7 @@ SLOTS = {
     "bioslog": Slot("binary_bios_measurements"),
     "biospcrs": Slot("bios-pcrs.json"),
     "content": Slot("file", content=True),
+    "fleetdir": Slot("fleet", stdin=False),
 }
 
 #: leaf -> (argv with {slot} placeholders and {out} for an output path, exit code with
@@ -94,6 +95,11 @@ COMMANDS: dict[tuple[str, ...], tuple[str, int, frozenset[str]]] = {
     ("eventlog", "show"): ("eventlog show {bioslog}", 0, frozenset()),
     ("eventlog", "replay"): ("eventlog replay {bioslog}", 0, frozenset()),
     ("eventlog", "check"): ("eventlog check {bioslog} --pcrs {biospcrs}", 0, frozenset()),
+    ("fleet", "simulate"): ("fleet simulate --machines 3 --tamper 1 --entries 20 --out {out}",
+                            0, frozenset()),
+    # the demo's policy knows none of the fleet's software: every machine is untrusted
+    ("fleet", "verify"): ("fleet verify {fleetdir} --policy {policy} --out {out} --workers 1",
+                          1, frozenset({"policy"})),
     ("imasig", "sign"): ("imasig sign --key {key} --cert {cert} {content} --sig {out}", 0,
                          frozenset()),
     ("imasig", "verify"): ("imasig verify {content} --sig {xattr} --trust {cert}", 0,
@@ -170,6 +176,8 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace of good inputs (the demo's artifacts, signed files) and the bad ones."""
     w = tmp_path_factory.mktemp("contract")
     assert main(["demo", "--out", str(w)]) == 0
+    assert main(["fleet", "simulate", "--machines", "2", "--entries", "20", "--out",
+                 str(w / "fleet")]) == 0
     s = pki()["rsa_leaf"]
     (w / "key.pem").write_bytes(s.key_pem)
     (w / "cert.der").write_bytes(s.der)

@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ParseError, UsageError
+from ._io import explained, read_input
 from ._progress import Progress
 
 _EXTRA = "pip install 'imasim[fleet]'"
+_POLICY = "a Keylime runtime policy (JSON)"
+_CHALLENGES = "a challenges file (JSON: machine -> hex nonce)"
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -68,7 +71,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "2 bad input or Dask missing",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     v.add_argument("dir", type=Path, help="fleet folder (or a folder of bundles)")
-    v.add_argument("--policy", type=Path, required=True, help="Keylime runtime policy JSON")
+    v.add_argument("--policy", required=True, help="Keylime runtime policy JSON ('-': stdin)")
     v.add_argument("--out", type=Path, required=True,
                    help="verdict table path (.parquet and .json are written)")
     g = v.add_mutually_exclusive_group()
@@ -76,7 +79,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                    help="LocalCluster worker processes (default 2)")
     g.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://host:8786)")
     n = v.add_mutually_exclusive_group()
-    n.add_argument("--challenges", type=Path,
+    n.add_argument("--challenges",
                    help="machine -> hex nonce JSON (default DIR/challenges.json)")
     n.add_argument("--bundle-nonces", action="store_true",
                    help="trust each bundle's nonce.bin (no record of the challenges)")
@@ -125,21 +128,29 @@ def _verify(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
     from ..attest import ReferenceValues
-    from ..fleet.io import bundle_paths, read_challenges, write_json
+    from ..fleet.io import bundle_paths, parse_challenges, write_json
     from ..fleet.verify import verdicts_table, verify_on_dask
 
-    try:
-        reference = ReferenceValues.from_keylime_json(args.policy.read_bytes())
-    except RecursionError:
-        raise ParseError("the policy is nested too deeply", field="policy") from None
+    policy = read_input(args.policy, _POLICY, ("json-policy", "json"))
+    with explained(args.policy, policy, _POLICY):
+        reference = ReferenceValues.from_keylime_json(policy)
+    if not args.dir.is_dir():
+        raise UsageError(f"{args.dir} is not a folder, expected a fleet folder (or a folder "
+                         "of evidence bundles)")
     challenges = None
     if not args.bundle_nonces:
-        cpath = args.challenges or args.dir / "challenges.json"
-        if not cpath.is_file():
+        cpath = args.challenges or str(args.dir / "challenges.json")
+        if args.challenges is None and not Path(cpath).is_file():
             raise UsageError(f"no challenges file {cpath}: pass --challenges FILE (the "
                              "nonces the verifier sent), or --bundle-nonces to trust the "
                              "bundles' own nonce.bin")
-        challenges = read_challenges(cpath)
+        data = read_input(cpath, _CHALLENGES, ("json",))
+        with explained(cpath, data, _CHALLENGES):
+            try:
+                doc = json.loads(data)
+            except (ValueError, RecursionError) as exc:
+                raise ParseError(f"not JSON: {exc}", field="challenges") from None
+            challenges = parse_challenges(doc)
     paths = bundle_paths(args.dir)
     if not paths:
         raise UsageError(f"no evidence bundles in {args.dir}")
@@ -169,4 +180,8 @@ def _verify(args: argparse.Namespace) -> int:
             print(f"  {c}: {k}")
         print(f"verdicts: {parquet} {js}")
     sys.stdout.flush()
-    return 0 if trusted == len(verdicts) else 1
+    if trusted == len(verdicts):
+        return 0
+    print(f"imasim: verification failed: {len(verdicts) - trusted} of {len(verdicts)} "
+          "machines are not trusted", file=sys.stderr)
+    return 1
