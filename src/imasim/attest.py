@@ -566,10 +566,13 @@ def _uncovered(entries: Sequence[MeasurementEntry], pcrs: PcrBanks,
 def _check_boot_aggregates(entries: Sequence[MeasurementEntry], pcrs: PcrBanks,
                            kernel_version: tuple[int, int]
                            ) -> tuple[bool, list[EntryVerdict], list[str]]:
-    """Every boot_aggregate entry against PCRs 0-9 of the banks ``pcrs`` covers fully."""
+    """Every boot_aggregate entry of the verified prefix ``entries`` against PCRs 0-9 of
+    the banks ``pcrs`` covers fully; the prefix must start with one."""
     full = [a for a in pcrs if all(i in pcrs[a] for i in range(10))]
     ok, failures, notes = True, [], []
-    if not entries or entries[0]._safe_name() != "boot_aggregate":
+    if not entries:
+        ok = False  # the PCRs vouch for no entry, not even the boot_aggregate
+    elif entries[0]._safe_name() != "boot_aggregate":
         ok = False
         notes.append("the list does not start with a boot_aggregate entry")
     if not full:
@@ -656,13 +659,14 @@ def attest(
             verified = result.banks[0].matched_at or 0
     else:
         notes.append("no bank of the PCR values covers the PCRs the list extends")
-    if verified < n and result is not None and result.status is MatchStatus.PREFIX:
+    if verified == 0 and n and result is not None and result.status is MatchStatus.PREFIX:
+        notes.append("the PCR values cover no entry of the list, not even its boot_aggregate")
+    elif verified < n and result is not None and result.status is MatchStatus.PREFIX:
         notes.append(f"the quote covers the first {verified} of {n} entries; the "
                      f"{n - verified} after it are not verified (the list grew after the "
                      f"quote) and were not appraised")
     prefix = entries[:verified]
-    agg_ok, agg_failures, agg_notes = _check_boot_aggregates(prefix or entries[:1], pcrs,
-                                                             kernel_version)
+    agg_ok, agg_failures, agg_notes = _check_boot_aggregates(prefix, pcrs, kernel_version)
     failures += agg_failures
     notes += agg_notes
     if reference is not None:

@@ -9,7 +9,8 @@ prints and the real-kernel captures' ``pcrs.json`` use).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from .algorithms import HashAlgorithm
@@ -21,8 +22,20 @@ from .ima.codec import (
     parse_measurement_list,
 )
 
-__all__ = ["dump_pcrs_json", "is_ascii_list", "list_name_hint", "load_pcrs_json",
-           "read_measurement_list", "write_artifacts"]
+__all__ = [
+    "KEYLIME_BASE_EXCLUDE_DIRS",
+    "dump_pcrs_json",
+    "is_ascii_list",
+    "list_name_hint",
+    "load_pcrs_json",
+    "read_measurement_list",
+    "tree_digests",
+    "write_artifacts",
+]
+
+#: the folders ``keylime-policy create runtime --rootfs`` never walks
+KEYLIME_BASE_EXCLUDE_DIRS = ("/sys", "/run", "/proc", "/lost+found", "/dev", "/media", "/snap",
+                             "/mnt", "/var", "/tmp")
 
 PcrMap = dict[HashAlgorithm, dict[int, bytes]]
 
@@ -104,3 +117,46 @@ def write_artifacts(directory: str | Path, artifacts: Mapping[str, bytes]) -> No
     out.mkdir(parents=True, exist_ok=True)
     for name, data in artifacts.items():
         (out / name).write_bytes(data)
+
+
+def tree_digests(root: str | Path, alg: HashAlgorithm = HashAlgorithm.SHA256, *,
+                 skip: Iterable[str] = KEYLIME_BASE_EXCLUDE_DIRS,
+                 only_owned_by_root: bool = True) -> dict[str, list[bytes]]:
+    """The file digests of a root file system, keyed as IMA names the files: what
+    ``keylime-policy create runtime --rootfs ROOT`` collects.
+
+    Regular files only (symlinks are not followed), paths relative to ``root`` with a
+    leading ``/`` and spaces replaced by ``_`` (as Keylime does), the folders in ``skip``
+    (paths under ``root``) left out, and, by default, only files owned by uid 0.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> (d / "bin").mkdir(); _ = (d / "bin" / "true").write_bytes(b"x")
+    >>> tree_digests(d, only_owned_by_root=False)["/bin/true"][0].hex()[:16]
+    '2d711642b726b044'
+    """
+    base = Path(root).resolve()
+    skipped = {s.rstrip("/") or "/" for s in skip}
+    out: dict[str, list[bytes]] = {}
+    stack = [base]
+    while stack:
+        folder = stack.pop()
+        with os.scandir(folder) as it:
+            for entry in it:
+                if entry.is_symlink():
+                    continue
+                rel = "/" + Path(entry.path).relative_to(base).as_posix()
+                if entry.is_dir(follow_symlinks=False):
+                    if rel not in skipped:
+                        stack.append(Path(entry.path))
+                    continue
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                if only_owned_by_root and entry.stat(follow_symlinks=False).st_uid != 0:
+                    continue
+                h = alg.new()
+                with open(entry.path, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+                out.setdefault(rel.replace(" ", "_"), []).append(h.digest())
+    return out

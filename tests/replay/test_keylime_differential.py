@@ -40,7 +40,7 @@ from imasim.algorithms import HashAlgorithm as H
 from imasim.attest import AttestationStatus, Verdict, attest
 from imasim.ima.codec import parse_measurement_list
 from imasim.io import load_pcrs_json
-from imasim.runtime_policy import RuntimePolicy
+from imasim.runtime_policy import RuntimePolicy, create_runtime_policy
 from imasim.tpm import PcrSelection, SoftTpm
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
@@ -184,3 +184,20 @@ def test_a_forged_pcr_outside_the_quote_is_not_trusted() -> None:
     if report.quote_valid:  # accepted files: still nothing but PCR 0 may be used
         assert report.pcrs is not None and set(report.pcrs[H.SHA256]) == {0}
         assert any(f.verdict is Verdict.UNCOVERED_PCR for f in report.failures)
+
+
+@pytest.mark.parametrize("vector", _vectors(), ids=lambda v: v.name)
+def test_generator_makes_keylimes_policy(vector: Path) -> None:
+    """create_runtime_policy (imasim runtime-policy create --keyrings --ima-buf) gives the
+    digests, keyrings and ima-buf sections keylime-policy made from the same list, but
+    for Keylime's mistake of allowing the all-zero digest of a violation entry."""
+    capture = _capture(vector)
+    entries = list(parse_measurement_list(
+        (capture / "ima" / "binary_runtime_measurements").read_bytes()))
+    mine = create_runtime_policy(entries, keyrings=True, ima_buf=True)
+    theirs = _policy(vector, "honest")
+    zero = {"0" * 2 * n for n in (20, 32, 48, 64)}
+    assert mine.digests == {p: ds - zero for p, ds in theirs.digests.items() if ds - zero}
+    assert mine.keyrings == theirs.keyrings
+    assert mine.ima_buf == theirs.ima_buf
+    assert RuntimePolicy.from_keylime_json(mine.to_keylime_json()) == mine

@@ -1,4 +1,8 @@
-"""``imasim attest``: quote + AK + nonce + list (+ reference values) -> report."""
+"""``imasim attest``: quote + AK + nonce + list (+ runtime policy) -> report.
+
+Without a quote (``--pcrs`` alone) every check runs against PCR values nobody vouches
+for, and the best verdict is CONSISTENT (exit 0, said as such), never TRUSTED.
+"""
 
 from __future__ import annotations
 
@@ -6,32 +10,51 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..attest import ReferenceValues, attest
 from ..errors import UsageError
-from ..io import read_measurement_list
-from ..tpm.marshal import PcrSelection
-from ..tpm.verify import parse_pcr_file
-from ._args import hex_bytes
-from ._progress import track
+from ._args import hash_alg, hex_bytes
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser(
         "attest", help="verify a quote and a measurement list together",
-        epilog="example: imasim attest -u ak.pem -m quote.msg -s quote.sig -f quote.pcrs "
-        "-q 0011 --list binary_runtime_measurements --policy runtime-policy.json --json",
-        description="Checks the quote (signature, nonce, PCR digest), replays the list "
-        "against the quoted PCRs in every bank, checks boot_aggregate, and appraises the "
-        "entries against reference values (a Keylime runtime policy). Exit 0 trusted, "
-        "1 not trusted, 2 bad input.")
-    p.add_argument("-u", "--ak", type=Path, required=True, help="AK public key (PEM or TPM2B)")
-    p.add_argument("-m", "--message", type=Path, required=True, help="TPMS_ATTEST file")
-    p.add_argument("-s", "--signature", type=Path, required=True, help="TPMT_SIGNATURE file")
-    p.add_argument("-f", "--pcrs", type=Path, required=True, help="PCR file (tpm2_quote -o)")
-    p.add_argument("-l", "--pcr-list", help="selection, when -f holds raw values")
-    p.add_argument("-q", "--nonce", type=hex_bytes, required=True, help="nonce in hex")
-    p.add_argument("--list", type=Path, required=True, help="measurement list (binary/ASCII)")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  imasim attest -u ak.pem -m quote.msg -s quote.sig -f quote.pcrs -q 0011 \\\n"
+        "      --list binary_runtime_measurements --policy runtime-policy.json --json\n"
+        "  imasim attest --pcrs pcrs.json --list binary_runtime_measurements "
+        "--policy runtime-policy.json   # no quote: unauthenticated",
+        description="Checks the quote (signature, nonce, PCR digest: only the PCRs it covers "
+        "are used), replays the list against them in every bank (entries in a PCR the "
+        "quote does not cover fail), checks boot_aggregate against the quoted PCRs 0-9, and "
+        "appraises the verified entries against a Keylime runtime policy and signature "
+        "keys. Exit 0 trusted (or, without a quote, consistent), 1 not trusted, 2 bad input.")
+    q = p.add_argument_group("the quote (as tpm2_quote writes it; tpm2_checkquote's options)")
+    q.add_argument("-u", "--ak", type=Path, help="AK public key (PEM, DER or TPM2B_PUBLIC)")
+    q.add_argument("-m", "--message", type=Path, help="TPMS_ATTEST file (tpm2_quote -m)")
+    q.add_argument("-s", "--signature", type=Path,
+                   help="TPMT_SIGNATURE or plain signature file (tpm2_quote -s)")
+    q.add_argument("-f", "--pcr-file", type=Path, dest="pcr_file",
+                   help="PCR file (tpm2_quote -o)")
+    q.add_argument("-l", "--pcr-list", help="selection, when -f holds raw values "
+                   "(e.g. sha256:0,1,2,10)")
+    q.add_argument("-q", "--nonce", type=hex_bytes, help="the verifier's nonce, in hex")
+    p.add_argument("--pcrs", type=Path, help="without a quote: PCR values read from the "
+                   "machine (imasim log replay --json shape, or tpm2_pcrread output)")
+    p.add_argument("--list", type=Path, required=True,
+                   help="measurement list (binary, ASCII, or a 6.10+ per-bank list)")
+    p.add_argument("--digest-alg", type=hash_alg, help="the list's template-digest "
+                   "algorithm (default: found from the list; sha256 for "
+                   "binary_runtime_measurements_sha256)")
     p.add_argument("--policy", type=Path, help="Keylime runtime policy JSON")
+    p.add_argument("--trust", type=Path, action="append", default=[],
+                   help="certificate whose key may sign files (repeatable; PEM or DER)")
+    p.add_argument("--require-signatures", action="store_true",
+                   help="every file entry must carry a signature that verifies")
+    p.add_argument("--ignore-violations", action="store_true",
+                   help="do not fail on violations (evmctl's --ignore-violations; Keylime "
+                   "fails them)")
+    p.add_argument("--ignore-pcr", type=int, action="append", default=[],
+                   help="PCR whose entries need not be covered by the quote (repeatable)")
     p.add_argument("--eventlog", type=Path,
                    help="the firmware's TCG event log (binary_bios_measurements): it must "
                    "replay to the quoted PCRs")
@@ -43,17 +66,46 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _attest(args: argparse.Namespace) -> int:
-    sel = PcrSelection.from_string(args.pcr_list) if args.pcr_list else None
-    _, values = parse_pcr_file(args.pcrs.read_bytes(), sel)
-    reference = (ReferenceValues.from_keylime_json(args.policy.read_bytes())
+    from ..attest import AttestationStatus, attest
+    from ..io import load_pcrs_json, read_measurement_list
+    from ..runtime_policy import RuntimePolicy
+    from ..tpm.marshal import PcrSelection
+    from ..tpm.verify import parse_pcr_file
+    from ._progress import track
+    from ._trust import trust_keyring
+
+    quote_args = (args.ak, args.message, args.signature, args.pcr_file, args.nonce)
+    quote: dict[str, Any] = {}
+    if any(a is not None for a in quote_args):
+        if any(a is None for a in quote_args):
+            raise UsageError("a quote needs -u, -m, -s, -f and -q")
+        if args.pcrs is not None:
+            raise UsageError("--pcrs is for evidence without a quote; the quote has -f")
+        sel = PcrSelection.from_string(args.pcr_list) if args.pcr_list else None
+        _, values = parse_pcr_file(args.pcr_file.read_bytes(), sel)
+        quote = {"quote_attest": args.message.read_bytes(),
+                 "quote_signature": args.signature.read_bytes(),
+                 "ak_public": args.ak.read_bytes(), "nonce": args.nonce,
+                 "pcr_values": values}
+    elif args.pcrs is not None:
+        quote = {"pcr_values": load_pcrs_json(args.pcrs.read_bytes())}
+    else:
+        raise UsageError("give a quote (-u -m -s -f -q) or PCR values (--pcrs)")
+    for i in args.ignore_pcr:
+        if not 0 <= i < 24:
+            raise UsageError(f"--ignore-pcr {i}: a PCR index is 0-23")
+    reference = (RuntimePolicy.from_keylime_json(args.policy.read_bytes())
                  if args.policy else None)
-    report = attest(quote_attest=args.message.read_bytes(),
-                    quote_signature=args.signature.read_bytes(),
-                    ak_public=args.ak.read_bytes(), nonce=args.nonce, pcr_values=values,
-                    entries=track(read_measurement_list(args.list), "attest"),
-                    reference=reference, **_firmware(args))
+    keyring = trust_keyring(args.trust, ".ima") if args.trust else None
+    if args.require_signatures and keyring is None:
+        raise UsageError("--require-signatures needs --trust CERT")
+    lst = read_measurement_list(args.list, digest_alg=args.digest_alg)
+    report = attest(entries=track(lst, "attest"), reference=reference,
+                    signature_keyring=keyring, require_signatures=args.require_signatures,
+                    ignore_violations=args.ignore_violations, ignore_pcrs=args.ignore_pcr,
+                    digest_alg=lst.digest_alg, **quote, **_firmware(args))
     print(report.to_json() if args.json else report.summary())
-    return 0 if report.trusted else 1
+    return 0 if report.status is not AttestationStatus.NOT_TRUSTED else 1
 
 
 def _firmware(args: argparse.Namespace) -> dict[str, Any]:
