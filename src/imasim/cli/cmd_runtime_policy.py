@@ -13,7 +13,11 @@ from ._args import hash_alg
 def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("runtime-policy", help="make Keylime runtime policies",
                        description="Keylime runtime policies (reference values for "
-                       "imasim attest --policy and Keylime's verifier).")
+                       "imasim attest --policy and Keylime's verifier).",
+                       epilog="example: imasim runtime-policy create --list "
+                       "ascii_runtime_measurements -o policy.json\n"
+                       "exit codes: 0 written, 2 bad input or usage",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     s = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     c = s.add_parser(
         "create", help="a policy from measurement lists and/or a root file system",
