@@ -47,6 +47,7 @@ from .ima.replay import (
     MatchResult,
     MatchStatus,
     ReplayResult,
+    _match_and_appraise_file,
     _replay_file,
     check_boot_aggregate,
     match,
@@ -56,7 +57,7 @@ from .runtime_policy import RuntimePolicy, buffer_public_key
 from .sig.evm import verify_evm
 from .sig.pkcs7 import Usage, parse_pkcs7, verify_pkcs7
 from .sig.xattr import parse_xattr, verify_xattr
-from .tpm.pcrs import PcrBanks, PcrSource
+from .tpm.pcrs import PcrBanks
 from .tpm.verify import PublicKey, verify_quote
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "appraise_entry",
     "appraise_list",
     "attest",
+    "attest_file",
     "check_entry_signature",
     "replay_and_appraise_file",
 ]
@@ -213,7 +215,9 @@ class ListAppraiser:
     """Appraise the entries of one list in order, carrying what earlier entries taught:
     the keys that ima-buf entries measured into a keyring the policy accepts verify the
     signatures of later entries (Keylime adds them to its IMA keyrings), beside the
-    policy's verification keys and the caller's ``keyring``.
+    policy's verification keys and the caller's ``keyring``. It also records the
+    boot_aggregate entries it sees (for :func:`attest_file`). Without a policy it judges
+    nothing and only records.
 
     >>> from imasim.ima import ima_ng_entry
     >>> a = ListAppraiser(RuntimePolicy({}))
@@ -222,21 +226,31 @@ class ListAppraiser:
     [(0, 'unknown-path')]
     """
 
-    def __init__(self, reference: RuntimePolicy, keyring: Keyring | None = None) -> None:
+    def __init__(self, reference: RuntimePolicy | None, keyring: Keyring | None = None) -> None:
         self.reference = reference
         self.failures: list[EntryVerdict] = []
+        self.pcr_of: dict[int, int] = {}
+        self.boot_aggregates: list[tuple[int, MeasurementEntry]] = []
         self._ring = Keyring("verification-keys")
-        for k in reference.verification_keys:
+        for k in reference.verification_keys if reference is not None else ():
             self._ring.add(k)
         if keyring is not None:
             self._ring.link(keyring)
-        self._has_keys = bool(reference.verification_keys) or keyring is not None
+        self._has_keys = bool(self._ring.keys) or keyring is not None
+
+    def _fail(self, v: EntryVerdict, pcr: int) -> None:
+        self.failures.append(v)
+        self.pcr_of[v.index] = pcr
 
     def __call__(self, index: int, e: MeasurementEntry) -> None:
         """Appraise entry ``index``; a failure is appended to :attr:`failures`."""
+        if not e.is_violation and e._safe_name() == "boot_aggregate":
+            self.boot_aggregates.append((index, e))
+        if self.reference is None:
+            return
         v = appraise_entry(index, e, self.reference, self._ring if self._has_keys else None)
         if v is not None:
-            self.failures.append(v)
+            self._fail(v, e.pcr)
             return
         if e.template_name == "ima-buf" and not e.is_violation:
             buf = e.fields.get("buf")
@@ -247,7 +261,7 @@ class ListAppraiser:
                 self._has_keys = True
 
 
-def appraise_list(entries: Iterable[MeasurementEntry], reference: RuntimePolicy,
+def appraise_list(entries: Iterable[MeasurementEntry], reference: RuntimePolicy | None,
                   keyring: Keyring | None = None) -> tuple[EntryVerdict, ...]:
     """A verdict per entry (only the non-OK ones are returned; OK is the rest)."""
     a = ListAppraiser(reference, keyring)
@@ -273,7 +287,10 @@ class _FileAppraiser(ListAppraiser):
         head = u32(f0) + prefix
         out: set[bytes] = set()
         add = out.add
-        for path, digests in self.reference.digests_bytes.items():
+        allowed = self.reference.digests_bytes if self.reference is not None else {}
+        for path, digests in allowed.items():
+            if path == "boot_aggregate":
+                continue  # seen by appraise_raw, so attest_file can check it
             if path.isascii():
                 name = path.encode()
             else:
@@ -287,20 +304,30 @@ class _FileAppraiser(ListAppraiser):
             for d in digests:
                 if len(d) == size:
                     add(head + d + tail)
-        reference, failures = self.reference, self.failures
+        reference = self.reference
         d_start, name_start = 4 + len(prefix), 8 + f0
+        aggs, fail = self.boot_aggregates, self._fail
 
         def appraise_raw(index: int, pcr: int, stored: bytes, data: bytes) -> None:
             """appraise_entry for a valid two-field ima-ng record with this d-ng prefix
             and first-field length, not a violation, read from its raw data."""
             if len(data) > name_start and data[-1:] == b"\0" and data.startswith(prefix, 4):
                 # what _name_and_digest reads
-                v = _verdict(index, data[name_start:-1].decode("utf-8", "surrogateescape"),
-                             data[d_start:4 + f0], "ima-ng", reference)
+                name = data[name_start:-1].decode("utf-8", "surrogateescape")
+                if name == "boot_aggregate":
+                    aggs.append((index, MeasurementEntry(pcr, "ima-ng", stored, data)))
+                if reference is None:
+                    return
+                v = _verdict(index, name, data[d_start:4 + f0], "ima-ng", reference)
             else:
-                v = appraise_entry(index, MeasurementEntry(pcr, "ima-ng", stored, data), reference)
+                e = MeasurementEntry(pcr, "ima-ng", stored, data)
+                if e._safe_name() == "boot_aggregate":
+                    aggs.append((index, e))
+                if reference is None:
+                    return
+                v = appraise_entry(index, e, reference)
             if v is not None:
-                failures.append(v)
+                fail(v, pcr)
 
         return out, appraise_raw
 
@@ -537,53 +564,106 @@ def _check_evmsig(fields: Mapping[str, object], evmsig: bytes, xattrs: Mapping[s
     verify_evm(evmsig, xattrs, uid=uid, gid=gid, mode=mode, keyring=keyring)
 
 
-def _kexec_note(entries: Sequence[MeasurementEntry], result: MatchResult | None) -> str | None:
-    if result is None or any(b.matched for b in result.banks):
-        return None
-    aggs = [i for i, e in enumerate(entries)
-            if not e.is_violation and e._safe_name() == "boot_aggregate"]
-    if len(aggs) < 2:
+def _kexec_note(aggs: Sequence[int], result: MatchResult | None) -> str | None:
+    if result is None or any(b.matched for b in result.banks) or len(aggs) < 2:
         return None
     return (f"the list spans {len(aggs) - 1} kexec(s) (boot_aggregate at entries "
-            f"{aggs}) and replays to no quoted bank: measurements extended into the TPM "
-            f"between a kexec load and execute are missing from a list copied at load "
+            f"{list(aggs)}) and replays to no quoted bank: measurements extended into the "
+            f"TPM between a kexec load and execute are missing from a list copied at load "
             f"(kernels up to 6.15), unless the list was tampered with")
 
 
-def _uncovered(entries: Sequence[MeasurementEntry], pcrs: PcrBanks,
-               ignore_pcrs: AbstractSet[int]) -> list[EntryVerdict]:
-    """Entries extended into a PCR that some bank of ``pcrs`` does not hold: nothing
-    vouches for them (evmctl ima_measurement refuses such a list)."""
-    out = []
-    covered = {i for i in range(32) if pcrs.covers(i)}
-    for i, e in enumerate(entries):
-        if e.pcr not in covered and e.pcr not in ignore_pcrs:
-            out.append(EntryVerdict(i, e._safe_name(), Verdict.UNCOVERED_PCR,
-                                    f"PCR {e.pcr} is not covered by the quote"))
-    return out
-
-
-def _check_boot_aggregates(entries: Sequence[MeasurementEntry], pcrs: PcrBanks,
-                           kernel_version: tuple[int, int]
+def _check_boot_aggregates(aggs: Sequence[tuple[int, MeasurementEntry]], verified: int,
+                           pcrs: PcrBanks, kernel_version: tuple[int, int]
                            ) -> tuple[bool, list[EntryVerdict], list[str]]:
-    """Every boot_aggregate entry of the verified prefix ``entries`` against PCRs 0-9 of
-    the banks ``pcrs`` covers fully; the prefix must start with one."""
+    """Every verified boot_aggregate entry against PCRs 0-9 of the banks ``pcrs`` covers
+    fully; the verified prefix must start with one."""
     full = [a for a in pcrs if all(i in pcrs[a] for i in range(10))]
     ok, failures, notes = True, [], []
-    if not entries:
-        ok = False  # the PCRs vouch for no entry, not even the boot_aggregate
-    elif entries[0]._safe_name() != "boot_aggregate":
-        ok = False
-        notes.append("the list does not start with a boot_aggregate entry")
+    if verified == 0 or not aggs or aggs[0][0] != 0:
+        ok = False  # the PCRs vouch for no boot_aggregate at the head of the list
+        if verified:
+            notes.append("the list does not start with a boot_aggregate entry")
     if not full:
         notes.append("no bank of the PCR values holds PCRs 0-9: boot_aggregate unchecked")
-    for i, e in enumerate(entries):
-        if e._safe_name() == "boot_aggregate" and not e.is_violation and not (
-                full and check_boot_aggregate(e, pcrs, banks=full,
-                                              kernel_version=kernel_version)):
+    for i, e in aggs:
+        if i < verified and not (full and check_boot_aggregate(
+                e, pcrs, banks=full, kernel_version=kernel_version)):
             ok = False
             failures.append(EntryVerdict(i, e.event_name, Verdict.BOOT_AGGREGATE_MISMATCH))
     return ok, failures, notes
+
+
+@dataclass(frozen=True, slots=True)
+class _Evidence:
+    """The PCR values a verdict may rest on, or why there are none."""
+
+    pcrs: PcrBanks | None
+    quote_ok: bool
+    error: str | None
+    failure: ImasimError | None
+
+
+def _evidence(quote_attest: bytes | None, quote_signature: bytes | None,
+              ak_public: PublicKey | bytes | None, nonce: bytes | None,
+              pcr_values: Mapping[HashAlgorithm, Mapping[int, bytes]] | None) -> _Evidence:
+    """Verify the quote (its PcrBanks), or wrap quote-less values as unauthenticated."""
+    quote_parts = (quote_attest, quote_signature, ak_public, nonce)
+    if any(p is not None for p in quote_parts):
+        if quote_attest is None or quote_signature is None or ak_public is None or \
+                nonce is None:
+            raise UsageError("a quote needs quote_attest, quote_signature, ak_public and nonce")
+        try:
+            vq = verify_quote(quote_attest, quote_signature, ak_public, nonce=nonce,
+                              pcr_values=pcr_values)
+        except (VerificationError, ParseError) as exc:
+            return _Evidence(None, False, f"{type(exc).__name__}: {exc}", exc)
+        return _Evidence(vq.pcrs, True, None, None)
+    if pcr_values is None:
+        raise UsageError("attest needs a quote or PCR values")
+    pcrs = (pcr_values if isinstance(pcr_values, PcrBanks)
+            else PcrBanks.unauthenticated(pcr_values))
+    return _Evidence(pcrs, False, None, None)
+
+
+def _report(ev: _Evidence, result: MatchResult, appraiser: ListAppraiser, n: int, *,
+            appraised: bool, ignore_violations: bool, kernel_version: tuple[int, int],
+            name: Callable[[int], str] = lambda i: "", eventlog: EventLog | None = None,
+            measured_boot: ReferenceState | None = None) -> AttestationReport:
+    """The verdict once the list is matched and every entry was shown to ``appraiser``:
+    only failures of verified entries count."""
+    assert ev.pcrs is not None
+    verified = result.verified_count
+    failures = [v for v in appraiser.failures
+                if result.is_verified(v.index, appraiser.pcr_of.get(v.index, -1))]
+    failures += [EntryVerdict(u.index, name(u.index), Verdict.UNCOVERED_PCR,
+                              f"PCR {u.pcr} is not covered by the quote")
+                 for u in result.uncovered]
+    failures += [EntryVerdict(i, name(i), Verdict.BAD_TEMPLATE_DIGEST)
+                 for i in result.bad_digests]
+    if not appraised and not ignore_violations:
+        failures += [EntryVerdict(i, name(i), Verdict.VIOLATION)
+                     for i in result.verified_violations]
+    notes: list[str] = []
+    if result.status is MatchStatus.PREFIX:
+        notes.append(f"the PCR values cover the first {verified} of {n} entries; the "
+                     f"{n - verified} after them are not verified (the list grew after the "
+                     f"quote) and were not appraised")
+    if result.ignored_pcrs:
+        notes.append(f"entries in PCRs {sorted(result.ignored_pcrs)} were ignored: "
+                     "replayed, never verified nor appraised")
+    agg_ok, agg_failures, agg_notes = _check_boot_aggregates(
+        appraiser.boot_aggregates, verified, ev.pcrs, kernel_version)
+    failures += agg_failures
+    notes += agg_notes
+    note = _kexec_note([i for i, _ in appraiser.boot_aggregates], result)
+    if note:
+        notes.append(note)
+    failures.sort(key=lambda f: (f.index, f.verdict.value))
+    fw = (check_firmware_log(eventlog, ev.pcrs, measured_boot) if eventlog is not None
+          else None)
+    return AttestationReport(ev.quote_ok, ev.error, result, agg_ok, tuple(failures),
+                             tuple(notes), ev.pcrs, verified, n, ev.failure, fw)
 
 
 def attest(
@@ -600,7 +680,7 @@ def attest(
     require_signatures: bool = False,
     ignore_violations: bool = False,
     ignore_pcrs: Iterable[int] = (),
-    digest_alg: HashAlgorithm = HashAlgorithm.SHA1,
+    digest_alg: HashAlgorithm | None = None,
     eventlog: EventLog | None = None,
     measured_boot: ReferenceState | None = None,
 ) -> AttestationReport:
@@ -608,89 +688,110 @@ def attest(
 
     With a quote (``quote_attest``, ``quote_signature``, ``ak_public``, ``nonce``), the
     PCR values the verdict rests on are the ones :func:`~imasim.tpm.verify.verify_quote`
-    returns: those the quote's pcrDigest covers, nothing else. Without one,
+    returns: those the quote's pcrDigest covers, nothing else (``pcr_values`` are the
+    values sent beside the quote, as ``tpm2_quote -o`` writes them). Without one,
     ``pcr_values`` are taken as read from a machine: every check runs, and the best
     verdict is :attr:`AttestationStatus.CONSISTENT`, never TRUSTED.
 
-    Only the verified prefix of the list (the entries the quoted PCRs cover) is
-    appraised; an entry in a PCR the quote does not cover fails (unless in
-    ``ignore_pcrs``); a violation fails unless ``ignore_violations`` (or
-    ``reference.allow_violations``). ``digest_alg`` is the list's template-digest
-    algorithm (sha1, or the bank of a 6.10+ per-bank list). ``eventlog`` (the firmware's
+    Only the verified prefix of the list (the entries the PCRs cover) is appraised; an
+    entry in a PCR the quote does not cover ends that prefix and fails (unless its PCR is
+    in ``ignore_pcrs``: such entries are replayed but never verified); a verified
+    violation fails unless ``ignore_violations`` (or ``reference.allow_violations``).
+    ``digest_alg`` is the list's template-digest algorithm (found from the entries when
+    not given: sha1, or the bank of a 6.10+ per-bank list). ``eventlog`` (the firmware's
     ``binary_bios_measurements``) must replay to the same PCR values; ``measured_boot``
     judges what it says (:func:`imasim.eventlog.check.check_firmware_log`).
     """
-    quote_parts = (quote_attest, quote_signature, ak_public, nonce)
-    pcrs: PcrBanks | None = None
-    quote_ok, err, failure = False, None, None
-    if any(p is not None for p in quote_parts):
-        if quote_attest is None or quote_signature is None or ak_public is None or \
-                nonce is None:
-            raise UsageError("a quote needs quote_attest, quote_signature, ak_public and nonce")
-        try:
-            vq = verify_quote(quote_attest, quote_signature, ak_public, nonce=nonce,
-                              pcr_values=pcr_values)
-            pcrs = _quoted_pcrs(vq)
-            quote_ok = True
-        except (VerificationError, ParseError) as exc:
-            err, failure = f"{type(exc).__name__}: {exc}", exc
-    elif pcr_values is not None:
-        pcrs = (pcr_values if isinstance(pcr_values, PcrBanks)
-                else PcrBanks.unauthenticated(pcr_values))
-    else:
-        raise UsageError("attest needs a quote or PCR values")
+    ev = _evidence(quote_attest, quote_signature, ak_public, nonce, pcr_values)
     n = len(entries)
-    if pcrs is None:
-        return AttestationReport(False, err, None, False, (), (), None, 0, n, failure)
+    if ev.pcrs is None:
+        return AttestationReport(False, ev.error, None, False, (), (), None, 0, n, ev.failure)
     if ignore_violations and reference is not None and not reference.allow_violations:
         reference = replace(reference, allow_violations=True)
-    ignore = frozenset(ignore_pcrs)
-    ima_pcrs = ({e.pcr for e in entries} | {10}) - ignore
-    banks = {a: {i: v for i, v in b.items() if i in ima_pcrs} for a, b in pcrs.items()}
-    banks = {a: b for a, b in banks.items() if b}
-    result = match(entries, banks, digest_alg=digest_alg) if banks else None
-    failures: list[EntryVerdict] = _uncovered(entries, pcrs, ignore)
-    notes: list[str] = []
-    verified = 0
-    if result is not None:
-        failures += [EntryVerdict(i, entries[i]._safe_name(), Verdict.BAD_TEMPLATE_DIGEST)
-                     for i in result.bad_digests]
-        if result.status is not MatchStatus.MISMATCH:
-            verified = result.banks[0].matched_at or 0
-    else:
-        notes.append("no bank of the PCR values covers the PCRs the list extends")
-    if verified == 0 and n and result is not None and result.status is MatchStatus.PREFIX:
-        notes.append("the PCR values cover no entry of the list, not even its boot_aggregate")
-    elif verified < n and result is not None and result.status is MatchStatus.PREFIX:
-        notes.append(f"the quote covers the first {verified} of {n} entries; the "
-                     f"{n - verified} after it are not verified (the list grew after the "
-                     f"quote) and were not appraised")
-    prefix = entries[:verified]
-    agg_ok, agg_failures, agg_notes = _check_boot_aggregates(prefix, pcrs, kernel_version)
-    failures += agg_failures
-    notes += agg_notes
-    if reference is not None:
-        failures += appraise_list(prefix, reference, signature_keyring)
-    elif not (ignore_violations):
-        failures += [EntryVerdict(i, e._safe_name(), Verdict.VIOLATION)
-                     for i, e in enumerate(prefix) if e.is_violation]
+    result = match(entries, ev.pcrs, digest_alg=digest_alg, ignore_pcrs=ignore_pcrs)
+    appraiser = ListAppraiser(reference, signature_keyring)
+    for i, e in enumerate(entries[:result.verified_count]):
+        appraiser(i, e)
+    # every boot_aggregate, for the kexec note; only verified ones are checked
+    appraiser.boot_aggregates = [(i, e) for i, e in enumerate(entries)
+                                 if not e.is_violation and e._safe_name() == "boot_aggregate"]
     if signature_keyring is not None:
-        for i, e in enumerate(prefix):
+        for i, e in enumerate(entries[:result.verified_count]):
             v = check_entry_signature(i, e, signature_keyring, require=require_signatures)
             if v is not None:
-                failures.append(v)
-    failures.sort(key=lambda f: (f.index, f.verdict.value))
-    note = _kexec_note(entries, result)
-    if note:
-        notes.append(note)
-    fw = check_firmware_log(eventlog, pcrs, measured_boot) if eventlog is not None else None
-    return AttestationReport(quote_ok, err, result, agg_ok, tuple(failures), tuple(notes),
-                             pcrs, verified, n, failure, fw)
+                appraiser._fail(v, e.pcr)
+    return _report(ev, result, appraiser, n, appraised=reference is not None,
+                   ignore_violations=ignore_violations, kernel_version=kernel_version,
+                   name=lambda i: entries[i]._safe_name(), eventlog=eventlog,
+                   measured_boot=measured_boot)
 
 
-def _quoted_pcrs(vq: Any) -> PcrBanks:
-    """The PcrBanks a VerifiedQuote vouches for."""
-    got = getattr(vq, "pcrs", None)
-    if isinstance(got, PcrBanks):
-        return got
-    return PcrBanks(vq.pcr_values, source=PcrSource.QUOTE)
+def attest_file(
+    source: BinaryIO,
+    *,
+    quote_attest: bytes | None = None,
+    quote_signature: bytes | None = None,
+    ak_public: PublicKey | bytes | None = None,
+    nonce: bytes | None = None,
+    pcr_values: Mapping[HashAlgorithm, Mapping[int, bytes]] | None = None,
+    reference: RuntimePolicy | None = None,
+    kernel_version: tuple[int, int] = (6, 1),
+    ignore_violations: bool = False,
+    ignore_pcrs: Iterable[int] = (),
+    digest_alg: HashAlgorithm | None = None,
+    byte_order: str | None = None,
+    jobs: int = 1,
+    eventlog: EventLog | None = None,
+    measured_boot: ReferenceState | None = None,
+) -> AttestationReport:
+    """:func:`attest` over a binary list streamed from a file, in one pass and bounded
+    memory: the list is matched and appraised together (entries the policy accepts cost
+    one set lookup on their raw bytes), and only the verdicts of verified entries are
+    kept. Gives what :func:`attest` gives for the same list, without signature keyrings
+    (use :func:`attest` for those).
+    """
+    ev = _evidence(quote_attest, quote_signature, ak_public, nonce, pcr_values)
+    if ev.pcrs is None:
+        return AttestationReport(False, ev.error, None, False, (), (), None, 0, 0, ev.failure)
+    if ignore_violations and reference is not None and not reference.allow_violations:
+        reference = replace(reference, allow_violations=True)
+    appraiser = _FileAppraiser(reference)
+    result = _match_and_appraise_file(source, ev.pcrs, appraiser, digest_alg=digest_alg,
+                                      byte_order=byte_order, ignore_pcrs=ignore_pcrs,
+                                      jobs=jobs)
+    names = _names_of(source, {u.index for u in result.uncovered} |
+                      set(result.bad_digests[:_MAX_NAMED]), digest_alg=digest_alg,
+                      byte_order=byte_order)
+    return _report(ev, result, appraiser, result.entries, appraised=reference is not None,
+                   ignore_violations=ignore_violations, kernel_version=kernel_version,
+                   name=lambda i: names.get(i, ""), eventlog=eventlog,
+                   measured_boot=measured_boot)
+
+
+_MAX_NAMED = 1000
+
+
+def _names_of(source: BinaryIO, wanted: AbstractSet[int], *, digest_alg: HashAlgorithm | None,
+              byte_order: str | None) -> dict[int, str]:
+    """The event names of a few entries of a list file, read again (seekable files only),
+    to name the entries a report points at."""
+    if not wanted or not source.seekable():
+        return {}
+    from .ima.codec import detect_list_kind, iter_measurement_list
+
+    last = max(wanted)
+    out: dict[int, str] = {}
+    try:
+        source.seek(0)
+        kind = detect_list_kind(source.read(1 << 16), digest_alg=digest_alg,
+                                byte_order=byte_order)
+        source.seek(0)
+        for i, e in enumerate(iter_measurement_list(source, byte_order=kind.byte_order,
+                                                    digest_alg=kind.digest_alg)):
+            if i in wanted:
+                out[i] = e._safe_name()
+            if i >= last:
+                break
+    except (ImasimError, OSError):
+        return out
+    return out

@@ -37,7 +37,7 @@ from typing import Any
 import pytest
 
 from imasim.algorithms import HashAlgorithm as H
-from imasim.attest import AttestationStatus, Verdict, attest
+from imasim.attest import AttestationStatus, Verdict, attest, attest_file
 from imasim.ima.codec import parse_measurement_list
 from imasim.io import load_pcrs_json
 from imasim.runtime_policy import RuntimePolicy, create_runtime_policy
@@ -201,3 +201,21 @@ def test_generator_makes_keylimes_policy(vector: Path) -> None:
     assert mine.keyrings == theirs.keyrings
     assert mine.ima_buf == theirs.ima_buf
     assert RuntimePolicy.from_keylime_json(mine.to_keylime_json()) == mine
+
+
+@pytest.mark.parametrize(("vector", "case"), CASES, ids=[f"{v.name}:{c}" for v, c in CASES])
+def test_streaming_attest_file_equals_attest(vector: Path, case: str) -> None:
+    """attest_file (one fused pass over the file: the CLI's path) == attest on the entries."""
+    capture = _capture(vector)
+    path = capture / "ima" / "binary_runtime_measurements"
+    entries = list(parse_measurement_list(path.read_bytes()))
+    pcrs = load_pcrs_json((capture / "pcrs.json").read_bytes())
+    policy = _policy(vector, case)
+    for ignore in (False, True):
+        a = attest(entries=entries, reference=policy, ignore_violations=ignore, **_quote(pcrs))
+        with path.open("rb") as f:
+            b = attest_file(f, reference=policy, ignore_violations=ignore, **_quote(pcrs))
+        assert [(x.index, x.verdict) for x in a.failures] == \
+            [(x.index, x.verdict) for x in b.failures]
+        assert (a.status, a.verified_entries, a.entries, a.boot_aggregate_ok, a.notes) == \
+            (b.status, b.verified_entries, b.entries, b.boot_aggregate_ok, b.notes)

@@ -35,6 +35,7 @@ tasks:
   imasim log --help                   show, convert, replay and check IMA measurement lists
   imasim eventlog --help              the firmware's TCG event log: show, replay, check
   imasim attest --help                one call: quote + list + reference values -> report
+  imasim runtime-policy --help        make Keylime runtime policies from lists or a root fs
   imasim modsig --help                appended (module) signatures: sign, verify, show, strip
   imasim imasig --help                security.ima signatures: sign, verify, show
   imasim pe --help                    PE/COFF Authenticode: digest, verify, sign, show
@@ -62,6 +63,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "log": ("cmd_log", "show, convert, replay and check IMA measurement lists"),
     "modsig": ("cmd_modsig", "sign, verify, show and strip appended signatures"),
     "pe": ("cmd_pe", "Authenticode PE images: digest, verify, sign, show"),
+    "runtime-policy": ("cmd_runtime_policy", "make Keylime runtime policies"),
     "tpm": ("cmd_tpm", "a software TPM 2.0 spelled like tpm2-tools"),
 }
 

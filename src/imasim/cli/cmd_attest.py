@@ -61,13 +61,16 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--measured-boot", type=Path, metavar="REFSTATE",
                    help="judge the event log against a measured-boot reference state "
                    "(Keylime's refstate JSON; Secure Boot expected on)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="processes replaying the banks in parallel (default 1)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_attest)
 
 
 def _attest(args: argparse.Namespace) -> int:
-    from ..attest import AttestationStatus, attest
-    from ..io import load_pcrs_json, read_measurement_list
+    from ..attest import AttestationStatus, attest, attest_file
+    from ..ima.codec import detect_list_kind
+    from ..io import is_ascii_list, list_name_hint, load_pcrs_json, read_measurement_list
     from ..runtime_policy import RuntimePolicy
     from ..tpm.marshal import PcrSelection
     from ..tpm.verify import parse_pcr_file
@@ -91,6 +94,8 @@ def _attest(args: argparse.Namespace) -> int:
         quote = {"pcr_values": load_pcrs_json(args.pcrs.read_bytes())}
     else:
         raise UsageError("give a quote (-u -m -s -f -q) or PCR values (--pcrs)")
+    if args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
     for i in args.ignore_pcr:
         if not 0 <= i < 24:
             raise UsageError(f"--ignore-pcr {i}: a PCR index is 0-23")
@@ -99,11 +104,23 @@ def _attest(args: argparse.Namespace) -> int:
     keyring = trust_keyring(args.trust, ".ima") if args.trust else None
     if args.require_signatures and keyring is None:
         raise UsageError("--require-signatures needs --trust CERT")
-    lst = read_measurement_list(args.list, digest_alg=args.digest_alg)
-    report = attest(entries=track(lst, "attest"), reference=reference,
-                    signature_keyring=keyring, require_signatures=args.require_signatures,
-                    ignore_violations=args.ignore_violations, ignore_pcrs=args.ignore_pcr,
-                    digest_alg=lst.digest_alg, **quote, **_firmware(args))
+    options: dict[str, Any] = {
+        "reference": reference, "ignore_violations": args.ignore_violations,
+        "ignore_pcrs": args.ignore_pcr, **quote, **_firmware(args)}
+    with args.list.open("rb") as f:
+        head = f.read(1 << 16)
+        if keyring is None and not is_ascii_list(head):
+            # the fused path: matched and appraised in one streaming pass
+            kind = detect_list_kind(head, digest_alg=args.digest_alg,
+                                    hint=list_name_hint(args.list))
+            f.seek(0)
+            report = attest_file(f, digest_alg=kind.digest_alg, byte_order=kind.byte_order,
+                                 jobs=args.jobs, **options)
+        else:
+            lst = read_measurement_list(args.list, digest_alg=args.digest_alg)
+            report = attest(entries=track(lst, "attest"), signature_keyring=keyring,
+                            require_signatures=args.require_signatures,
+                            digest_alg=lst.digest_alg, **options)
     print(report.to_json() if args.json else report.summary())
     return 0 if report.status is not AttestationStatus.NOT_TRUSTED else 1
 
