@@ -126,6 +126,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, int, frozenset[str]]] = {
     ("pe", "verify"): ("pe verify {pe} --trust {cert}", 0, frozenset()),
     ("pe", "sign"): ("pe sign {unsigned_pe} --key {key} --cert {cert} -o {out}", 0, frozenset()),
     ("pe", "show"): ("pe show {pe}", 0, frozenset()),
+    ("runtime-policy", "create"): ("runtime-policy create --list {list} -o {out}", 0,
+                                   frozenset()),
     ("tpm", "init"): ("tpm init --state {out}", 0, frozenset()),
     ("tpm", "extend"): ("tpm extend --state {state} 10:sha256=" + "00" * 32, 0, frozenset()),
     ("tpm", "read"): ("tpm read --state {state} sha256:10", 0, frozenset()),

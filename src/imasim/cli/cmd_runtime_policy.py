@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +27,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "keyring (--keyrings) and of other ima-buf entries (--ima-buf), the files of "
         "--rootfs (regular files owned by root, outside /sys /run /proc /dev /var /tmp ...), "
         "exclude patterns and verification keys.")
-    c.add_argument("--list", type=Path, action="append", default=[],
-                   help="measurement list (binary or ASCII; repeatable)")
+    c.add_argument("--list", action="append", default=[],
+                   help="measurement list (binary, ASCII or JSON; '-' for standard input; "
+                   "repeatable)")
     c.add_argument("--rootfs", type=Path, help="root file system to hash")
     c.add_argument("--skip-path", action="append", default=[],
                    help="folder under --rootfs not to hash (repeatable)")
@@ -45,20 +45,22 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                    help="file of exclude regular expressions, one a line")
     c.add_argument("--add-verification-key", type=Path, action="append", default=[],
                    dest="keys", help="certificate whose key may sign files (repeatable)")
-    c.add_argument("-o", "--output", type=Path, help="output file (default stdout)")
+    c.add_argument("-o", "--output", default="-", help="output file (default: standard "
+                   "output)")
     c.set_defaults(func=_create)
 
 
 def _create(args: argparse.Namespace) -> int:
     from ..algorithms import HashAlgorithm
     from ..errors import UsageError
-    from ..io import KEYLIME_BASE_EXCLUDE_DIRS, read_measurement_list, tree_digests
+    from ..io import KEYLIME_BASE_EXCLUDE_DIRS, tree_digests
     from ..keys.key import Key
     from ..runtime_policy import create_runtime_policy
+    from ._io import read_list, write_output
 
     if not args.list and args.rootfs is None:
         raise UsageError("give --list and/or --rootfs")
-    entries = [e for path in args.list for e in read_measurement_list(path)]
+    entries = [e for path in args.list for e in read_list(path)]
     files = None
     if args.rootfs is not None:
         if not args.rootfs.is_dir():
@@ -74,9 +76,5 @@ def _create(args: argparse.Namespace) -> int:
         entries, file_digests=files, keyrings=args.keyrings, ima_buf=args.ima_buf,
         ignored_keyrings=args.ignored_keyrings, excludes=excludes,
         verification_keys=[Key.from_certificate(p.read_bytes()) for p in args.keys])
-    text = policy.to_keylime_json() + "\n"
-    if args.output is None:
-        sys.stdout.write(text)
-    else:
-        args.output.write_text(text, encoding="utf-8")
+    write_output(args.output, (policy.to_keylime_json() + "\n").encode())
     return 0
