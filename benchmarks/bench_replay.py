@@ -1,5 +1,13 @@
 """Replay with every template digest checked, vs evmctl ima_measurement; appraisal overhead.
 
+Per process (what a user runs): ``evmctl ima_measurement``, ``imasim log replay`` and
+``imasim log check`` on the same list, interleaved round by round, CPU time (user + system
+of the process and its workers, from wait4) and peak RSS of each; the library calls
+``replay_file`` and ``match_file`` in a fresh interpreter the same way. The imasim package
+is byte-compiled first, as ``pip install`` leaves it (start-up is part of the figure).
+``--jobs 2`` is timed in wall-clock time against ``--jobs 1``: that figure needs two idle
+cores (``python benchmarks/run.py replay`` in a quiet window).
+
 Two lists of N ima-ng entries (sha256 file digests), one allowlist of 100,000 paths:
 
 - ``ima-ng-N.bin``: N distinct paths, the first 100,000 of them in the allowlist with
@@ -13,16 +21,24 @@ Two lists of N ima-ng entries (sha256 file digests), one allowlist of 100,000 pa
 
 from __future__ import annotations
 
+import compileall
 import hashlib
+import json
+import os
 import random
+import shutil
+import statistics
 import struct
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _gen import cached_list, time_evmctl
+from _gen import cached_list, pcr_files, time_evmctl
 from _mem import peak_rss_mb
 
+import imasim
 from imasim.algorithms import HashAlgorithm as H
 from imasim.attest import ReferenceValues, replay_and_appraise_file
 from imasim.ima import iter_measurement_list
@@ -64,11 +80,92 @@ def allowlist_list(n: int) -> bytes:
     return bytes(out)
 
 
+def run_process(cmd: list[str]) -> tuple[float, float, float, int]:
+    """CPU seconds (the process and every child it waited for), wall seconds, peak RSS in
+    MB and exit code of ``cmd``.
+
+    Linux keeps a process's peak RSS across fork and exec, so a command started from this
+    (big) process would report at least this process's peak: GNU time, a small process,
+    starts it and reports its figures.
+    """
+    gnu_time = shutil.which("time") or "/usr/bin/time"
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as out:
+        t0 = time.perf_counter()
+        proc = subprocess.run([gnu_time, "-f", "%U %S %M %x", "-o", out.name, *cmd],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wall = time.perf_counter() - t0
+        user, system, rss_kb, rc = out.read().split()[-4:]
+    assert proc.returncode == int(rc)
+    return float(user) + float(system), wall, int(rss_kb) / 1024, int(rc)
+
+
+def per_process(path: Path, tmp: Path, n: int, rounds: int) -> None:
+    """The CLI and the library call, per process, interleaved with evmctl."""
+    evmctl = shutil.which("evmctl")
+    imasim_cli = shutil.which("imasim") or ""
+    if evmctl is None or not imasim_cli or not Path("/usr/bin/time").exists():
+        print("evmctl, the imasim command or GNU time missing: no per-process comparison")
+        return
+    compileall.compile_dir(Path(imasim.__file__).parent, quiet=1)
+    pcr_args = pcr_files(path, tmp)
+    pcrs_json = tmp / "pcrs.json"
+    pcrs_json.write_text(json.dumps({
+        alg: {str(i): line.split()[1] for i, line in enumerate(
+            Path(f).read_text().splitlines())}
+        for alg, f in (a.split(",", 1) for a in pcr_args[1::2])}))
+    lib = ("from imasim.ima.replay import {fn}\n"
+           "with open({path!r}, 'rb') as f:\n    r = {fn}(f{extra})\n")
+    load = (f"import json\nfrom imasim.io import load_pcrs_json\n"
+            f"q = load_pcrs_json(open({str(pcrs_json)!r}).read())\n")
+    cmds = {
+        "evmctl ima_measurement": [evmctl, "ima_measurement", "--ignore-violations",
+                                   *pcr_args, str(path)],
+        "imasim log replay": [imasim_cli, "log", "replay", str(path)],
+        "imasim log check": [imasim_cli, "log", "check", str(path), "--pcrs", str(pcrs_json)],
+        "replay_file (library)": [sys.executable, "-c", lib.format(
+            fn="replay_file", path=str(path), extra="")],
+        "match_file (library)": [sys.executable, "-c", load + lib.format(
+            fn="match_file", path=str(path), extra=", q")],
+    }
+    cpu: dict[str, list[float]] = {k: [] for k in cmds}
+    rss: dict[str, float] = {}
+    for _ in range(rounds):
+        for name, cmd in cmds.items():
+            c, _, m, rc = run_process(cmd)
+            assert rc == 0, (name, rc)
+            cpu[name].append(c)
+            rss[name] = max(rss.get(name, 0.0), m)
+    ev = cpu["evmctl ima_measurement"]
+    print(f"per process, {rounds} interleaved rounds, CPU time (median), peak RSS:")
+    for name, times in cpu.items():
+        ratios = [e / t for e, t in zip(ev, times, strict=True)]
+        ratio = ("" if name.startswith("evmctl") else
+                 f", {statistics.median(ratios):.2f}x evmctl (rounds: "
+                 f"{', '.join(f'{r:.2f}' for r in ratios)})")
+        med = statistics.median(times)
+        print(f"  {name}: {med:.2f} s CPU, {n / med:,.0f} entries/s, peak RSS "
+              f"{rss[name]:.1f} MB{ratio}")
+    # --jobs 2: wall time against one process (needs two idle cores)
+    walls: dict[int, list[float]] = {1: [], 2: []}
+    for _ in range(rounds):
+        for jobs in (1, 2):
+            _, w, _, rc = run_process([imasim_cli, "log", "check", str(path), "--pcrs",
+                                       str(pcrs_json), "--jobs", str(jobs)])
+            assert rc == 0
+            walls[jobs].append(w)
+    w1, w2 = statistics.median(walls[1]), statistics.median(walls[2])
+    load = os.getloadavg()[0]
+    print(f"imasim log check --jobs 2: {w2:.2f} s wall vs {w1:.2f} s with --jobs 1: "
+          f"{w1 / w2:.2f}x (load average {load:.1f} on {os.cpu_count()} cores; the figure "
+          "holds only with two idle cores)")
+
+
 def main(quick: bool = False) -> None:
     n = 20_000 if quick else 1_000_000
     tmp = Path(tempfile.gettempdir()) / "imasim-bench"
     tmp.mkdir(exist_ok=True)
     path = cached_list(n, tmp)
+    per_process(path, tmp, n, 2 if quick else 3)
     real = tmp / f"ima-ng-allow-{n}.bin"
     if not real.exists():
         real.write_bytes(allowlist_list(n))

@@ -36,16 +36,16 @@ import bisect
 import enum
 import os
 import struct
+import sys
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Literal, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol
 
 from ..algorithms import HashAlgorithm
 from ..errors import ParseError, UnsupportedAlgorithmError, UsageError
 from ..limits import DEFAULT_LIMITS, Limits
-from ..tpm.pcrs import PcrBanks
 from .codec import MeasurementList, _ChunkReader, _Scanner, detect_list_kind
 from .entry import MeasurementEntry
 from .fields import ByteOrder, DigestWithAlgo
@@ -66,6 +66,9 @@ __all__ = [
     "replay",
     "replay_file",
 ]
+
+if TYPE_CHECKING:
+    from ..tpm.pcrs import PcrBanks
 
 PcrValues = Mapping[HashAlgorithm, Mapping[int, bytes]]
 Padding = Literal["native", "padded", "auto"]
@@ -192,7 +195,9 @@ def _chunk(E, buf, base, final):
     end = len(buf)
     hdr = 8 + E.dsize
     max_data = E.limits.max_template_data
-    fast_ok = E.index + end // (hdr + 5) <= E.limits.max_entries
+    # the fast path checks neither the entry limit nor the data limit: a chunk that could
+    # reach either goes through the scanner
+    fast_ok = E.index + end // (hdr + 5) <= E.limits.max_entries and end <= max_data
     {ctor_setup}
     zero = E.zero
     cur = E.cur
@@ -218,8 +223,7 @@ def _chunk(E, buf, base, final):
                 pcr, dig, hn, dlen, f0, f1 = unpack(buf, pos)
                 dstart = pos + dhead
                 dend = dstart + dlen
-                if (hn != key or f0 != f0_len or dlen != two + f1 or dlen > max_data
-                        or dend > end):
+                if hn != key or f0 != f0_len or dlen != two + f1 or dend > end:
                     break
                 data = buf[dstart:dend]
 {fast_switch}
@@ -260,10 +264,11 @@ _LOOPS: dict[tuple[Any, ...], Callable[..., int]] = {}
 
 
 def _compile_loop(banks: tuple[HashAlgorithm, ...], padded: tuple[bool, ...],
-                  digest_alg: HashAlgorithm, check: bool, appraise: bool
+                  digest_alg: HashAlgorithm, check: bool, appraise: bool, matching: bool
                   ) -> Callable[..., int]:
-    """The chunk loop for one configuration, generated from _STEP/_SWITCH/_LOOP."""
-    key = (banks, padded, digest_alg, check, appraise)
+    """The chunk loop for one configuration, generated from _STEP/_SWITCH/_LOOP (without
+    ``matching``, no quoted values are looked for)."""
+    key = (banks, padded, digest_alg, check, appraise, matching)
     found = _LOOPS.get(key)
     if found is not None:
         return found
@@ -302,18 +307,22 @@ def _compile_loop(banks: tuple[HashAlgorithm, ...], padded: tuple[bool, ...],
         else:
             on_viol = on_bad = "pass"
             on_good = ""
+        body = _STEP if matching else _STEP.replace(
+            "if {hit_test}:\n    armed = E._hit(pcr, index + 1, ({values},))\n", "")
         if not check:  # only violations are looked for: dig == zero
-            body = _STEP.replace("if {chk} != dig:\n    if dig == zero:", "if True:\n"
+            body = body.replace("if {chk} != dig:\n    if dig == zero:", "if True:\n"
                                  "    if dig == zero:")
             body = body.replace("    else:\n        bad_append(index)\n        {on_bad}\n", "")
             body = body.replace("{on_good}\n", "")
             return body.format(hash="\n".join(hash_lines), viol=viol, on_viol=on_viol,
                                extend=extend, hit_test=hit_test, values=values, chk=chk)
-        return _STEP.format(hash="\n".join(hash_lines), chk=chk, viol=viol, on_viol=on_viol,
-                            on_bad=on_bad, on_good=on_good, extend=extend,
-                            hit_test=hit_test, values=values)
+        return body.format(hash="\n".join(hash_lines), chk=chk, viol=viol, on_viol=on_viol,
+                           on_bad=on_bad, on_good=on_good, extend=extend,
+                           hit_test=hit_test, values=values)
 
     switch = _SWITCH.format(values=values, targets=targets)
+    if not matching:
+        switch = switch.replace("if armed:\n    E._end(pcr, index)\n    armed = False\n", "")
     src = _LOOP.format(ctor_setup="\n    ".join(setup), values=values, targets=targets,
                        fast_switch=_indent(switch, 16), fast_step=_indent(step(True), 16),
                        slow_switch=_indent(switch, 12), slow_step=_indent(step(False), 12))
@@ -408,7 +417,7 @@ class _Engine:
         self.pads = [bytes(a.digest_size - 20) if p else b""
                      for a, p in zip(self.banks, self.padded, strict=True)]
         self.loop = _compile_loop(self.banks, self.padded, digest_alg, check,
-                                  appraiser is not None)
+                                  appraiser is not None, targets is not None)
         self.start = 0 if start is None else start.count
         self.index = self.start
         self.bad: list[int] = []
@@ -1039,7 +1048,26 @@ def _allowed(o: _Outcome, b: int, targets: Mapping[int, bytes], covered: Abstrac
     return allowed
 
 
-def _match_banks(quoted: PcrBanks, banks: Sequence[HashAlgorithm] | None
+def _quoted_values(quoted: PcrBanks | PcrValues) -> tuple[PcrValues, bool]:
+    """The quoted values (checked as PcrBanks checks them) and whether a verified quote
+    vouches for them. (imasim.tpm is not imported for this: a PcrBanks exists only once
+    its module is loaded, and the CLI's start-up stays small.)"""
+    mod = sys.modules.get("imasim.tpm.pcrs")
+    if mod is not None and isinstance(quoted, mod.PcrBanks):
+        return quoted, bool(quoted.authenticated)
+    for alg, bank in quoted.items():
+        if not isinstance(alg, HashAlgorithm):
+            raise UsageError(f"bank {alg!r} is not a HashAlgorithm")
+        for idx, value in bank.items():
+            if not isinstance(idx, int) or not 0 <= idx < 32:
+                raise UsageError(f"{alg.kernel_name} PCR index {idx!r} out of range")
+            if len(value) != alg.digest_size:
+                raise UsageError(f"{alg.kernel_name} PCR {idx} has {len(value)} bytes, "
+                                 f"not {alg.digest_size}")
+    return quoted, False
+
+
+def _match_banks(quoted: PcrValues, banks: Sequence[HashAlgorithm] | None
                  ) -> tuple[tuple[HashAlgorithm, ...], frozenset[int]]:
     """The compared banks (default: every quoted bank holding a value) and the PCRs they
     all hold (the covered ones)."""
@@ -1061,7 +1089,7 @@ def _match(inp: _Input, quoted: PcrBanks | PcrValues, digest_alg: HashAlgorithm,
            banks: Sequence[HashAlgorithm] | None, start: ReplayState | None,
            ignore_pcrs: Iterable[int], limits: Limits = DEFAULT_LIMITS,
            appraiser: _Appraiser | None = None, jobs: int = 1) -> MatchResult:
-    pcrs = quoted if isinstance(quoted, PcrBanks) else PcrBanks.unauthenticated(quoted)
+    pcrs, authenticated = _quoted_values(quoted)
     ignore = frozenset(ignore_pcrs)
     chosen, covered = _match_banks(pcrs, banks)
 
@@ -1116,7 +1144,7 @@ def _match(inp: _Input, quoted: PcrBanks | PcrValues, digest_alg: HashAlgorithm,
                       tuple(o.bad), frozenset(a for a, p in zip(run_banks, padded, strict=True)
                                               if p), tuple(o.violations))
     return MatchResult(status, bank_results, tuple(mismatches), tuple(o.bad), n, rr, k,
-                       uncovered, tuple(o.violations), ignore, pcrs.authenticated)
+                       uncovered, tuple(o.violations), ignore, authenticated)
 
 
 def match(
