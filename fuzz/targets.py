@@ -43,6 +43,20 @@ def _list_stream(data: bytes) -> object:
     return sum(1 for _ in ima.iter_measurement_list(io.BytesIO(data)))
 
 
+def _list_kind_match(data: bytes) -> object:
+    """detect_list_kind on any bytes, then the replay engine matching the list it names
+    against quoted values (the streaming fast path and the scanner both run)."""
+    import io
+
+    codec = importlib.import_module("imasim.ima.codec")
+    replay = importlib.import_module("imasim.ima.replay")
+    H = importlib.import_module("imasim.algorithms").HashAlgorithm
+    kind = codec.detect_list_kind(data)
+    quoted = {H.SHA1: {10: bytes(20), 11: bytes(20)}, H.SHA256: {10: bytes(32)}}
+    return replay.match_file(io.BytesIO(data), quoted, digest_alg=kind.digest_alg,
+                             byte_order=kind.byte_order, chunk_size=97, padding="native")
+
+
 def _ascii_list(data: bytes) -> object:
     ima = importlib.import_module("imasim.ima")
     return ima.parse_ascii_measurement_list(data.decode("utf-8", "replace"))
@@ -197,6 +211,7 @@ TARGETS: dict[str, Target] = {
     for t in (
         Target("list-binary", _list_roundtrip, (_LISTS + "binary_runtime_measurements",)),
         Target("list-stream", _list_stream, (_LISTS + "binary_runtime_measurements",)),
+        Target("list-kind-match", _list_kind_match, (_LISTS + "binary_runtime_measurements*",)),
         Target("list-ascii", _ascii_list, (_LISTS + "ascii_runtime_measurements*",)),
         Target("kexec-buffer", _call("imasim.kexec", "restore_kexec_buffer"),
                ("../corpus/kexec-buffer/*",)),
