@@ -349,3 +349,35 @@ def test_the_generated_loops_are_shared() -> None:
     a = _Engine((H.SHA1, H.SHA256), (False, False), H.SHA1, "little")
     b = _Engine((H.SHA1, H.SHA256), (False, False), H.SHA1, "big")
     assert a.loop is b.loop
+
+
+def test_generators_of_entries_and_unseekable_files() -> None:
+    lst = _list(9000)  # more than one batch of serialised records
+    want = replay(lst)
+    got = replay(iter(lst))
+    assert got.pcrs == want.pcrs and got.count == 9000
+    assert match(iter(lst), _quote(lst, 9000)).status is MatchStatus.MATCH
+    # a padded-SHA-1 retry reads a file twice: a pipe can not be rewound
+    small = _list(4)
+    padded = replay(small, banks=(H.SHA384,), padded_banks=[H.SHA384]).pcrs
+    quoted = {H.SHA384: {10: padded[H.SHA384][10]}}
+
+    class Pipe(io.RawIOBase):
+        def __init__(self, data: bytes) -> None:
+            self.inner = io.BytesIO(data)
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b) -> int:  # type: ignore[no-untyped-def]
+            return self.inner.readinto(b)
+
+        def tell(self) -> int:
+            raise OSError("not seekable")
+
+    data = MeasurementList(small).to_bytes()
+    with pytest.raises(UsageError, match="seekable"):
+        match_file(Pipe(data), quoted)  # type: ignore[arg-type]
+    assert match_file(Pipe(data), quoted,  # type: ignore[arg-type]
+                      padding="padded").status is MatchStatus.MATCH
+    assert match_file(io.BytesIO(data), quoted).banks[0].padded

@@ -34,11 +34,12 @@ from __future__ import annotations
 
 import bisect
 import enum
+import itertools
 import os
 import struct
 import sys
 from array import array
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol
@@ -578,9 +579,6 @@ class _Engine:
         while reader.fill():
             reader.consume(self.loop(self, reader.buf, reader.base, reader.eof))
 
-    def feed_bytes(self, buf: bytes) -> None:
-        self.loop(self, buf, 0, True)
-
     def feed_records(self, buf: bytes, offsets: array[int]) -> None:
         """Records whose boundaries are known (not validated again)."""
         self.offsets = offsets
@@ -608,36 +606,51 @@ class _Engine:
                         touched, self.bad, self.violations, self.uncovered)
 
 
-def _source_of(entries: Iterable[MeasurementEntry], digest_alg: HashAlgorithm | None
-               ) -> tuple[bytes, array[int], HashAlgorithm, ByteOrder]:
-    """The records of ``entries`` (a parsed list's own bytes, or the entries serialised),
-    where each starts, the stored digests' algorithm and the byte order."""
-    if isinstance(entries, MeasurementList):
-        alg = digest_alg or entries.digest_alg
-        if alg is entries.digest_alg:
-            return entries.to_bytes(), entries._offsets, alg, entries.byte_order
-        entries = list(entries)
-    items = entries if isinstance(entries, Sequence) else list(entries)
-    order: ByteOrder = items[0].byte_order if items else "little"
-    sizes = {len(e.template_digest) for e in items}
+def _entry_kind(first: MeasurementEntry | None, digest_alg: HashAlgorithm | None
+                ) -> tuple[HashAlgorithm, ByteOrder]:
+    """The stored digests' algorithm (given, else the one of the first entry's digest
+    size) and the byte order (the first entry's) of entry objects."""
+    if first is None:
+        return digest_alg or HashAlgorithm.SHA1, "little"
     if digest_alg is None:
         by_size = {a.digest_size: a for a in (HashAlgorithm.SHA512, HashAlgorithm.SHA384,
                                                HashAlgorithm.SHA256, HashAlgorithm.SHA1)}
-        digest_alg = by_size.get(min(sizes), HashAlgorithm.SHA1) if len(sizes) == 1 \
-            else HashAlgorithm.SHA1
+        digest_alg = by_size.get(len(first.template_digest), HashAlgorithm.SHA1)
+    return digest_alg, first.byte_order
+
+
+def _record_batches(entries: Iterable[MeasurementEntry], digest_alg: HashAlgorithm,
+                    order: ByteOrder, batch: int = 4096
+                    ) -> Iterator[tuple[bytes, array[int]]]:
+    """Entry objects serialised as records, a batch at a time (bounded memory), with
+    where each record starts."""
+    pack = struct.Struct("<I" if order == "little" else ">I").pack
     dsize = digest_alg.digest_size
-    parts = []
-    offsets = array("Q")
+    names: dict[str, bytes] = {}
+    parts: list[bytes] = []
+    offsets: array[int] = array("Q")
     pos = 0
-    for i, e in enumerate(items):
-        if len(e.template_digest) != dsize:
-            raise UsageError(f"entry {i} has a {len(e.template_digest)}-byte template digest, "
-                             f"not the {dsize} bytes of {digest_alg.kernel_name}")
-        rec = e.to_bytes(byte_order=order)
+    for i, e in enumerate(entries):
+        pcr, name, digest, data, e_order = e
+        if len(digest) != dsize:
+            raise UsageError(f"entry {i} has a {len(digest)}-byte template digest, not the "
+                             f"{dsize} bytes of {digest_alg.kernel_name}")
+        if e_order != order or name == "ima" or not 0 <= pcr <= 0xFFFFFFFF:
+            rec = e.to_bytes(byte_order=order)
+        else:
+            head = names.get(name)
+            if head is None:
+                raw = name.encode("ascii")
+                head = names[name] = pack(len(raw)) + raw
+            rec = b"".join((pack(pcr), digest, head, pack(len(data)), data))
         offsets.append(pos)
         parts.append(rec)
         pos += len(rec)
-    return b"".join(parts), offsets, digest_alg, order
+        if len(offsets) == batch:
+            yield b"".join(parts), offsets
+            parts, offsets, pos = [], array("Q"), 0
+    if offsets:
+        yield b"".join(parts), offsets
 
 
 # -- running the engine -------------------------------------------------------------------
@@ -645,14 +658,17 @@ _Feed = Callable[[_Engine], None]
 
 
 class _Input:
-    """A list to run the engine over, once or again (the padded retry): bytes, or a
-    file read from its current position (seekable for a second pass)."""
+    """A list to run the engine over, once or again (the padded retry): a parsed list,
+    entry objects, or a file read from its current position (seekable for a second
+    pass)."""
 
-    def __init__(self, *, data: bytes | None = None, offsets: array[int] | None = None,
+    def __init__(self, *, entries: Iterable[MeasurementEntry] | None = None,
+                 digest_alg: HashAlgorithm = HashAlgorithm.SHA1, order: ByteOrder = "little",
                  source: BinaryIO | None = None, head: bytes = b"",
                  chunk_size: int = 8 << 20) -> None:
-        self.data = data
-        self.offsets = offsets
+        self.entries = entries
+        self.digest_alg = digest_alg
+        self.order: ByteOrder = order
         self.source = source
         self.head = head
         self.chunk_size = chunk_size
@@ -664,12 +680,31 @@ class _Input:
                 self.start_pos = None
         self.runs = 0
 
+    @classmethod
+    def of(cls, entries: Iterable[MeasurementEntry], digest_alg: HashAlgorithm | None, *,
+           again: bool) -> _Input:
+        """Entry objects or a parsed list; ``again``: keep what a second pass needs."""
+        if isinstance(entries, MeasurementList) and digest_alg in (None, entries.digest_alg):
+            return cls(entries=entries, digest_alg=entries.digest_alg,
+                       order=entries.byte_order)
+        if again and not isinstance(entries, Sequence):
+            entries = list(entries)
+        if isinstance(entries, Sequence):
+            alg, order = _entry_kind(entries[0] if entries else None, digest_alg)
+            return cls(entries=entries, digest_alg=alg, order=order)
+        it = iter(entries)
+        first = next(it, None)
+        alg, order = _entry_kind(first, digest_alg)
+        rest = it if first is None else itertools.chain((first,), it)
+        return cls(entries=rest, digest_alg=alg, order=order)
+
     def feed(self, engine: _Engine) -> None:
-        if self.data is not None:
-            if self.offsets is not None:
-                engine.feed_records(self.data, self.offsets)
-            else:
-                engine.feed_bytes(self.data)
+        if self.entries is not None:
+            if isinstance(self.entries, MeasurementList):
+                engine.feed_records(self.entries.to_bytes(), self.entries._offsets)
+                return
+            for buf, offsets in _record_batches(self.entries, self.digest_alg, self.order):
+                engine.feed_records(buf, offsets)
             return
         assert self.source is not None
         head = self.head
@@ -798,10 +833,9 @@ def replay(
     :class:`~imasim.ima.MeasurementList`'s own, else the one of their size (SHA-1 for
     20 bytes). Entries are validated as the list parser validates records.
     """
-    data, offsets, alg, order = _source_of(entries, digest_alg)
+    inp = _Input.of(entries, digest_alg, again=False)
     padded = frozenset(padded_banks)
-    o = _run(_Input(data=data, offsets=offsets), banks, [a in padded for a in banks], alg,
-             order, start=start)
+    o = _run(inp, banks, [a in padded for a in banks], inp.digest_alg, inp.order, start=start)
     return _replay_result(o)
 
 
@@ -1170,8 +1204,8 @@ def match(
     replayed but never verified. With ``padding="auto"`` a non-SHA-1 bank that does not
     match natively is tried with padded SHA-1 digests.
     """
-    data, offsets, alg, order = _source_of(entries, digest_alg)
-    return _match(_Input(data=data, offsets=offsets), quoted, alg, order, padding=padding,
+    inp = _Input.of(entries, digest_alg, again=True)
+    return _match(inp, quoted, inp.digest_alg, inp.order, padding=padding,
                   banks=banks, start=start, ignore_pcrs=ignore_pcrs)
 
 
