@@ -387,7 +387,7 @@ def ipe_check(t: Txn, f: SimFile, hook: Hook) -> AccessResult | None:
     if ipe is None or hook not in _IPE_OPS:
         return None
     op, ipe_hook = _IPE_OPS[hook]
-    d = ipe.evaluate(op, ipe_hook, ipe_properties(f), path=f.path, ino=f.ino)
+    d = ipe.evaluate(op, ipe_hook, ipe_properties(f), path=f.path, dev=f.fs.s_id, ino=f.ino)
     return None if d.allowed else AccessResult(False, reason=f"IPE: {d.rule}")
 
 
@@ -683,7 +683,8 @@ def load_x509_file(t: Txn, path: str, ring: Keyring) -> AccessResult:
     f = t.file(path)
     ipe = t.kernel.ipe
     if ipe is not None:
-        d = ipe.evaluate(Op.X509_CERT, "KERNEL_READ", ipe_properties(f), path=path, ino=f.ino)
+        d = ipe.evaluate(Op.X509_CERT, "KERNEL_READ", ipe_properties(f), path=path,
+                         dev=f.fs.s_id, ino=f.ino)
         if not d.allowed:
             return AccessResult(False, reason=f"IPE: {d.rule}")
     r = process(t, path, Hook.FILE_CHECK, MAY_READ)

@@ -78,6 +78,21 @@ class Filesystem:
     #: the superblock IPE marked when it unpacked the initramfs (boot_verified)
     initramfs: bool = False
     verity: DmVerity | None = None
+    #: the block device under a disk file system (None: the device of EXT4 is ``vda``)
+    device: str | None = None
+
+    @property
+    def s_id(self) -> str:
+        """The superblock's ``s_id``, what audit records print as ``dev=``: the block
+        device for a disk file system (``vda``, ``dm-0`` under dm-verity), ``rootfs`` for
+        the unpacked initramfs, else the file system type's name (``tmpfs``, ``proc``)."""
+        if self.device is not None:
+            return self.device
+        if self.initramfs:
+            return "rootfs"
+        if self.magic == EXT4[1]:
+            return "dm-0" if self.verity is not None else "vda"
+        return self.name
 
 
 EXT4_FS: Final = Filesystem(*EXT4)

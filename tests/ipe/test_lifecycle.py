@@ -156,8 +156,9 @@ def test_enforce_toggle_and_permissive_mode() -> None:
     ipe.new_policy(_signed(LOCK))
     ipe.activate("lockdown")
     ipe.set_enforce(False)
-    assert str(ipe.audit[-1]) == ("type=1404 enforcing=0 old_enforcing=1 auid=4294967295 "
-                                  "ses=4294967295 enabled=1 old-enabled=1 lsm=ipe res=1")
+    assert [str(r) for r in ipe.audit[-2:]] == [
+        "type=1404 enforcing=0 old_enforcing=1 auid=4294967295 ses=4294967295 enabled=1 "
+        "old-enabled=1 lsm=ipe res=1", "type=1404"]  # and ipe_audit_enforce's empty one
     d = ipe.evaluate(Op.EXECUTE, "BPRM_CHECK", FileProperties(), path="/x")
     assert d.allowed and d.action.value == "DENY"
     assert "enforcing=0" in str(ipe.audit[-1])

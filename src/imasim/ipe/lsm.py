@@ -157,7 +157,7 @@ class IpeAuditRecord:
     text: str
 
     def __str__(self) -> str:
-        return f"type={self.type} {self.text}"
+        return f"type={self.type} {self.text}".rstrip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,8 +293,12 @@ class Ipe:
         self._need_cap(cap_mac_admin)
         old, self.enforce = self.enforce, value
         if old != value:
+            # ipe_audit_enforce opens a record with audit_log_start, then writes the whole
+            # message as a second record with audit_log() and ends the first one empty:
+            # two 1404 records, the empty one last (6.12's dmesg; mainline unchanged)
             self._log(1404, f"enforcing={int(value)} old_enforcing={int(old)} auid={_UNSET} "
                             f"ses={_UNSET} enabled=1 old-enabled=1 lsm=ipe res=1")
+            self._log(1404, "")
 
     # -- internals --------------------------------------------------------------------
     def _need_cap(self, cap: bool) -> None:
