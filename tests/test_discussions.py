@@ -44,7 +44,7 @@ def _run(doc: dict[str, Any]) -> bool:
 def test_every_scenario_is_a_claim() -> None:
     linked = {name for row in _rows() for name in row}
     assert linked == {p.name for p in SCENARIOS.glob("*.toml")}
-    assert len(PAIRS) >= 11
+    assert len(PAIRS) >= 13
 
 
 @pytest.mark.parametrize("a, b", PAIRS, ids=[f"{a[:-5]}|{b[:-5]}" for a, b in PAIRS])

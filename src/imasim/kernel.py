@@ -59,6 +59,7 @@ from .ima.policy import (
 )
 from .ima.replay import boot_aggregate
 from .ima.templates import lookup_template
+from .initkeys import integrity_load_keys
 from .ipe.lsm import FileProperties, Ipe
 from .ipe.policy import Op
 from .ipe.verity import dm_verity_root_hash, fsverity_digest, verify_fsverity_signature
@@ -561,12 +562,14 @@ def boot(t: Txn) -> None:
     opts = t.boot.boot_options
     desc = lookup_template(k.template(opts))
     policy = builtin_policy(list(opts.ima_policy), kernel_version=k.config.version,
-                            arch_rules=k.arch_rules())
+                            arch_rules=k.arch_rules(),
+                            signed_init=k.config.ima_appraise_signed_init)
     _add_boot_aggregate(t, desc.name)
     t.boot = replace(t.boot, booted=True, queued_keys=(), process_keys=False)
     for key in k.keyrings.builtin.keys:  # load_system_certificate_list
         key_check(t, k.keyrings.builtin.name, key)
     t.boot = replace(t.boot, policy=policy, policy_written=False)
+    integrity_load_keys(t)  # the root file system is ready: CONFIG_IMA_X509_PATH & co.
 
 
 def _add_boot_aggregate(t: Txn, template: str) -> None:

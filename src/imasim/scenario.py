@@ -156,7 +156,7 @@ def _validate(data: Mapping[str, Any]) -> None:
         if not isinstance(f, dict) or not isinstance(f.get("path"), str) or \
                 not f["path"].startswith("/"):
             raise _bad("each file needs an absolute path", f"files[{i}]")
-        for k in ("ima_sign", "modsig", "pe_sign"):
+        for k in ("ima_sign", "modsig", "pe_sign", "certificate"):
             if k in f and f[k] not in keys:
                 raise _bad(f"{k} names an unknown key {f[k]!r}", f"files[{i}].{k}")
         if "fs" in f and f["fs"] not in _FS:
@@ -258,6 +258,11 @@ class _Runner:
             if self.s.read is None:
                 raise UsageError(f"{where}: source files need a reader")
             return self.s.read(spec["source"])
+        if "certificate" in spec:  # a key's X.509 certificate (DER), e.g. for IMA_X509_PATH
+            der = self.kernel_key(str(spec["certificate"])).der
+            if der is None:
+                raise _bad("the key has no certificate", f"{where}.certificate")
+            return der
         return b""
 
     def file(self, spec: Mapping[str, Any], where: str) -> tuple[bytes, dict[str, bytes]]:

@@ -531,10 +531,11 @@ def arch_policy(*, kexec_sig: bool = True, module_sig: bool = True,
 
 
 def builtin_policy(names: Sequence[str] | str, *, kernel_version: tuple[int, int] = (6, 1),
-                   arch_rules: str = "") -> ImaPolicy:
+                   arch_rules: str = "", signed_init: bool = False) -> ImaPolicy:
     """The rules ``ima_policy=<names>`` installs, in the kernel's order (ima_init_policy:
     dont_measure and tcb, then ``arch_rules``, then secure_boot, appraise_tcb and
-    critical_data)."""
+    critical_data). ``signed_init`` is CONFIG_IMA_APPRAISE_SIGNED_INIT: appraise_tcb's
+    last rule (files root owns) requires a signature (IMA_DIGSIG_REQUIRED), not a hash."""
     if isinstance(names, str):
         names = [n for n in names.replace("|", " ").split() if n]
     unknown = set(names) - set(BUILTIN_POLICIES) - {"fail_securely"}
@@ -546,6 +547,9 @@ def builtin_policy(names: Sequence[str] | str, *, kernel_version: tuple[int, int
             part = BUILTIN_POLICIES[name]
             if name == "tcb" and kernel_version >= (6, 14):
                 part = part.replace("fsmagic=0x1021994\n", "fsmagic=0x1021994 func=FILE_CHECK\n")
+            if name == "appraise_tcb" and signed_init:
+                part = part.replace("appraise fowner=0\n",
+                                    "appraise fowner=0 appraise_type=imasig\n")
             text += part
         if name == "tcb":
             text += arch_rules  # whether or not tcb was asked for
