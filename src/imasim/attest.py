@@ -34,13 +34,10 @@ import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .algorithms import HashAlgorithm
 from .errors import ImasimError, ParseError, UsageError, VerificationError
-from .eventlog.check import FirmwareLogCheck, check_firmware_log
-from .eventlog.codec import EventLog
-from .eventlog.judge import ReferenceState
 from .ima.entry import MeasurementEntry
 from .ima.fields import DigestWithAlgo
 from .ima.replay import (
@@ -54,11 +51,13 @@ from .ima.replay import (
 )
 from .keys.keyring import Keyring
 from .runtime_policy import RuntimePolicy, buffer_public_key
-from .sig.evm import verify_evm
-from .sig.pkcs7 import Usage, parse_pkcs7, verify_pkcs7
-from .sig.xattr import parse_xattr, verify_xattr
 from .tpm.pcrs import PcrBanks
 from .tpm.verify import PublicKey, verify_quote
+
+if TYPE_CHECKING:  # imported when a firmware log is given (the CLI's start-up stays small)
+    from .eventlog.check import FirmwareLogCheck
+    from .eventlog.codec import EventLog
+    from .eventlog.judge import ReferenceState
 
 __all__ = [
     "AttestationReport",
@@ -494,6 +493,9 @@ def check_entry_signature(index: int, e: MeasurementEntry, keyring: Keyring, *,
     >>> check_entry_signature(0, e, Keyring(".ima"), require=True).verdict.value
     'unsigned'
     """
+    from .sig.pkcs7 import Usage, parse_pkcs7, verify_pkcs7
+    from .sig.xattr import parse_xattr, verify_xattr
+
     try:
         fields = e.fields
         name = e._safe_name()
@@ -556,6 +558,8 @@ def _check_evmsig(fields: Mapping[str, object], evmsig: bytes, xattrs: Mapping[s
                   keyring: Keyring) -> None:
     """An evm-sig entry carries what the portable EVM digest covers: the protected
     xattrs (names, lengths, values) and the inode's uid, gid and mode."""
+    from .sig.evm import verify_evm
+
     uid, gid, mode = (fields.get(k) for k in ("iuid", "igid", "imode"))
     if not ("xattrnames" in fields and isinstance(uid, int) and isinstance(gid, int) and
             isinstance(mode, int)):
@@ -660,8 +664,11 @@ def _report(ev: _Evidence, result: MatchResult, appraiser: ListAppraiser, n: int
     if note:
         notes.append(note)
     failures.sort(key=lambda f: (f.index, f.verdict.value))
-    fw = (check_firmware_log(eventlog, ev.pcrs, measured_boot) if eventlog is not None
-          else None)
+    fw = None
+    if eventlog is not None:
+        from .eventlog.check import check_firmware_log
+
+        fw = check_firmware_log(eventlog, ev.pcrs, measured_boot)
     return AttestationReport(ev.quote_ok, ev.error, result, agg_ok, tuple(failures),
                              tuple(notes), ev.pcrs, verified, n, ev.failure, fw)
 

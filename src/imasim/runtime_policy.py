@@ -53,13 +53,12 @@ __all__ = [
 
 KEYLIME_GENERATOR_LEGACY_ALLOWLIST: Final = 3  # RUNTIME_POLICY_GENERATOR.LegacyAllowList
 _LOG_HASH_ALGS: Final = ("sha1", "sha256", "sha384", "sha512")
-_HEX_DIGEST: Final = re.compile(r"[0-9a-fA-F]{40,128}")
-_MAX_JSON_DEPTH: Final = 32
 
 
 def _digest_map(doc: Any, section: str) -> dict[str, frozenset[str]]:
     """A ``{name: [hex, ...]}`` section as Keylime's schema allows it (40-128 hex digits,
-    at least one per name; upper-case digits are taken and lower-cased)."""
+    at least one per name; upper-case digits are taken and lower-cased; the hex itself is
+    checked when the policy turns the digests into bytes)."""
     if not isinstance(doc, dict):
         raise ParseError(f"{section!r} must be an object of name -> [digest]", field=section)
     out: dict[str, frozenset[str]] = {}
@@ -68,34 +67,11 @@ def _digest_map(doc: Any, section: str) -> dict[str, frozenset[str]]:
             raise ParseError(f"{section}[{name!r}] must be a non-empty list of digests",
                              field=section)
         for d in digests:
-            if not isinstance(d, str) or not _HEX_DIGEST.fullmatch(d):
+            if not isinstance(d, str) or not 40 <= len(d) <= 128:
                 raise ParseError(f"{section}[{name!r}] holds {d!r}, not 40-128 hex digits",
                                  field=section)
-        out[str(name)] = frozenset(d.lower() for d in digests)
+        out[name] = frozenset(d if d.islower() or d.isdigit() else d.lower() for d in digests)
     return out
-
-
-def _depth_ok(text: str) -> bool:
-    """Is JSON nesting at most _MAX_JSON_DEPTH (checked before json.loads recurses)?"""
-    depth = 0
-    in_str = esc = False
-    for ch in text:
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch in "[{":
-            depth += 1
-            if depth > _MAX_JSON_DEPTH:
-                return False
-        elif ch in "]}":
-            depth -= 1
-    return True
 
 
 def _keys_from_keylime(text: str) -> tuple[Key, ...]:
@@ -123,7 +99,15 @@ def _keys_from_keylime(text: str) -> tuple[Key, ...]:
         if not isinstance(pub, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
             raise ParseError(f"verification-keys pubkeys[{i}] is neither RSA nor EC",
                              field="verification-keys")
-        keys.append(Key.from_public_key(pub, description=f"verification-keys[{i}]"))
+        key = Key.from_public_key(pub, description=f"verification-keys[{i}]")
+        if i < len(obj["keyids"]):  # Keylime looks keys up by the keyidv2 stored beside them
+            kid = obj["keyids"][i]
+            if not isinstance(kid, int) or isinstance(kid, bool) or not 0 <= kid < 1 << 32:
+                raise ParseError(f"verification-keys keyids[{i}] is not a 32-bit number",
+                                 field="verification-keys")
+            raw = kid.to_bytes(4, "big")
+            key = Key(key.description, pub, (b"", raw, b""), skid=raw)
+        keys.append(key)
     return tuple(keys)
 
 
@@ -195,13 +179,12 @@ class RuntimePolicy:
         except UnicodeDecodeError as exc:
             raise ParseError(f"runtime policy is not UTF-8: {exc}", field="policy",
                              offset=exc.start) from None
-        if not _depth_ok(s):
-            raise ParseError(f"runtime policy nests deeper than {_MAX_JSON_DEPTH}",
-                             field="policy")
         try:
             doc = json.loads(s)
         except ValueError as exc:
             raise ParseError(f"runtime policy is not JSON: {exc}", field="policy") from None
+        except RecursionError:  # the C scanner recurses per nesting level
+            raise ParseError("runtime policy nests too deeply", field="policy") from None
         if not isinstance(doc, dict):
             raise ParseError("a runtime policy is a JSON object", field="policy")
         if "payload" in doc and "digests" not in doc:

@@ -31,6 +31,7 @@ and a wrong digest (``runtime_policy_hash``).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -219,3 +220,32 @@ def test_streaming_attest_file_equals_attest(vector: Path, case: str) -> None:
             [(x.index, x.verdict) for x in b.failures]
         assert (a.status, a.verified_entries, a.entries, a.boot_aggregate_ok, a.notes) == \
             (b.status, b.verified_entries, b.entries, b.boot_aggregate_ok, b.notes)
+
+
+def test_verification_keys_accept_signed_files_by_keylimes_rule() -> None:
+    """The real ima-sig capture: with the signer's key in ``verification-keys`` the two
+    evmctl-signed scripts pass although the policy lists no digest for them (Keylime's
+    _validate_ima_sig: a good signature is enough); with a stranger's key they fall back to
+    the allowlist, where they are unknown."""
+    from imasim.keys.key import Key
+    from pki import ec_key, make_cert
+
+    vector = KEYLIME / "signed-ext4-ima-sig-stage1"
+    capture = _capture(vector)
+    entries = list(parse_measurement_list(
+        (capture / "ima" / "binary_runtime_measurements").read_bytes()))
+    pcrs = load_pcrs_json((capture / "pcrs.json").read_bytes())
+    signed = ("/mnt/bin/signed-one.sh", "/mnt/bin/signed-two.sh")
+    doc = json.loads((vector / "policy.json").read_text())
+    for path in signed:
+        doc["digests"].pop(path)
+    signer = Key.from_certificate((VECTORS / "realkernel" / "signed-ext4-ima-sig" / "keys"
+                                   / "ima-test-cert.der").read_bytes())
+    stranger = Key.from_certificate(make_cert("stranger", ec_key("stranger")).der)
+    base = RuntimePolicy.from_keylime_json(json.dumps(doc))
+    for key, expected in ((signer, set()), (stranger, set(signed))):
+        policy = RuntimePolicy.from_keylime_json(
+            replace(base, verification_keys=(key,)).to_keylime_json())
+        report = attest(entries=entries, reference=policy, ignore_violations=True,
+                        **_quote(pcrs))
+        assert {f.path for f in report.failures} == expected, report.summary()
