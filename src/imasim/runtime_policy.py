@@ -55,23 +55,37 @@ KEYLIME_GENERATOR_LEGACY_ALLOWLIST: Final = 3  # RUNTIME_POLICY_GENERATOR.Legacy
 _LOG_HASH_ALGS: Final = ("sha1", "sha256", "sha384", "sha512")
 
 
-def _digest_map(doc: Any, section: str) -> dict[str, frozenset[str]]:
+def _digest_map(doc: Any, section: str
+                ) -> tuple[dict[str, frozenset[str]], dict[str, frozenset[bytes]]]:
     """A ``{name: [hex, ...]}`` section as Keylime's schema allows it (40-128 hex digits,
-    at least one per name; upper-case digits are taken and lower-cased; the hex itself is
-    checked when the policy turns the digests into bytes)."""
+    at least one per name; upper-case digits are taken and lower-cased), as hex strings
+    and as bytes, in one pass (a policy may list hundreds of thousands of paths)."""
     if not isinstance(doc, dict):
         raise ParseError(f"{section!r} must be an object of name -> [digest]", field=section)
     out: dict[str, frozenset[str]] = {}
-    for name, digests in doc.items():
-        if not isinstance(digests, list) or not digests:
-            raise ParseError(f"{section}[{name!r}] must be a non-empty list of digests",
-                             field=section)
-        for d in digests:
-            if not isinstance(d, str) or not 40 <= len(d) <= 128:
-                raise ParseError(f"{section}[{name!r}] holds {d!r}, not 40-128 hex digits",
+    raw: dict[str, frozenset[bytes]] = {}
+    fromhex = bytes.fromhex
+    try:
+        for name, digests in doc.items():
+            if type(digests) is not list or not digests:
+                raise ParseError(f"{section}[{name!r}] must be a non-empty list of digests",
                                  field=section)
-        out[name] = frozenset(d if d.islower() or d.isdigit() else d.lower() for d in digests)
-    return out
+            for d in digests:
+                if type(d) is not str or not 40 <= len(d) <= 128:
+                    raise ParseError(f"{section}[{name!r}] holds {d!r}, not 40-128 hex "
+                                     "digits", field=section)
+            if len(digests) == 1:
+                d = digests[0].lower()
+                out[name] = frozenset((d,))
+                raw[name] = frozenset((fromhex(d),))
+            else:
+                out[name] = frozenset(d.lower() for d in digests)
+                raw[name] = frozenset(map(fromhex, out[name]))
+    except ValueError as exc:
+        if isinstance(exc, ParseError):
+            raise
+        raise ParseError(f"bad digest in {section}: {exc}", field=section) from None
+    return out, raw
 
 
 def _keys_from_keylime(text: str) -> tuple[Key, ...]:
@@ -155,9 +169,13 @@ class RuntimePolicy:
             except ValueError as exc:
                 raise ParseError(f"bad digest in {section}: {exc}", field=section) from None
 
-        object.__setattr__(self, "digests_bytes", to_bytes("digests", self.digests))
-        object.__setattr__(self, "keyrings_bytes", to_bytes("keyrings", self.keyrings))
-        object.__setattr__(self, "ima_buf_bytes", to_bytes("ima-buf", self.ima_buf))
+        # from_keylime_json passes the bytes maps it made in the same pass
+        if len(self.digests_bytes) != len(self.digests):
+            object.__setattr__(self, "digests_bytes", to_bytes("digests", self.digests))
+        if len(self.keyrings_bytes) != len(self.keyrings):
+            object.__setattr__(self, "keyrings_bytes", to_bytes("keyrings", self.keyrings))
+        if len(self.ima_buf_bytes) != len(self.ima_buf):
+            object.__setattr__(self, "ima_buf_bytes", to_bytes("ima-buf", self.ima_buf))
         if self.excludes:
             try:
                 object.__setattr__(self, "_pattern",
@@ -216,15 +234,21 @@ class RuntimePolicy:
         vkeys = doc.get("verification-keys", "")
         if not isinstance(vkeys, str):
             raise ParseError("'verification-keys' must be a string", field="verification-keys")
+        digests, digests_raw = _digest_map(doc.get("digests", {}), "digests")
+        keyrings, keyrings_raw = _digest_map(doc.get("keyrings", {}), "keyrings")
+        ima_buf, ima_buf_raw = _digest_map(doc.get("ima-buf", {}), "ima-buf")
         return cls(
-            digests=_digest_map(doc.get("digests", {}), "digests"),
+            digests=digests,
             excludes=tuple(excludes),
             ignored_keyrings=frozenset(ignored),
-            keyrings=_digest_map(doc.get("keyrings", {}), "keyrings"),
-            ima_buf=_digest_map(doc.get("ima-buf", {}), "ima-buf"),
+            keyrings=keyrings,
+            ima_buf=ima_buf,
             log_hash_alg=HashAlgorithm.from_name(alg),
             verification_keys=_keys_from_keylime(vkeys),
             release=release,
+            digests_bytes=digests_raw,
+            keyrings_bytes=keyrings_raw,
+            ima_buf_bytes=ima_buf_raw,
         )
 
     def to_keylime_json(self) -> str:
