@@ -2,7 +2,9 @@
 
 Writes ``api.md`` (the API reference, generated from the docstrings of every public
 name in every public imasim module's ``__all__``) and copies the hand-written pages next
-to it. Fails (exit 1) when a public name has no docstring, so the reference cannot rot.
+to it. Fails (exit 1) when a public name has no docstring, or a class only a generated
+one (an enum's inherited "Create a collection of name/value pairs.", a dataclass's
+"Name(field, ...)" signature), so the reference cannot rot.
 Run the examples with ``python -m pytest docs`` (every ``>>>`` block is a doctest).
 """
 
@@ -31,6 +33,17 @@ def public_modules() -> list[str]:
     return sorted(names)
 
 
+def auto_generated(cls: type) -> bool:
+    """True when a class has no docstring of its own: an enum inherits Enum's ("Create a
+    collection of name/value pairs."), a dataclass or NamedTuple gets its signature
+    ("Rule(action, func, ...)"), an exception or a subclass its base's."""
+    own = cls.__dict__.get("__doc__")
+    if not own or not own.strip():
+        return True
+    text = own.strip()
+    return text.startswith(f"{cls.__name__}(") and text.endswith(")") and "\n" not in text
+
+
 def render_module(name: str) -> tuple[str, list[str]]:
     mod = importlib.import_module(name)
     missing: list[str] = []
@@ -56,7 +69,10 @@ def render_module(name: str) -> tuple[str, list[str]]:
         kind = "class" if inspect.isclass(obj) else ("function" if callable(obj) else "data")
         out.append(f"### `{attr}{sig}`  ({kind})\n")
         d = inspect.getdoc(obj)
-        if d and not (kind == "data" and d == inspect.getdoc(type(obj))):
+        if kind == "class" and auto_generated(obj):
+            missing.append(f"{name}.{attr} (its docstring is generated: "
+                           f"{(d or '').splitlines()[0][:60]!r})")
+        elif d and not (kind == "data" and d == inspect.getdoc(type(obj))):
             out.append(d + "\n")
         elif kind != "data":
             missing.append(f"{name}.{attr}")

@@ -53,6 +53,9 @@ appraise func=MODULE_CHECK appraise_type=imasig|modsig
 
 @dataclass(frozen=True, slots=True)
 class DemoStep:
+    """One step of the demo's story: what happened (``title``), what came of it
+    (``outcome``) and whether that is what the story expects (``ok``)."""
+
     title: str
     outcome: str
     ok: bool  # the outcome the story expects
@@ -60,6 +63,9 @@ class DemoStep:
 
 @dataclass
 class DemoReport:
+    """What :func:`run_demo` did: its steps in order and the files it produced
+    (``artifacts``: name -> bytes, what ``imasim demo --out DIR`` writes)."""
+
     steps: list[DemoStep] = field(default_factory=list)
     artifacts: dict[str, bytes] = field(default_factory=dict)
 

@@ -311,6 +311,9 @@ def parse_boot_option(data: bytes | memoryview, *, base: int = 0) -> BootOption:
 
 @dataclass(frozen=True, slots=True)
 class GptPartition:
+    """One entry of the partition table EV_EFI_GPT_EVENT records (UEFI_PARTITION_ENTRY):
+    type and unique GUIDs, first and last LBA, attribute bits and the UTF-16 name."""
+
     type_guid: Guid
     unique_guid: Guid
     starting_lba: int

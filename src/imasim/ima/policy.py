@@ -73,6 +73,9 @@ _FUNC_ALIASES: Final = {"PATH_CHECK": Hook.FILE_CHECK, "FILE_MMAP": Hook.MMAP_CH
 
 
 class Action(enum.Enum):
+    """The action a policy rule starts with (``measure``, ``dont_appraise``, ...), spelled
+    as in the policy text."""
+
     MEASURE = "measure"
     DONT_MEASURE = "dont_measure"
     APPRAISE = "appraise"
@@ -183,6 +186,10 @@ class MatchResult:
 
 @dataclass(frozen=True, slots=True)
 class ImaPolicy:
+    """An IMA policy: its rules in order (the first matching rule of each action class
+    decides) and a name for reports; ``a + b`` appends ``b``'s rules, as writing a second
+    policy to /sys/kernel/security/ima/policy does."""
+
     rules: tuple[Rule, ...] = ()
     name: str = "custom"
 

@@ -909,6 +909,9 @@ class MatchStatus(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class PcrMismatch:
+    """A PCR whose replayed value differs from the expected (quoted) one: the bank, the
+    index, both values and how many entries had been replayed."""
+
     bank: HashAlgorithm
     pcr: int
     expected: bytes

@@ -71,6 +71,8 @@ class Op(enum.Enum):
 
 
 class Action(enum.Enum):
+    """What a rule or a default decides: ``ALLOW`` or ``DENY``."""
+
     ALLOW = "ALLOW"
     DENY = "DENY"
 
@@ -96,6 +98,8 @@ class Property:
 
 @dataclass(frozen=True, slots=True)
 class IpeRule:
+    """One rule: ``op=OP`` and its properties, all of which must hold, then the action."""
+
     op: Op
     action: Action
     props: tuple[Property, ...] = ()

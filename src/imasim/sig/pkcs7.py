@@ -124,6 +124,10 @@ def _crypto_hash(alg: HashAlgorithm) -> hashes.HashAlgorithm:
 
 @dataclass(frozen=True, slots=True)
 class SignerInfo:
+    """One SignerInfo as pkcs7_parser.c reads it: how it names the signer (``auth_id``),
+    the digest and signature algorithms, the signature, the signed attributes exactly as
+    received (their DER is what the signature covers) and what they say."""
+
     version: int
     #: the kernel's auth_ids[0]: serial || issuer contents (v1) or the SKID (v3)
     auth_id: bytes
@@ -142,6 +146,9 @@ class SignerInfo:
 
 @dataclass(frozen=True, slots=True)
 class SignedData:
+    """A parsed PKCS#7/CMS SignedData: the encapsulated content (None when detached), the
+    certificates it carries (DER) and its SignerInfos; ``raw`` is the message as given."""
+
     version: int
     content_type: str
     content: bytes | None  # contents octets of the encapsulated content, or None (detached)
