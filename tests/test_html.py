@@ -298,3 +298,29 @@ def _ec_key():  # type: ignore[no-untyped-def]
     from cryptography.hazmat.primitives.asymmetric import ec
 
     return ec.derive_private_key(7, ec.SECP256R1())
+
+
+def test_machine_html_shows_its_repr_escaped(machine: Machine) -> None:
+    """The notebook showed nothing for a Machine: its ``<Machine ...>`` was an unknown tag."""
+    markup = machine._repr_html_()
+    assert "<Machine" not in markup and "&lt;Machine" in markup
+    t = text(markup)
+    assert repr(machine) in t and "/usr/bin/true" in t
+
+
+def test_every_notebook_repr_is_visible_text(machine: Machine) -> None:
+    """Every object the notebook ends a cell with: its markup parses, and its repr (what a
+    reader sees without HTML) is shown as text, not swallowed as a tag."""
+    ak = machine.tpm.create_ak("ecc", seed=b"visible")
+    q = machine.tpm.quote(ak, PcrSelection({H.SHA256: range(11)}), b"n")
+    lst = machine.measurements
+    rep = attest(quote_attest=q.attest, quote_signature=q.signature, ak_public=ak.public_pem,
+                 nonce=b"n", pcr_values=q.values_by_bank(), entries=list(lst))
+    for obj in (machine, lst, lst[0], machine.tpm, replay(lst, banks=(H.SHA256,)),
+                match(lst, machine.pcr_values()), rep):
+        markup = obj._repr_html_()  # type: ignore[attr-defined]
+        shown = text(markup)
+        assert shown.strip(), type(obj).__name__
+        if repr(obj).startswith("<"):
+            assert repr(obj) in shown or f"<{type(obj).__name__}" not in markup, \
+                type(obj).__name__

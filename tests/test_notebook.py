@@ -50,3 +50,47 @@ def test_committed_notebook_outputs_are_clean() -> None:
     """The committed notebook carries no tracebacks and no machine-specific paths."""
     text = NOTEBOOK.read_text()
     assert "Traceback" not in text and "/work/" not in text and "/home/" not in text
+
+
+def test_committed_html_outputs_parse_with_every_repr_visible() -> None:
+    """Each cell's HTML parses (html.parser, tags closed in order) and shows the cell's
+    plain repr as text: an unescaped ``<Machine ...>`` would be an unknown tag the
+    notebook hides."""
+    import json
+    from html.parser import HTMLParser
+
+    class Text(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stack: list[str] = []
+            self.parts: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag not in ("br", "hr", "meta"):
+                self.stack.append(tag)
+
+        def handle_endtag(self, tag: str) -> None:
+            assert self.stack and self.stack[-1] == tag, (tag, self.stack)
+            self.stack.pop()
+
+        def handle_data(self, data: str) -> None:
+            self.parts.append(data)
+
+    nb = json.loads(NOTEBOOK.read_text())
+    seen = 0
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if "text/html" not in data:
+                continue
+            p = Text()
+            p.feed("".join(data["text/html"]))
+            p.close()
+            assert not p.stack, p.stack
+            shown = "".join(p.parts)
+            plain = "".join(data.get("text/plain", []))
+            assert shown.strip(), plain
+            if plain.startswith("<"):   # a <Name ...> repr must not reach the HTML as a tag
+                assert "<" + plain[1:].split()[0] not in "".join(data["text/html"]), plain
+                seen += plain in shown
+    assert seen >= 1   # the Machine's repr heads its table

@@ -398,5 +398,7 @@ class Machine:
                 f"{len(self._state.boot.entries)} measurements, policy {self.policy.name}>")
 
     def _repr_html_(self) -> str:
-        return f"<p>{self!r}</p>" + self.measurements._repr_html_()
+        from html import escape
+
+        return f"<p>{escape(repr(self))}</p>" + self.measurements._repr_html_()
 

@@ -135,6 +135,9 @@ class Rule:
     def modsig_allowed(self) -> bool:
         return self.appraise_type == "imasig|modsig"
 
+    def __repr__(self) -> str:
+        return f"<Rule {self.render()!r}>"
+
     def render(self) -> str:
         """The rule as ``ima_policy_show`` prints it."""
         out = [self.action.value]
@@ -192,6 +195,9 @@ class ImaPolicy:
 
     rules: tuple[Rule, ...] = ()
     name: str = "custom"
+
+    def __repr__(self) -> str:
+        return f"<ImaPolicy {self.name!r}, {len(self.rules)} rules>"
 
     def __add__(self, other: ImaPolicy) -> ImaPolicy:
         return ImaPolicy(self.rules + other.rules, f"{self.name}+{other.name}")

@@ -85,6 +85,11 @@ class ReplayState:
     count: int
     pcrs: Mapping[HashAlgorithm, Mapping[int, bytes]]
 
+    def __repr__(self) -> str:
+        from .._repr import pcr10
+
+        return f"<ReplayState after {self.count} entries: {pcr10(self.pcrs)}>"
+
     def to_dict(self) -> dict[str, Any]:
         return {"count": self.count,
                 "pcrs": {a.kernel_name: {str(i): v.hex() for i, v in sorted(b.items())}
@@ -124,6 +129,12 @@ class ReplayResult:
         """``{"sha256": {"10": "<hex>"}, ...}`` as ``imasim log replay --json`` prints."""
         return {a.kernel_name: {str(i): v.hex() for i, v in sorted(b.items())}
                 for a, b in self.state.pcrs.items()}
+
+    def __repr__(self) -> str:
+        from .._repr import pcr10
+
+        bad = f", {len(self.bad_digests)} bad template digests" if self.bad_digests else ""
+        return f"<ReplayResult {self.count} entries: {pcr10(self.pcrs)}{bad}>"
 
     def _repr_html_(self) -> str:
         """The replayed PCR values per bank, for notebooks."""
@@ -1036,6 +1047,17 @@ class MatchResult:
         if not self.authenticated:
             lines.append("  (PCR values not from a verified quote: unauthenticated)")
         return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        banks = ", ".join(f"{b.bank.kernel_name} {'matches' if b.matched else 'differs'}"
+                          for b in self.banks)
+        extra = "".join((
+            f", {len(self.mismatches)} PCR mismatches" if self.mismatches else "",
+            f", {len(self.bad_digests)} bad template digests" if self.bad_digests else "",
+            f", {len(self.uncovered)} uncovered PCRs" if self.uncovered else "",
+            "" if self.authenticated else ", unauthenticated"))
+        return (f"<MatchResult {self.status.value}: {self.verified_count} of {self.entries} "
+                f"entries verified ({banks}){extra}>")
 
     def _repr_html_(self) -> str:
         """The status, each bank's verdict and the mismatching PCRs, for notebooks."""

@@ -104,6 +104,9 @@ class IpeRule:
     action: Action
     props: tuple[Property, ...] = ()
 
+    def __repr__(self) -> str:
+        return f"<IpeRule {self.render()!r}>"
+
     def render(self, *, upper: bool = False) -> str:
         """``op=OP props action=A``, the form the 1420 audit record's ``rule=`` shows."""
         mid = "".join(p.render(upper=upper) + " " for p in self.props)
@@ -121,6 +124,10 @@ class IpePolicy:
     op_defaults: Mapping[Op, Action]
     global_default: Action | None
     text: str = field(default="", repr=False)
+
+    def __repr__(self) -> str:
+        n = sum(len(r) for r in self.rules.values())
+        return f"<IpePolicy {self.name!r} version {self.version_text}, {n} rules>"
 
     @property
     def version_text(self) -> str:

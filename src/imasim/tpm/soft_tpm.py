@@ -153,6 +153,13 @@ class AttestationKey:
     public_area: PublicArea
     qualified_name: bytes
 
+    def __repr__(self) -> str:
+        from .._repr import short
+
+        kind = "RSA-2048" if isinstance(self.private_key, rsa.RSAPrivateKey) else "ECC P-256"
+        return (f"<AttestationKey {kind} {self.public_area.scheme.name.lower()}, name "
+                f"{short(self.name)}>")
+
     @classmethod
     def create(cls, kind: Literal["rsa", "ecc"], *, seed: bytes,
                name_alg: HashAlgorithm = HashAlgorithm.SHA256,
@@ -239,6 +246,13 @@ class Quote:
     signature: bytes
     pcr_values: tuple[tuple[HashAlgorithm, int, bytes], ...]
     selection: PcrSelection
+
+    def __repr__(self) -> str:
+        from .._repr import indices
+
+        sel = "+".join(f"{a.kernel_name}:{indices(p)}" for a, p in self.selection.banks.items())
+        return (f"<Quote of {sel}: {len(self.attest)}-byte TPMS_ATTEST, "
+                f"{len(self.signature)}-byte signature>")
 
     def values_by_bank(self) -> dict[HashAlgorithm, dict[int, bytes]]:
         out: dict[HashAlgorithm, dict[int, bytes]] = {}

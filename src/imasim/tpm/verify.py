@@ -506,6 +506,16 @@ class VerifiedQuote:
     hash_alg: HashAlgorithm
     pcrs: PcrBanks
 
+    def __repr__(self) -> str:
+        from .._repr import indices, short
+
+        sel = "+".join(f"{e.alg.kernel_name}:{indices(e.pcrs)}"
+                       for e in self.attest.selection_entries)
+        checked = "PCR values checked" if self.pcrs else "PCR values not given"
+        return (f"<VerifiedQuote of {sel or 'no PCRs'}, {self.scheme.name.lower()}/"
+                f"{self.hash_alg.kernel_name}, nonce {short(self.attest.extra_data)}, "
+                f"{checked}>")
+
     @property
     def pcr_values(self) -> PcrBanks:
         """Old name of :attr:`pcrs`."""
