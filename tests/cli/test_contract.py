@@ -396,3 +396,27 @@ def test_an_unexpected_exception_is_one_line_not_a_traceback(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("imasim: internal error")
     assert "TypeError: an imasim bug over two lines" in err
+
+
+#: leaves that show or verify something, by name: each has --json
+_SHOWS = {"show", "verify", "check", "checkquote", "replay", "digest", "read", "eval", "ak",
+          "quote", "attest", "boot", "demo", "fsverity-digest", "dmverity-roothash"}
+JSON = sorted(c for c in COMMANDS if c[-1] in _SHOWS)
+
+
+@pytest.mark.parametrize("cmd", JSON, ids=" ".join)
+def test_json_everywhere_indented_by_one(cmd: tuple[str, ...], ws: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    if cmd not in LEAVES:
+        pytest.skip("not a command")
+    opts = {o for a in LEAVES[cmd]._actions for o in a.option_strings}
+    assert "--json" in opts, f"imasim {' '.join(cmd)} shows or verifies: give it --json"
+    assert "--format" not in opts, "one JSON convention: --json, not --format json"
+    rc, out, err = run([*_argv(cmd, ws, tmp_path, {}), "--json"], capsys)
+    assert rc == COMMANDS[cmd][1], err
+    doc = json.loads(out)
+    assert isinstance(doc, dict | list) and doc
+    second = out.splitlines()[1]
+    assert second.startswith(" ") and not second.startswith("  "), second

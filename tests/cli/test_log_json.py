@@ -93,3 +93,25 @@ def test_deep_json_is_a_parse_error() -> None:
 
     with pytest.raises(ParseError):
         parse_json_measurement_list("[" * 100_000 + "]" * 100_000)
+
+
+def test_a_path_that_is_not_utf8_is_written_as_the_kernel_writes_it(
+        tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    """The kernel prints a file name's bytes as they are; so do show and convert."""
+    from imasim.ima import DigestWithAlgo, MeasurementEntry, MeasurementList
+
+    e = MeasurementEntry.create("ima-ng", [DigestWithAlgo("sha256", bytes(32)), "/x\udcffy"])
+    binary = MeasurementList([e]).to_bytes()
+    (tmp_path / "list.bin").write_bytes(binary)
+    line = b"/x\xffy\n"
+    assert main(["log", "convert", str(tmp_path / "list.bin"), str(tmp_path / "a"),
+                 "--to", "ascii"]) == 0
+    assert (tmp_path / "a").read_bytes().endswith(b" " + line)
+    assert main(["log", "show", str(tmp_path / "list.bin")]) == 0
+    assert capsysbinary.readouterr().out.endswith(line)
+    for to in ("binary", "json"):   # ASCII -> binary, ASCII -> JSON -> binary
+        assert main(["log", "convert", str(tmp_path / "a"), str(tmp_path / to),
+                     "--to", to]) == 0
+    assert main(["log", "convert", str(tmp_path / "json"), str(tmp_path / "b2"),
+                 "--to", "binary"]) == 0
+    assert (tmp_path / "binary").read_bytes() == binary == (tmp_path / "b2").read_bytes()
