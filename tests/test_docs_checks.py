@@ -73,6 +73,7 @@ def test_the_build_passes(tmp_path: Path) -> None:
 
 def test_scenarios_md_lists_every_scenario_file() -> None:
     page = (DOCS / "scenarios.md").read_text()
+    assert _build().scenario_list() in page, "run python docs/build.py (it updates the list)"
     files = sorted(p.name for p in (DOCS / "scenarios").iterdir()
                    if p.suffix in (".toml", ".json"))
     assert files
