@@ -117,3 +117,25 @@ def test_help_still_lists_every_command(capsys: pytest.CaptureFixture[str]) -> N
     full = build_parser()
     sub = next(a for a in full._actions if a.dest == "command")
     assert set(sub.choices) >= set(COMMANDS)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("command", ["check", "show"])
+def test_a_misleading_file_name_does_not_decide_the_kind(tmp_path: Path, command: str,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    """A per-bank sha256 list named as the sha384 one: its records say sha256."""
+    _, lst = _write(tmp_path, bank=H.SHA256)
+    path = tmp_path / "binary_runtime_measurements_sha384"
+    path.write_bytes(lst.to_bytes())
+    if command == "check":
+        pcrs = _pcrs(tmp_path, lst, 10)
+        assert main(["log", "check", str(path), "--pcrs", str(pcrs)]) == 0
+        assert capsys.readouterr().out.startswith("MATCH")
+        with path.open("rb") as f:  # stdin: read whole through the CLI's list reader
+            proc = subprocess.run([sys.executable, "-m", "imasim", "log", "check", "-",
+                                   "--pcrs", str(pcrs)], stdin=f, capture_output=True,
+                                  text=True)
+        assert proc.returncode == 0 and proc.stdout.startswith("MATCH")
+    else:
+        assert main(["log", "show", str(path)]) == 0
+        assert capsys.readouterr().out == lst.to_ascii()

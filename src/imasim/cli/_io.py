@@ -409,19 +409,18 @@ def read_pcrs(path: Path | str) -> Any:
 
 # -- measurement lists ---------------------------------------------------------------------
 LIST_KINDS = frozenset({"binary-list", "per-bank-list", "ascii-list", "json-list"})
-_BY_SIZE = {20: "sha1", 32: "sha256", 48: "sha384", 64: "sha512"}
 
 
 def read_list(path: Path | str, *, byte_order: str | None = None,
               digest_alg: Any = None, expect: str = "a measurement list (binary, ASCII "
               "or JSON)", accept: Collection[str] = LIST_KINDS) -> Any:
-    """A measurement list from ``path`` or ``-``: binary (either byte order, the template
-    digest size from a ``_<alg>`` file name or else from the records), ASCII or the JSON
-    of ``imasim log show --json``, told apart by their content."""
-    from ..algorithms import HashAlgorithm
-    from ..errors import UnsupportedAlgorithmError
-    from ..ima.codec import parse_ascii_measurement_list, parse_measurement_list
+    """A measurement list from ``path`` or ``-``: binary (either byte order and the template
+    digest algorithm found from the records, a ``_<alg>`` file name only breaking a tie:
+    :func:`imasim.ima.codec.detect_list_kind`), ASCII or the JSON of ``imasim log show
+    --json``, told apart by their content."""
+    from ..ima.codec import detect_list_kind, parse_ascii_measurement_list, parse_measurement_list
     from ..ima.jsonfmt import parse_json_measurement_list
+    from ..io import list_name_hint
 
     data = read_input(path, expect, accept)
     kind = sniff(data)
@@ -432,13 +431,9 @@ def read_list(path: Path | str, *, byte_order: str | None = None,
         if kind.name == "ascii-list":
             return parse_ascii_measurement_list(data.decode("utf-8", "surrogateescape"),
                                                 byte_order=order, digest_alg=digest_alg)
-        if digest_alg is None:
-            stem = Path(display_name(path)).name
-            if stem.startswith("binary_runtime_measurements_"):
-                try:
-                    digest_alg = HashAlgorithm.from_name(stem.rsplit("_", 1)[1])
-                except UnsupportedAlgorithmError:
-                    digest_alg = None
-        if digest_alg is None:
-            digest_alg = HashAlgorithm.from_name(_BY_SIZE[kind.digest_size])
-        return parse_measurement_list(data, byte_order=order, digest_alg=digest_alg)
+        # the kind from the records (the file name only breaks a tie, e.g. a list of
+        # violations alone: sha256 or sm3)
+        found = detect_list_kind(data, digest_alg=digest_alg, byte_order=byte_order,
+                                 hint=list_name_hint(display_name(path)))
+        return parse_measurement_list(data, byte_order=found.byte_order,
+                                      digest_alg=found.digest_alg)
