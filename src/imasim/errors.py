@@ -216,3 +216,8 @@ class UsageError(ImasimError, ValueError):
 
 class SimulationError(ImasimError):
     """An illegal transition of a simulated machine or TPM."""
+
+
+class PermissionDeniedError(SimulationError):
+    """The kernel refused a user-space operation on a key or keyring for lack of
+    permission (security/keys/permission.c key_task_permission: -EACCES)."""

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Protocol
+from typing import Protocol, cast
 
 from .algorithms import HashAlgorithm
 from .archive import ArchiveMember
@@ -34,6 +34,7 @@ from .errors import (
     UnsupportedAlgorithmError,
     UsageError,
 )
+from .eventlog.codec import EventLog as FirmwareEventLog
 from .ima import archpolicy
 from .ima.appraise import (
     AUDIT_INTEGRITY_DATA,
@@ -66,7 +67,7 @@ from .ipe.verity import dm_verity_root_hash, fsverity_digest, verify_fsverity_si
 from .kconfig import BootOptions, KernelConfig
 from .kexec import kexec_signature_refusal, pack_kexec_buffer, restore_kexec_buffer
 from .keys.key import Key
-from .keys.keyring import Keyring
+from .keys.keyring import KeyNeed, Keyring
 from .keys.system import SystemKeyrings
 from .sig.modsig import split_modsig
 from .sig.pkcs7 import Usage, verify_pkcs7
@@ -76,11 +77,12 @@ from .state import (
     BootState,
     KexecImage,
     KexecRecord,
+    MachineSnapshot,
     MachineState,
     QueuedKey,
 )
 from .tpm.soft_tpm import SoftTpm
-from .vfs import EXT4, DmVerity, Filesystem, FsVerity, SimFile
+from .vfs import EXT4, VOLATILE_MAGICS, DmVerity, Filesystem, FsVerity, SimFile
 
 __all__ = [
     "Firmware",
@@ -110,6 +112,14 @@ def measure_firmware(tpm: SoftTpm) -> None:
     firmware (an event log whose replay gives PCRs 0-7)."""
     for pcr in range(8):
         tpm.event(pcr, f"imasim firmware measurement {pcr}".encode())
+
+
+def firmware_log(firmware: Firmware | None, banks: Sequence[HashAlgorithm]
+                 ) -> FirmwareEventLog | None:
+    """The TCG event log (``binary_bios_measurements``) the firmware wrote, when it writes
+    one (:class:`imasim.eventlog.simulate.SimulatedFirmware` has ``log(banks)``)."""
+    log = getattr(firmware, "log", None)
+    return cast("FirmwareEventLog", log(banks)) if callable(log) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -535,10 +545,26 @@ def key_check(t: Txn, ring: str, key: Key) -> None:
 
 
 def add_key(t: Txn, ring: Keyring, key: Key) -> None:
-    """add_key(2): KEY_CHECK measures (or queues) the key, then the keyring's restriction
-    decides; the keyring changes last, so a refusal changes nothing."""
+    """add_key(2) from user space: WRITE permission on the keyring (-EACCES), KEY_CHECK
+    measures (or queues) the key, then the keyring's restriction decides; the keyring
+    changes last, so a refusal changes nothing."""
+    ring.check_permission(KeyNeed.WRITE)
     key_check(t, ring.name, key)
     ring.add(key)
+
+
+def keyctl_link(dest: Keyring, item: Keyring) -> None:
+    """keyctl_keyring_link: WRITE on the destination, LINK on what is linked, then the
+    destination's restriction (which compares keyring objects, not names)."""
+    dest.check_permission(KeyNeed.WRITE)
+    item.check_permission(KeyNeed.LINK)
+    dest.link(item)
+
+
+def keyctl_clear(ring: Keyring) -> None:
+    """keyctl_keyring_clear: WRITE on the keyring (the kernel's own keyrings refuse)."""
+    ring.check_permission(KeyNeed.WRITE)
+    ring.clear()
 
 
 def _process_queued_keys(t: Txn) -> None:
@@ -765,3 +791,69 @@ def enable_fsverity(t: Txn, path: str, signature: bytes | None) -> FsVerity:
     verity = FsVerity(alg, digest, signature is not None)
     t.put_file(replace(f, fsverity=verity))
     return verity
+
+
+def make_ipe(kernel: Kernel, cmdline: str, boot_policy: str | None, enforce: bool,
+             unsigned_policy_by_rule: bool) -> Ipe:
+    """IPE as the kernel builds it: policies verified against the secondary keyring (or
+    the builtin one) and retried with the platform keyring, per config; ipe.enforce= and
+    ipe.success_audit= from the command line."""
+    cfg, rings = kernel.config, kernel.keyrings
+    args = dict(w.split("=", 1) for w in cmdline.split() if "=" in w)
+    return Ipe(
+        keyring=rings.secondary if cfg.ipe_policy_sig_secondary_keyring else rings.builtin,
+        platform_keyring=rings.platform if cfg.ipe_policy_sig_platform_keyring else None,
+        boot_policy=boot_policy, kernel_version=cfg.version,
+        enforce=enforce and args.get("ipe.enforce", "1") not in ("0", "n", "N"),
+        success_audit=args.get("ipe.success_audit", "0") in ("1", "y", "Y"),
+        unsigned_policy_by_rule=unsigned_policy_by_rule)
+
+
+def snapshot(kernel: Kernel, state: MachineState) -> MachineSnapshot:
+    """Everything that decides what the machine does next, as one value."""
+    tpm, rings, ipe = kernel.tpm, kernel.keyrings, kernel.ipe
+    return MachineSnapshot(
+        state, tuple((a, tpm.pcr_values(a)) for a in tpm.banks),
+        (tpm.reset_count, tpm.restart_count),
+        tuple((r.name, r.restriction_name, tuple(key.ids[0] or b"" for key in r.keys),
+               tuple(x.name for x in r.links))
+              for r in (rings.builtin, rings.secondary, rings.platform, rings.machine,
+                        rings.ima, rings.evm, kernel.fsverity_keyring)),
+        tuple(rings.blacklist.entries()),
+        None if ipe is None else (tuple(sorted(ipe.policies)), ipe.active, ipe.enforce))
+
+
+def read_file(t: Txn, path: str, uid: int) -> AccessResult:
+    """open for read and close again."""
+    r = open_file(t, path, MAY_READ, uid=uid)
+    if r.allowed:
+        close_file(t, path, MAY_READ)
+    return r
+
+
+def evm_init(t: Txn, x509: bool, hmac_key: bytes | None) -> None:
+    """Write to <securityfs>/evm: EVM_INIT_X509 (keys in the EVM keyring) and/or
+    EVM_INIT_HMAC with ``hmac_key`` (the evm-key's payload)."""
+    b = t.boot
+    key = bytes(hmac_key) if hmac_key is not None else b.evm_hmac_key
+    t.boot = replace(b, evm_x509=b.evm_x509 or x509, evm_hmac_key=key)
+
+
+def build_kernel(config: KernelConfig, tpm: SoftTpm, builtin_keys: tuple[Key, ...],
+                 clock: Clock, secure_boot: bool, cmdline: str,
+                 ipe_args: tuple[str | None, bool, bool] | None) -> Kernel:
+    """The objects a kernel builds as it boots: its keyrings (with the builtin keys),
+    an empty .fs-verity keyring, and IPE when it is an LSM (``ipe_args``: the boot
+    policy, enforce, the unsigned-policy proposal)."""
+    kern = Kernel(config, tpm, SystemKeyrings.build(config, builtin_keys),
+                  Keyring(".fs-verity"), None, clock, secure_boot)
+    return kern if ipe_args is None else replace(kern, ipe=make_ipe(kern, cmdline, *ipe_args))
+
+
+def powered_on(state: MachineState, cmdline: str) -> MachineState:
+    """The state after a power cycle: a new first boot generation with the bootloader's
+    command line; the files on disk stay, those on tmpfs/ramfs/proc are gone."""
+    files = {p: f for p, f in state.files.items() if f.fs.magic not in VOLATILE_MAGICS}
+    return MachineState(boot=BootState(boot_options=BootOptions.from_cmdline(cmdline)),
+                        files=MappingProxyType(files), next_ino=state.next_ino,
+                        context=state.context)

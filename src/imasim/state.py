@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
+from .algorithms import HashAlgorithm
 from .ima.entry import MeasurementEntry
 from .ima.policy import ImaPolicy
 from .kconfig import BootOptions
@@ -32,6 +33,7 @@ __all__ = [
     "BootState",
     "KexecImage",
     "KexecRecord",
+    "MachineSnapshot",
     "MachineState",
     "QueuedKey",
 ]
@@ -141,3 +143,17 @@ class MachineState:
     next_ino: int = 1
     kexec_log: tuple[KexecRecord, ...] = ()
     context: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MachineSnapshot:
+    """Everything that decides what the machine does next, as values: the state, the
+    TPM's PCRs and counters, each keyring's restriction, keys and links, IPE's policies.
+    Logs (audit, keyring and IPE decisions) are records of the past and not part of it."""
+
+    state: MachineState
+    pcrs: tuple[tuple[HashAlgorithm, tuple[bytes, ...]], ...]
+    tpm_counters: tuple[int, int]
+    keyrings: tuple[tuple[str, str | None, tuple[bytes, ...], tuple[str, ...]], ...]
+    blacklist: tuple[str, ...]
+    ipe: tuple[object, ...] | None

@@ -13,6 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from imasim.algorithms import HashAlgorithm as H
 from imasim.errors import ImasimError, ParseError, PolicyError, SimulationError
 from imasim.ima.policy import MAY_READ, MAY_WRITE
+from imasim.keys.keyring import Keyring
 from imasim.machine import Machine, MachineSnapshot
 from imasim.sig import sign_module
 from imasim.sig.authenticode import sign_pe
@@ -128,7 +129,8 @@ SIGNERS = ["root", "inter", "leaf", "stranger", "chained"]
 
 
 class Transitions(RuleBasedStateMachine):
-    """Every operation either succeeds or leaves the snapshot as it was."""
+    """Every operation either succeeds or leaves the snapshot as it was; the kernel's
+    own keyrings never change from user space."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -158,6 +160,15 @@ class Transitions(RuleBasedStateMachine):
     @rule(ring=st.sampled_from(KEYRINGS), signer=st.sampled_from(SIGNERS))
     def add_key(self, ring: str, signer: str) -> None:
         self.attempt("add_key", ring, pki()[signer].as_key())
+
+    @rule(dest=st.sampled_from(KEYRINGS), item=st.sampled_from([*KEYRINGS, "own .machine"]),
+          clear=st.booleans())
+    def link(self, dest: str, item: str, clear: bool) -> None:
+        own = Keyring(".machine")
+        own.add(pki()["stranger"].as_key())
+        self.attempt("link_keyring", dest, own if item == "own .machine" else item)
+        if clear:
+            self.attempt("clear_keyring", dest)
 
     @rule(text=st.sampled_from(POLICIES))
     def load_policy(self, text: str) -> None:
@@ -190,6 +201,15 @@ class Transitions(RuleBasedStateMachine):
             ipe.new_policy(data)
         except ImasimError:
             assert self.m.snapshot() == before
+
+    @invariant()
+    def kernel_keyrings_hold_only_kernel_keys(self) -> None:
+        rings = self.m.keyrings
+        assert rings.builtin.keys == (pki()["root"].as_key(),)
+        assert rings.platform.keys == rings.machine.keys == ()
+        # root may clear .secondary_trusted_keys (KEY_USR_WRITE, no KEY_FLAG_KEEP), but
+        # nothing but the builtin keyring is ever linked into it
+        assert all(r is rings.builtin for r in rings.secondary.links)
 
     @invariant()
     def list_replays_while_booted(self) -> None:

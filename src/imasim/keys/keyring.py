@@ -14,16 +14,29 @@ are provided under their kernel names. Every decision is recorded in an event lo
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
-from ..errors import KeyNotFoundError, KeyRejectedError, PolicyError, RevokedError, UsageError
+from ..errors import (
+    KeyNotFoundError,
+    KeyRejectedError,
+    PermissionDeniedError,
+    PolicyError,
+    RevokedError,
+    UsageError,
+)
 from .key import Key
 
 __all__ = [
+    "KERNEL_KEYRING_PERM",
+    "USER_KEYRING_PERM",
     "Blacklist",
     "EventLog",
+    "KernelKeyrings",
+    "KeyNeed",
+    "KeyPerm",
     "Keyring",
     "KeyringEvent",
     "Restriction",
@@ -59,6 +72,75 @@ class EventLog:
 
     def record(self, ev: KeyringEvent) -> None:
         self.events.append(ev)
+
+
+class KeyPerm(enum.IntFlag):
+    """include/linux/key.h key_perm_t: what the possessor (POS), the owner (USR), the
+    group (GRP) and others (OTH) may do with a key or keyring."""
+
+    POS_VIEW = 0x01000000
+    POS_READ = 0x02000000
+    POS_WRITE = 0x04000000
+    POS_SEARCH = 0x08000000
+    POS_LINK = 0x10000000
+    POS_SETATTR = 0x20000000
+    POS_ALL = 0x3F000000
+    USR_VIEW = 0x00010000
+    USR_READ = 0x00020000
+    USR_WRITE = 0x00040000
+    USR_SEARCH = 0x00080000
+    USR_LINK = 0x00100000
+    USR_SETATTR = 0x00200000
+    USR_ALL = 0x003F0000
+    GRP_VIEW = 0x00000100
+    GRP_READ = 0x00000200
+    GRP_WRITE = 0x00000400
+    GRP_SEARCH = 0x00000800
+    GRP_LINK = 0x00001000
+    GRP_SETATTR = 0x00002000
+    OTH_VIEW = 0x00000001
+    OTH_READ = 0x00000002
+    OTH_WRITE = 0x00000004
+    OTH_SEARCH = 0x00000008
+    OTH_LINK = 0x00000010
+    OTH_SETATTR = 0x00000020
+
+
+class KeyNeed(enum.IntFlag):
+    """enum key_need_perm: the permission an operation needs (keyctl link needs WRITE on
+    the keyring and LINK on what is linked; add_key and clear need WRITE)."""
+
+    VIEW = 0x01
+    READ = 0x02
+    WRITE = 0x04
+    SEARCH = 0x08
+    LINK = 0x10
+    SETATTR = 0x20
+
+
+#: security/keys/key.c key_create_or_update with KEY_PERM_UNDEF, for a keyring made by
+#: user space (``keyctl newring``): its possessor may do anything but nothing more
+USER_KEYRING_PERM: Final = (KeyPerm.POS_VIEW | KeyPerm.POS_SEARCH | KeyPerm.POS_LINK |
+                            KeyPerm.POS_SETATTR | KeyPerm.POS_READ | KeyPerm.POS_WRITE |
+                            KeyPerm.USR_VIEW)
+#: certs/system_keyring.c and security/integrity/digsig.c: the kernel's keyrings are
+#: ``(KEY_POS_ALL & ~KEY_POS_SETATTR) | KEY_USR_VIEW | KEY_USR_READ | KEY_USR_SEARCH``,
+#: plus KEY_USR_WRITE where user space may add keys (.secondary_trusted_keys, .ima, .evm)
+KERNEL_KEYRING_PERM: Final = ((KeyPerm.POS_ALL & ~KeyPerm.POS_SETATTR) | KeyPerm.USR_VIEW |
+                              KeyPerm.USR_READ | KeyPerm.USR_SEARCH)
+
+
+class KernelKeyrings:
+    """The kernel's global keyring pointers (certs/system_keyring.c builtin_trusted_keys,
+    secondary_trusted_keys, machine_trusted_keys, platform_trusted_keys): the system
+    restrictions compare keyrings with these by identity, never by name, so a keyring
+    user space names ``.machine`` is not the machine keyring."""
+
+    def __init__(self) -> None:
+        self.builtin: Keyring | None = None
+        self.secondary: Keyring | None = None
+        self.machine: Keyring | None = None
+        self.platform: Keyring | None = None
 
 
 class Restriction(Protocol):
@@ -127,14 +209,35 @@ class Keyring:
 
     def __init__(self, name: str, *, restriction: Restriction | None = None,
                  restriction_key: Keyring | Key | None = None,
-                 blacklist: Blacklist | None = None, log: EventLog | None = None) -> None:
+                 blacklist: Blacklist | None = None, log: EventLog | None = None,
+                 perm: int = USER_KEYRING_PERM, uid: int = 0, possessed: bool = True,
+                 kernel: KernelKeyrings | None = None) -> None:
         self.name = name
+        #: key_perm_t, the owner's uid, and whether the simulated user-space process
+        #: possesses the keyring (it made it); the kernel's keyrings nobody possesses
+        self.perm, self.uid, self.possessed = int(perm), uid, possessed
+        #: the kernel whose global keyrings the system restrictions compare against
+        self.kernel = kernel
         self._keys: list[Key] = []
         self._links: list[Keyring] = []
         self._restriction = restriction
         self._restriction_key = restriction_key
         self.blacklist = blacklist
         self.log = log if log is not None else EventLog()
+
+    # -- permissions ------------------------------------------------------------------
+    def check_permission(self, need: KeyNeed, *, uid: int = 0) -> None:
+        """security/keys/permission.c key_task_permission for a user-space process of
+        ``uid`` (its gid the same): the owner's, group's or others' bits, plus the
+        possessor's when the process possesses the keyring; -EACCES if ``need`` is
+        missing."""
+        perm = self.perm
+        kperm = (perm >> 16 if self.uid == uid else perm) & 0x3F
+        if self.possessed:
+            kperm |= perm >> 24 & 0x3F
+        if need & ~kperm:
+            raise PermissionDeniedError(
+                f"{self.name}: permission {KeyNeed(need & ~kperm)!r} denied (EACCES)")
 
     # -- restriction ------------------------------------------------------------------
     @property
@@ -420,46 +523,72 @@ def restrict_link_by_key_or_keyring_chain(dest: Keyring, key: Key | Keyring,
     _key_or_keyring_common(dest, key, restriction_key, True)
 
 
+def _system(dest: Keyring, restriction_key: Keyring | Key | None) -> KernelKeyrings | None:
+    """The kernel whose globals the system restrictions mean: the destination's, or
+    (for a user keyring restricted with ``asymmetric:builtin_trusted`` and the like) the
+    restriction keyring's; None for keyrings made outside a simulated kernel."""
+    for ring in (dest, restriction_key):
+        if isinstance(ring, Keyring) and ring.kernel is not None:
+            return ring.kernel
+    return None
+
+
 def restrict_link_by_builtin_trusted(dest: Keyring, key: Key | Keyring,
                                      restriction_key: Keyring | Key | None, /) -> None:
-    """certs/system_keyring.c: signed by a key in ``restriction_key``, which stands for the
-    kernel's global .builtin_trusted_keys."""
-    restrict_link_by_signature(dest, key, restriction_key)
+    """certs/system_keyring.c: signed by a key in the kernel's .builtin_trusted_keys
+    (``restriction_key`` stands for it outside a simulated kernel)."""
+    g = _system(dest, restriction_key)
+    trusted = g.builtin if g is not None and g.builtin is not None else restriction_key
+    restrict_link_by_signature(dest, key, trusted)
 
 
 def restrict_link_by_builtin_and_secondary_trusted(
         dest: Keyring, key: Key | Keyring, restriction_key: Keyring | Key | None, /) -> None:
-    """certs/system_keyring.c: signed by a builtin or secondary key.
+    """certs/system_keyring.c: signed by a builtin or secondary key; only the builtin
+    keyring may be linked, and only into .secondary_trusted_keys.
 
-    ``restriction_key`` stands for the kernel's globals: for ``.secondary_trusted_keys``
-    itself it is the builtin keyring (the only keyring that may be linked into it, and
-    the secondary's own keys vouch too); for any other keyring it is the secondary keyring
-    (which links the builtin one).
+    Inside a simulated kernel both are the kernel's keyring objects (a keyring merely
+    named ``.secondary_trusted_keys`` is not it). Outside one, ``restriction_key`` stands
+    for the globals: for a keyring named ``.secondary_trusted_keys`` it is the builtin
+    keyring, for any other keyring the secondary keyring (which links the builtin one).
     """
+    g = _system(dest, restriction_key)
+    builtin: Keyring | Key | None
+    trust: Keyring | Key | None
+    if g is not None and g.secondary is not None:
+        is_secondary, builtin, trust = dest is g.secondary, g.builtin, g.secondary
+    else:
+        is_secondary = dest.name == ".secondary_trusted_keys"
+        builtin = restriction_key if is_secondary else None
+        trust = dest if is_secondary else restriction_key
     if isinstance(key, Keyring):
-        if dest.name == ".secondary_trusted_keys" and key is restriction_key:
+        if is_secondary and key is builtin:
             return  # allow the builtin keyring to be added to the secondary
         raise KeyRejectedError(f"{dest.name}: only asymmetric keys may be added (EOPNOTSUPP)")
-    if dest.name != ".secondary_trusted_keys":
-        restrict_link_by_signature(dest, key, restriction_key)
+    if not is_secondary:
+        restrict_link_by_signature(dest, key, trust)
         return
     # the search of secondary_trusted_keys: its own keys, then through its link to builtin
     signer = _find_signer(key, dest)
-    if signer is None and isinstance(restriction_key, Keyring):
-        signer = _find_signer(key, restriction_key)
+    if signer is None and isinstance(builtin, Keyring):
+        signer = _find_signer(key, builtin)
     _verify_by(key, signer, dest.name)
 
 
 def restrict_link_by_builtin_secondary_and_machine(
         dest: Keyring, key: Key | Keyring, restriction_key: Keyring | Key | None, /) -> None:
     """certs/system_keyring.c (5.18+, CONFIG_INTEGRITY_MACHINE_KEYRING): the secondary
-    keyring's restriction, which also lets the ``.machine`` keyring be linked into
-    ``.secondary_trusted_keys`` (set_machine_trusted_keys), so the machine owner's keys
-    vouch wherever the secondary keyring is searched; otherwise as
-    restrict_link_by_builtin_and_secondary_trusted."""
-    if isinstance(key, Keyring) and key.name == ".machine" \
-            and dest.name == ".secondary_trusted_keys":
-        return
+    keyring's restriction, which also lets the kernel's machine keyring be linked into
+    .secondary_trusted_keys (set_machine_trusted_keys), so the machine owner's keys vouch
+    wherever the secondary keyring is searched; the keyring object decides, not its name
+    (by name only outside a simulated kernel)."""
+    if isinstance(key, Keyring):
+        g = _system(dest, restriction_key)
+        if g is not None and g.secondary is not None:
+            if g.machine is not None and key is g.machine and dest is g.secondary:
+                return
+        elif key.name == ".machine" and dest.name == ".secondary_trusted_keys":
+            return
     restrict_link_by_builtin_and_secondary_trusted(dest, key, restriction_key)
 
 

@@ -16,9 +16,13 @@ from ..errors import UsageError
 from ..kconfig import KernelConfig
 from .key import Key
 from .keyring import (
+    KERNEL_KEYRING_PERM,
     Blacklist,
     EventLog,
+    KernelKeyrings,
+    KeyPerm,
     Keyring,
+    Restriction,
     restrict_link_by_builtin_and_secondary_trusted,
     restrict_link_by_builtin_secondary_and_machine,
     restrict_link_by_builtin_trusted,
@@ -48,38 +52,52 @@ class SystemKeyrings:
     @classmethod
     def build(cls, config: KernelConfig, builtin_keys: Iterable[Key] = (),
               log: EventLog | None = None) -> SystemKeyrings:
+        """The keyrings with the kernel's restrictions and permissions: user space may
+        add keys to .secondary_trusted_keys and .ima/.evm (KEY_USR_WRITE), never to
+        .builtin_trusted_keys, .platform or .machine (only the kernel fills those, from
+        its image and the firmware). Without CONFIG_INTEGRITY_TRUSTED_KEYRING the
+        ``_ima``/``_evm`` keyrings are user space's own (unrestricted, possessed)."""
         log = log if log is not None else EventLog()
+        g = KernelKeyrings()
         bl = Blacklist()
         for h in config.system_blacklist_hash_list:
             kind, _, hexval = h.partition(":")
             (bl.add_tbs_hash if kind == "tbs" else bl.add_binary_hash)(bytes.fromhex(hexval))
-        builtin = Keyring(".builtin_trusted_keys", blacklist=bl, log=log)
+
+        def ring(name: str, write: bool, restriction: Restriction | None = None,
+                 restriction_key: Keyring | None = None) -> Keyring:
+            perm = KERNEL_KEYRING_PERM | (KeyPerm.USR_WRITE if write else 0)
+            return Keyring(name, blacklist=bl, log=log, perm=perm, possessed=False,
+                           kernel=g, restriction=restriction, restriction_key=restriction_key)
+
+        builtin = g.builtin = ring(".builtin_trusted_keys", False)
         for k in builtin_keys:
             builtin.add(k)
         builtin.restrict(restrict_link_reject)
-        secondary = Keyring(".secondary_trusted_keys", blacklist=bl, log=log,
-                            restriction=(restrict_link_by_builtin_secondary_and_machine
-                                         if config.integrity_machine_keyring else
-                                         restrict_link_by_builtin_and_secondary_trusted),
-                            restriction_key=builtin)
+        secondary = g.secondary = ring(
+            ".secondary_trusted_keys", True,
+            restrict_link_by_builtin_secondary_and_machine if config.integrity_machine_keyring
+            else restrict_link_by_builtin_and_secondary_trusted, builtin)
         secondary.link(builtin)
-        machine = Keyring(".machine", blacklist=bl, log=log)
+        machine = g.machine = ring(".machine", False)  # digsig.c: never KEY_USR_WRITE
         if config.integrity_machine_keyring:  # set_machine_trusted_keys (5.18+)
             secondary.link(machine)
-        platform = Keyring(".platform", blacklist=bl, log=log)
-        ima_restriction = (restrict_link_by_builtin_and_secondary_trusted
-                           if config.ima_keyrings_permit_signed_by_builtin_or_secondary
+        platform = g.platform = ring(".platform", False)
+        permit = config.ima_keyrings_permit_signed_by_builtin_or_secondary
+        vouchers = secondary if permit else builtin
+        if config.integrity_trusted_keyring:
+            restriction = (restrict_link_by_builtin_and_secondary_trusted if permit
                            else restrict_link_by_builtin_trusted)
-        # digsig.c keyring_name[]: "_ima"/"_evm" without CONFIG_INTEGRITY_TRUSTED_KEYRING
-        prefix = "." if config.integrity_trusted_keyring else "_"
-        vouchers = secondary if config.ima_keyrings_permit_signed_by_builtin_or_secondary \
-            else builtin
-        ima, evm = (Keyring(prefix + name, blacklist=bl, log=log,
-                            restriction=(ima_restriction if config.integrity_trusted_keyring
-                                         else None), restriction_key=vouchers)
-                    for name in ("ima", "evm"))
+            ima, evm = (ring(name, True, restriction, vouchers) for name in (".ima", ".evm"))
+        else:  # digsig.c keyring_name[]: user space makes "_ima"/"_evm" itself
+            ima, evm = (Keyring(name, blacklist=bl, log=log, restriction_key=vouchers)
+                        for name in ("_ima", "_evm"))
         return cls(builtin, secondary, platform, machine, ima, evm, bl, log,
                    boot_keyrings(config))
+
+    def resolve(self, ring: str | Keyring) -> Keyring:
+        """A keyring object as is, or a system keyring by its name (:meth:`by_name`)."""
+        return self.by_name(ring) if isinstance(ring, str) else ring
 
     def by_name(self, name: str) -> Keyring:
         """A keyring of this kernel by its name: one :attr:`layout` has, or ``_ima``/``_evm``
