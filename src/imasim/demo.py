@@ -3,53 +3,27 @@
 :func:`run_demo` returns a :class:`DemoReport` (steps with their outcome, and the
 artifacts as bytes); the CLI prints it and writes the artifacts. Everything is
 deterministic: keys come from fixed seeds, the clock is a :class:`~imasim.env.FixedClock`.
+The machine's part of the story is a scenario file shipped with imasim (``demo.toml``,
+:func:`demo_scenario`), run like any other scenario.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
-
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from .algorithms import HashAlgorithm
 from .attest import ReferenceValues, attest
-from .env import FixedClock, SeededEntropy
-from .eventlog.simulate import SimulatedFirmware
 from .ima.codec import MeasurementList
-from .kconfig import PRESETS
-from .keys.generate import NOT_BEFORE, derive_ec_key, make_certificate
-from .keys.key import Key
 from .machine import Machine
-from .sig.authenticode import sign_pe
-from .sig.modsig import sign_module
-from .sig.pefile import build_pe
-from .sig.xattr import sign_xattr
-from .tpm.marshal import PcrSelection
+from .scenario import ActionResult, parse_scenario, run_scenario
 from .tpm.verify import write_pcr_file
 
-__all__ = ["DemoReport", "DemoStep", "run_demo"]
-
-_T0 = NOT_BEFORE
-BANKS = (HashAlgorithm.SHA1, HashAlgorithm.SHA256, HashAlgorithm.SHA384)
-POLICY = """\
-# measure what runs, appraise executables and modules, record keys and kexec
-dont_measure fsmagic=0x9fa0
-dont_measure fsmagic=0x62656572
-measure func=BPRM_CHECK mask=MAY_EXEC
-measure func=MMAP_CHECK mask=MAY_EXEC
-measure func=MODULE_CHECK template=ima-modsig
-measure func=KEXEC_KERNEL_CHECK
-measure func=KEXEC_CMDLINE
-measure func=KEY_CHECK keyrings=.ima
-appraise func=BPRM_CHECK appraise_type=imasig
-appraise func=MODULE_CHECK appraise_type=imasig|modsig
-"""
-
+__all__ = ["DemoReport", "DemoStep", "demo_scenario", "run_demo"]
 
 @dataclass(frozen=True, slots=True)
 class DemoStep:
@@ -79,112 +53,73 @@ class DemoReport:
                 "artifacts": sorted(self.artifacts)}
 
 
-def _key(seed: str) -> ec.EllipticCurvePrivateKey:
-    return derive_ec_key(seed)
+def demo_scenario() -> str:
+    """The machine half of the story: the scenario file shipped with imasim."""
+    return resources.files("imasim").joinpath("demo.toml").read_text(encoding="utf-8")
 
 
-def _cert(cn: str, key: ec.EllipticCurvePrivateKey,
-          issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
-          ca: bool) -> x509.Certificate:
-    return make_certificate(cn, key, issuer=issuer, ca=ca)
+def _outcome(results: Sequence[ActionResult], m: Machine) -> str:
+    """One step's outcome line, from the results of its actions."""
+    ops = {r.op for r in results}
+    access = [r for r in results if r.outcome in ("allow", "deny")]
+    if "kexec_execute" in ops:
+        record = m.kexec_log[0] if m.kexec_log else None
+        entries = m.measurements
+        return (f"{record.carried if record else '?'} entries carried, {len(entries)} now, "
+                f"{sum(e.event_name == 'boot_aggregate' for e in entries)} boot_aggregates")
+    if ops == {"boot"}:
+        agg = m.measurements[0].file_digest if len(m.measurements) else None
+        return f"{agg}" if agg else "?"
+    if "load_policy" in ops:
+        return f"{len(m.policy.rules)} rules, key measured as ima-buf"
+    if len(access) > 1:
+        return f"{sum(r.outcome == 'allow' for r in access)}/{len(access)} allowed"
+    if access:
+        r = access[0]
+        module = r.op == "load_module"
+        if r.outcome == "allow":
+            return "loaded" if module else "allowed"
+        return f"{'refused' if module else 'denied'}: {r.reason}"
+    return ", ".join(f"{r.op}: {r.outcome} {r.reason}".strip() for r in results)
 
 
 def run_demo() -> DemoReport:
-    """Run the story (deterministic) and return its steps and artifacts."""
+    """Run the story (deterministic) and return its steps and artifacts: the machine half
+    is :func:`demo_scenario` run by :func:`imasim.scenario.run_scenario`, the verifier
+    half is :func:`imasim.attest.attest` on its quote and list."""
     rep = DemoReport()
 
     def step(title: str, outcome: str, ok: bool) -> None:
         rep.steps.append(DemoStep(title, outcome, ok))
 
-    # -- a vendor PKI ---------------------------------------------------------------
-    ca_key = _key("vendor-ca")
-    ca = _cert("Vendor Root CA", ca_key, None, True)
-    ima_key = _key("ima-signer")
-    ima_cert = _cert("Vendor IMA signer", ima_key, (ca, ca_key), False)
-    mod_key = _key("module-signer")
-    mod_cert = _cert("Vendor module signer", mod_key, (ca, ca_key), False)
-    ca_k = Key.from_certificate(ca.public_bytes(serialization.Encoding.DER))
-    ima_k = Key.from_certificate(ima_cert.public_bytes(serialization.Encoding.DER))
-    mod_k = Key.from_certificate(mod_cert.public_bytes(serialization.Encoding.DER))
-
-    clock = FixedClock(1_750_000_000.0)
-    cfg = PRESETS["generic-6.1-ima-kexec"].with_(module_sig_force=True, kexec_sig_force=True)
-    m = Machine.create(config=cfg, banks=BANKS, builtin_keys=[ca_k],
-                       cmdline="root=/dev/ram0 ima_policy=tcb ima_appraise=enforce",
-                       clock=clock, entropy=SeededEntropy(b"demo"),
-                       firmware=SimulatedFirmware())
-    m.boot()
-    agg = m.measurements[0].file_digest
-    step("boot: firmware measured PCRs 0-7, IMA recorded boot_aggregate",
-         f"{agg}" if agg else "?", agg is not None)
-
-    # -- signed user space ------------------------------------------------------------
-    def sign(content: bytes) -> bytes:
-        return sign_xattr(HashAlgorithm.SHA256.hash(content), key=ima_key,
-                          keyid=ima_k.key_id_v2)
-
-    programs = {f"/usr/bin/{n}": f"\x7fELF {n} v1".encode()
-                for n in ("sh", "ls", "cat", "systemd", "sshd")}
-    for path, content in programs.items():
-        m.add_file(path, content, xattrs={"security.ima": sign(content)})
-    m.add_file("/usr/local/bin/dropper", b"\x7fELF unsigned dropper")
-    m.load_policy(POLICY)
-    m.add_key(".ima", ima_k)
-    step("policy loaded; the IMA signing key enters .ima (signed by the builtin CA)",
-         f"{len(m.policy.rules)} rules, key measured as ima-buf", True)
-    m.keyrings.secondary.add(mod_k)
-    m.add_key(".ima", mod_k)  # IMA verifies modsig against .ima (ima_modsig_verify)
-    allowed = [p for p in programs if m.exec(p).allowed]
-    step("signed programs run and are measured", f"{len(allowed)}/{len(programs)} allowed",
-         len(allowed) == len(programs))
-    r = m.exec("/usr/local/bin/dropper")
-    step("an unsigned program is refused (ima_appraise=enforce)",
-         f"denied: {r.reason}" if not r.allowed else "ALLOWED", not r.allowed)
-
-    # -- modules ----------------------------------------------------------------------
-    vendor_ko = sign_module(b"\x7fELF vendor module", key=mod_key, certificate=mod_cert)
-    m.add_file("/lib/modules/vendor.ko", vendor_ko)
-    m.add_file("/lib/modules/rootkit.ko", b"\x7fELF rootkit module")
-    good, bad = m.load_module("/lib/modules/vendor.ko"), m.load_module("/lib/modules/rootkit.ko")
-    step("a module with a valid appended signature loads", "loaded" if good else good.reason,
-         good.allowed)
-    step("an unsigned module is refused", f"refused: {bad.reason}" if not bad else "LOADED",
-         not bad.allowed)
-
-    # -- kexec ------------------------------------------------------------------------
-    kernel = sign_pe(build_pe(b"vendor kernel 6.1 image"), key=mod_key, certificate=mod_cert,
-                     signing_time=_T0)
-    m.add_file("/boot/vmlinuz-next", kernel)
-    before = len(m.measurements)
-    lk = m.kexec_load("/boot/vmlinuz-next",
-                      cmdline="root=/dev/ram0 ima_policy=tcb ima_appraise=enforce")
-    m.kexec_execute()
-    m.load_policy(POLICY)
-    m.add_key(".ima", ima_k)
-    m.exec("/usr/bin/sh")
+    scenario = parse_scenario(demo_scenario())
+    run = run_scenario(scenario)
+    m = run.machine
+    groups: dict[str, list[ActionResult]] = {}
+    for r in run.results:
+        if r.title is not None:
+            groups.setdefault(r.title, []).append(r)
+    for title, results in groups.items():
+        step(title, _outcome(results, m), all(r.ok for r in results))
+    files = scenario.data["files"]
+    signed = {f["path"] for f in files if {"ima_sign", "modsig", "pe_sign"} & set(f)}
+    attempts = sorted(f["path"] for f in files if f["path"] not in signed)
     carried = m.measurements
-    step("kexec into a signed kernel; the list is carried, the TPM is not reset",
-         f"{before} entries carried, {len(carried)} now, "
-         f"{sum(e.event_name == 'boot_aggregate' for e in carried)} boot_aggregates",
-         lk.allowed and len(carried) > before)
 
     # -- attestation ------------------------------------------------------------------
     tpm = m.tpm
-    ak = tpm.create_ak("ecc", seed=b"demo-ak", handle="ak")
-    nonce = hashlib.sha256(b"verifier nonce 1").digest()[:20]
-    sel = PcrSelection({HashAlgorithm.SHA256: list(range(11)), HashAlgorithm.SHA1: [10],
-                        HashAlgorithm.SHA384: [10]})
-    q = tpm.quote(ak, sel, nonce)
+    q = run.quotes[0]
+    ak_pem = run.artifacts["ak.pem"]
+    nonce = bytes.fromhex(run.artifacts["nonce.hex"].decode())
     pcrs = q.values_by_bank()
     all_pcrs = m.pcr_values(range(24))
     reference = ReferenceValues(
-        {**{p: frozenset({HashAlgorithm.SHA256.hash(c).hex()}) for p, c in programs.items()},
-         "/lib/modules/vendor.ko": frozenset({HashAlgorithm.SHA256.hash(vendor_ko).hex()}),
-         "/boot/vmlinuz-next": frozenset({HashAlgorithm.SHA256.hash(kernel).hex()})},
+        {p: frozenset({HashAlgorithm.SHA256.hash(m.files[p].content).hex()})
+         for p in sorted(signed)},
         excludes=("kexec-cmdline",), ignored_keyrings=frozenset({".ima"}))
     entries = list(carried)
     report = attest(quote_attest=q.attest, quote_signature=q.signature,
-                    ak_public=ak.public_pem, nonce=nonce, pcr_values=pcrs, entries=entries,
+                    ak_public=ak_pem, nonce=nonce, pcr_values=pcrs, entries=entries,
                     reference=reference, eventlog=m.firmware_log)
     fw = report.firmware_log
     step("verifier: the firmware's TCG event log (binary_bios_measurements) replays to the "
@@ -193,7 +128,6 @@ def run_demo() -> DemoReport:
          fw is not None and fw.ok and fw.verified is not None
          and fw.verified.verified_pcrs >= frozenset(range(10)))
     flagged = sorted({f.path for f in report.failures})
-    attempts = ["/lib/modules/rootkit.ko", "/usr/local/bin/dropper"]
     evidence_ok = (report.quote_valid and report.boot_aggregate_ok and report.replay is not None
                    and report.replay.matched and flagged == attempts)
     step("verifier: the quote verifies, the list replays in every bank, boot_aggregate "
@@ -206,21 +140,20 @@ def run_demo() -> DemoReport:
     tampered[i] = entries[i]._replace(template_data=entries[i].template_data.replace(
         b"/usr/bin/ls", b"/usr/bin/lz"))
     bad_rep = attest(quote_attest=q.attest, quote_signature=q.signature,
-                     ak_public=ak.public_pem, nonce=nonce, pcr_values=pcrs, entries=tampered,
+                     ak_public=ak_pem, nonce=nonce, pcr_values=pcrs, entries=tampered,
                      reference=reference)
     named = sorted({f.index for f in bad_rep.failures if f.index == i})
     replay_broken = bad_rep.replay is not None and not bad_rep.replay.matched
     step("a tampered list is caught", f"entry {i} ({entries[i].event_name} renamed) flagged, "
          f"replay {'fails' if replay_broken else 'matches'}", replay_broken and named == [i])
     stale = attest(quote_attest=q.attest, quote_signature=q.signature,
-                   ak_public=ak.public_pem, nonce=hashlib.sha256(b"nonce 2").digest()[:20],
+                   ak_public=ak_pem, nonce=hashlib.sha256(b"nonce 2").digest()[:20],
                    pcr_values=pcrs, entries=entries, reference=reference)
     step("a stale quote (replayed with an old nonce) is caught",
          stale.quote_error or "accepted", not stale.quote_valid)
-    m.add_file("/usr/bin/late", b"\x7fELF late", xattrs={"security.ima": sign(b"\x7fELF late")})
     m.exec("/usr/bin/late")
     grown = attest(quote_attest=q.attest, quote_signature=q.signature,
-                   ak_public=ak.public_pem, nonce=nonce, pcr_values=pcrs,
+                   ak_public=ak_pem, nonce=nonce, pcr_values=pcrs,
                    entries=list(m.measurements), reference=reference)
     banks = grown.replay.banks if grown.replay else ()
     step("a list that grew after the quote matches only its quoted prefix",
@@ -236,7 +169,7 @@ def run_demo() -> DemoReport:
         "tpm-state.json": tpm.to_json().encode(),
         "quote.msg": q.attest, "quote.sig": q.signature,
         "quote.pcrs": write_pcr_file(q.selection, [v for _, _, v in q.pcr_values]),
-        "ak.pem": ak.public_pem, "nonce.hex": nonce.hex().encode() + b"\n",
+        "ak.pem": ak_pem, "nonce.hex": nonce.hex().encode() + b"\n",
         "pcrs.json": json.dumps({a.kernel_name: {str(i): v.hex() for i, v in b.items()}
                                  for a, b in all_pcrs.items()}, indent=1).encode(),
         "audit.log": "".join(f"{a}\n" for a in m.audit).encode(),

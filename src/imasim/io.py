@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+import stat
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Final
 
 from .algorithms import HashAlgorithm
-from .errors import ParseError, UnsupportedAlgorithmError
+from .errors import LimitExceededError, ParseError, UnsupportedAlgorithmError, UsageError
 from .ima.codec import (
     MeasurementList,
     detect_list_kind,
@@ -24,6 +26,8 @@ from .ima.codec import (
 
 __all__ = [
     "KEYLIME_BASE_EXCLUDE_DIRS",
+    "MAX_SCENARIO_FILE",
+    "confined_reader",
     "dump_pcrs_json",
     "is_ascii_list",
     "list_name_hint",
@@ -36,6 +40,9 @@ __all__ = [
 #: the folders ``keylime-policy create runtime --rootfs`` never walks
 KEYLIME_BASE_EXCLUDE_DIRS = ("/sys", "/run", "/proc", "/lost+found", "/dev", "/media", "/snap",
                              "/mnt", "/var", "/tmp")
+
+#: the largest file a scenario may name (``source =``): 64 MiB
+MAX_SCENARIO_FILE: Final = 64 << 20
 
 PcrMap = dict[HashAlgorithm, dict[int, bytes]]
 
@@ -160,3 +167,33 @@ def tree_digests(root: str | Path, alg: HashAlgorithm = HashAlgorithm.SHA256, *,
                         h.update(chunk)
                 out.setdefault(rel.replace(" ", "_"), []).append(h.digest())
     return out
+
+
+def confined_reader(base: str | Path, *, max_size: int = MAX_SCENARIO_FILE
+                    ) -> Callable[[str], bytes]:
+    """A reader for the files a scenario in ``base`` names: relative paths that stay
+    inside ``base`` once symlinks are resolved, regular files only (no /dev/zero, no
+    FIFOs), at most ``max_size`` bytes (read no further). Anything else is UsageError
+    (LimitExceededError for a file too large)."""
+    root = Path(base).resolve()
+
+    def read(name: str) -> bytes:
+        if not name or os.path.isabs(name) or "\0" in name:
+            raise UsageError(f"source {name!r}: must be a path relative to the scenario")
+        path = (root / name).resolve()
+        if not path.is_relative_to(root):
+            raise UsageError(f"source {name!r}: outside the scenario's folder")
+        try:  # O_NONBLOCK: opening a FIFO must not wait for a writer
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+            with open(fd, "rb") as f:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise UsageError(f"source {name!r}: not a regular file")
+                data = f.read(max_size + 1)
+        except OSError as exc:
+            raise UsageError(f"source {name!r}: {exc.strerror}") from None
+        if len(data) > max_size:
+            raise LimitExceededError(f"source {name!r}: larger than {max_size} bytes",
+                                     field="source", expected=f"at most {max_size} bytes")
+        return data
+
+    return read

@@ -28,18 +28,13 @@ through a callback, so the core stays sans-I/O)::
     path = "/usr/bin/app"
     expect = "allow"                     # or "deny"; the run fails when it differs
 
-Actions (``op``): ``boot`` (done first automatically unless the first action is one),
-``load_policy`` (``text``), ``add_key`` (``keyring``, ``key``), ``exec``, ``mmap``,
-``open`` (``write = true`` for write access), ``close``, ``read_file``, ``write_file``
-(``content``), ``load_module``, ``load_firmware``, ``kexec_load`` (``kernel``,
-``initrd``, ``cmdline``), ``kexec_execute`` (``cmdline``), ``power_cycle``,
-``critical_data`` (``label``, ``name``, ``content``), ``blacklist`` (``path`` for its
-sha256 ``bin:`` hash, or ``key`` for its ``tbs:`` hash), ``unpack_initramfs`` and
-``extract_tar`` (``files``: a list of file tables, packed into a cpio or pax tar first),
-``quote`` (``nonce`` hex, ``pcrs`` like ``"sha256:0-10"``: the quote files
-``tpm2_checkquote`` reads), and what a verifier sees as allow/deny: ``replay`` (the list
-replays to the PCRs), ``measured`` (``name``: an entry of that name is in the list),
-``boot_aggregate`` (``digest``: the list's boot_aggregate, hex).
+Actions: :data:`OPS` is the one table of them, each with its keys and their types
+(``op``, ``expect`` and ``title`` are allowed everywhere); a key an op does not know,
+or a value of the wrong type, is a :class:`ScenarioError` naming the action, the op and
+the key. ``boot`` is done first automatically unless the first action is one. Files a
+scenario names (``source =``) are read through the ``read`` callback:
+:func:`imasim.io.confined_reader` keeps them inside the scenario's folder, regular and
+size-bounded.
 
 >>> s = parse_scenario('''
 ... [machine]
@@ -66,6 +61,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import PurePosixPath
 from typing import Any, Final
 
 from cryptography import x509
@@ -74,12 +70,15 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from .algorithms import HashAlgorithm
 from .archive import ArchiveMember, write_cpio, write_tar
-from .env import SeededEntropy
+from .env import FixedClock, SeededEntropy
 from .errors import ImasimError, ParseError, UsageError
+from .eventlog.simulate import FLAVOURS, SimulatedFirmware
 from .ima.policy import MAY_READ, MAY_WRITE
 from .ima.replay import MatchStatus, match
+from .ipe.lsm import Ipe
 from .ipe.verity import sign_fsverity
 from .kconfig import PRESETS, KernelConfig
+from .kernel import measure_firmware
 from .keys.generate import derive_ec_key, make_certificate
 from .keys.key import Key
 from .machine import EXT4, PROC, RAMFS, TMPFS, AccessResult, Machine
@@ -89,22 +88,298 @@ from .sig.pefile import build_pe
 from .sig.pkcs7 import sign_pkcs7
 from .sig.xattr import XattrKind, sign_xattr
 from .tpm.marshal import PcrSelection
+from .tpm.soft_tpm import Quote
 from .tpm.verify import write_pcr_file
 
-__all__ = ["ActionResult", "Scenario", "ScenarioRun", "parse_scenario", "run_scenario"]
+__all__ = ["OPS", "ActionResult", "OpSpec", "Scenario", "ScenarioError", "ScenarioRun",
+           "parse_scenario", "run_scenario"]
 
 _FS: Final = {"ext4": EXT4, "tmpfs": TMPFS, "ramfs": RAMFS, "proc": PROC}
-_ACCESS: Final = frozenset({"exec", "mmap", "open", "read_file", "load_module",
-                            "load_firmware", "kexec_load"})
-_OPS: Final = _ACCESS | {"boot", "load_policy", "add_key", "close", "write_file",
-                         "kexec_execute", "power_cycle", "critical_data", "blacklist",
-                         "unpack_initramfs", "extract_tar", "quote", "mount_dm_verity",
-                         "enable_fsverity", "ipe_load_policy", "ipe_activate",
-                         "ipe_enforce", "replay", "measured", "boot_aggregate"}
 
 
-def _bad(message: str, where: str) -> ParseError:
-    return ParseError(message, field=where)
+class ScenarioError(ParseError):
+    """A scenario that does not follow the format: ``field`` names the place (e.g.
+    ``actions[3].ptah``) and the message the op and what was expected."""
+
+
+def _bad(message: str, where: str) -> ScenarioError:
+    return ScenarioError(message, field=where)
+
+
+# -- the schema ----------------------------------------------------------------------------
+#: value kinds: a Python type, "files" (a list of file tables), "strs" (a list of strings)
+_Kind = type | str
+_FILE_KEYS: Final[Mapping[str, _Kind]] = {
+    "path": str, "content": str, "content_hex": str, "source": str, "ima_sign": str,
+    "ima_hash": bool, "modsig": str, "pe_sign": str, "mode": int, "uid": int, "gid": int,
+    "fs": str, "selinux": str, "certificate": str}
+_MACHINE_KEYS: Final[Mapping[str, _Kind]] = {
+    "preset": str, "cmdline": str, "banks": "strs", "builtin_keys": "strs",
+    "secure_boot": bool, "config": dict, "seed": str, "clock": float, "ipe": bool,
+    "ipe_boot_policy": str, "ipe_unsigned_policy_by_rule": bool, "secondary_keys": "strs",
+    "firmware": str}
+_KEY_KEYS: Final[Mapping[str, _Kind]] = {"ca": bool, "issuer": str, "cn": str, "seed": str}
+_TOP_KEYS: Final[Mapping[str, _Kind]] = {"machine": dict, "keys": dict, "files": "files",
+                                         "actions": list, "name": str, "description": str}
+_COMMON: Final[Mapping[str, _Kind]] = {"op": str, "expect": str, "title": str}
+
+
+def _kind_ok(value: object, kind: _Kind) -> bool:
+    if kind == "strs":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if kind == "files":
+        return isinstance(value, list) and all(isinstance(v, dict) for v in value)
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    assert isinstance(kind, type)
+    return isinstance(value, kind)
+
+
+def _kind_name(kind: _Kind) -> str:
+    return {"strs": "a list of strings", "files": "a list of file tables"}.get(
+        kind if isinstance(kind, str) else "", getattr(kind, "__name__", str(kind)))
+
+
+def _check_table(table: Mapping[str, Any], schema: Mapping[str, _Kind], where: str,
+                 what: str) -> None:
+    """Every key known to ``schema`` and of its kind, else a ScenarioError naming it."""
+    for key, value in table.items():
+        kind = schema.get(key)
+        if kind is None:
+            raise _bad(f"{what}: unknown key {key!r}; it takes {sorted(schema)}",
+                       f"{where}.{key}")
+        if not _kind_ok(value, kind):
+            raise _bad(f"{what}: {key} must be {_kind_name(kind)}", f"{where}.{key}")
+
+
+def _check_source(name: str, where: str) -> None:
+    """A file named by a scenario: relative, inside its folder (no '..')."""
+    p = PurePosixPath(name)
+    if not name or p.is_absolute() or ".." in p.parts or "\\" in name or "\0" in name:
+        raise _bad(f"source {name!r} must be a relative path inside the scenario's folder",
+                   f"{where}.source")
+
+
+def _check_files(files: Sequence[Mapping[str, Any]], keys: Mapping[str, Any],
+                 where: str) -> None:
+    for j, f in enumerate(files):
+        w = f"{where}[{j}]"
+        _check_table(f, _FILE_KEYS, w, "a file")
+        if not isinstance(f.get("path"), str) or not f["path"].startswith("/"):
+            raise _bad("each file needs an absolute path", w)
+        for k in ("ima_sign", "modsig", "pe_sign", "certificate"):
+            if k in f and f[k] not in keys:
+                raise _bad(f"{k} names an unknown key {f[k]!r}", f"{w}.{k}")
+        if "fs" in f and f["fs"] not in _FS:
+            raise _bad(f"unknown file system {f['fs']!r}; one of {sorted(_FS)}", f"{w}.fs")
+        if "source" in f:
+            _check_source(f["source"], w)
+
+
+Handler = Callable[["_Runner", Machine, "ScenarioRun", Mapping[str, Any], str],
+                   AccessResult | None]
+
+
+@dataclass(frozen=True, slots=True)
+class OpSpec:
+    """One scenario op: its keys (name -> kind), the ones it requires, what it does, and
+    the key that names its target in reports."""
+
+    keys: Mapping[str, _Kind]
+    required: frozenset[str]
+    run: Handler
+    doc: str
+    target: str = "path"
+
+
+def _access(op: str) -> Handler:
+    def run(r: _Runner, m: Machine, run: ScenarioRun, a: Mapping[str, Any], w: str
+            ) -> AccessResult:
+        if op in ("exec", "mmap"):
+            res: AccessResult = getattr(m, op)(a["path"], uid=a.get("uid", 0),
+                                               context=a.get("context"))
+            return res
+        if op == "open":
+            return m.open(a["path"], MAY_WRITE if a.get("write") else MAY_READ,
+                          uid=a.get("uid", 0), context=a.get("context"))
+        fn: Callable[[str], AccessResult] = getattr(m, op)
+        return fn(a["path"])
+    return run
+
+
+def _none(fn: Callable[[_Runner, Machine, ScenarioRun, Mapping[str, Any], str], object]
+          ) -> Handler:
+    def run(r: _Runner, m: Machine, run: ScenarioRun, a: Mapping[str, Any], w: str) -> None:
+        fn(r, m, run, a, w)
+    return run
+
+
+def _blacklist(r: _Runner, m: Machine, run: ScenarioRun, a: Mapping[str, Any], w: str
+               ) -> None:
+    if "key" in a:
+        tbs = r.kernel_key(a["key"]).tbs_hash()
+        if tbs is not None:
+            m.keyrings.blacklist.add_tbs_hash(tbs)
+    elif "path" in a:
+        m.keyrings.blacklist.add_binary_hash(HashAlgorithm.SHA256.hash(_file(m, a["path"])))
+    else:
+        raise _bad("blacklist takes a path or a key", w)
+
+
+def _file(m: Machine, path: str) -> bytes:
+    f = m.files.get(path)
+    if f is None:
+        raise UsageError(f"no such file {path!r}")
+    return f.content
+
+
+def _mount(r: _Runner, m: Machine, run: ScenarioRun, a: Mapping[str, Any], w: str) -> None:
+    files = {f["path"]: r.file(f, f"{w}.files[{j}]")[0]
+             for j, f in enumerate(a.get("files", []))}
+    sig = None
+    if "signed_by" in a:
+        root = Machine.create().mount_dm_verity(dict(files)).root_hash
+        key, cert = r.keys(a["signed_by"])
+        sig = sign_pkcs7(root.hex().encode(), key=key, certificate=cert)
+    r.roothashes[a.get("name", "rootfs")] = m.mount_dm_verity(files, signature=sig).root_hash
+
+
+def _fsverity(r: _Runner, m: Machine, run: ScenarioRun, a: Mapping[str, Any], w: str
+              ) -> None:
+    fsig = None
+    if "signed_by" in a:
+        key, cert = r.keys(a["signed_by"])
+        fsig = sign_fsverity(_file(m, a["path"]), key=key, certificate=cert)
+        m.fsverity_keyring.add(r.kernel_key(a["signed_by"]))
+    m.enable_fsverity(a["path"], fsig)
+
+
+def _ipe(m: Machine) -> Ipe:
+    if m.ipe is None:
+        raise UsageError("IPE is not enabled")
+    return m.ipe
+
+
+def _ipe_load(r: _Runner, m: Machine, run: ScenarioRun, a: Mapping[str, Any], w: str
+              ) -> None:
+    if "path" in a:  # cat FILE > new_policy (the file's origin matters to the proposal)
+        m.ipe_load_policy_file(a["path"], update=a.get("update"),
+                               activate=a.get("activate", False))
+        return
+    ipe = _ipe(m)
+    data = r.signed_policy(a, w)
+    p = ipe.update_policy(a["update"], data) if "update" in a else ipe.new_policy(data)
+    if a.get("activate"):
+        ipe.activate(p.name)
+
+
+_FILE_OP: Final[Mapping[str, _Kind]] = {"path": str}
+_HOOK: Final[Mapping[str, _Kind]] = {"path": str, "uid": int, "context": str}
+_CONTENT: Final[Mapping[str, _Kind]] = {"content": str, "content_hex": str, "source": str}
+
+#: every scenario op: its keys, the required ones, and what it does
+OPS: Final[Mapping[str, OpSpec]] = {
+    "boot": OpSpec({}, frozenset(), _none(lambda r, m, run, a, w: m.boot()),
+                   "IMA init (done first automatically unless the first action is one)"),
+    "load_policy": OpSpec({"text": str}, frozenset({"text"}),
+                          _none(lambda r, m, run, a, w: m.load_policy(a["text"])),
+                          "write a custom IMA policy", "text"),
+    "add_key": OpSpec({"keyring": str, "key": str}, frozenset({"key"}),
+                      _none(lambda r, m, run, a, w: m.add_key(a.get("keyring", ".ima"),
+                                                              r.kernel_key(a["key"]))),
+                      "add_key(2) from user space (permissions, then the restriction)",
+                      "key"),
+    "exec": OpSpec(_HOOK, frozenset({"path"}), _access("exec"), "execve: BPRM_CHECK"),
+    "mmap": OpSpec(_HOOK, frozenset({"path"}), _access("mmap"), "mmap PROT_EXEC: MMAP_CHECK"),
+    "open": OpSpec({**_HOOK, "write": bool}, frozenset({"path"}), _access("open"),
+                   "open (write = true for write access): FILE_CHECK; stays open"),
+    "close": OpSpec({"path": str, "write": bool}, frozenset({"path"}),
+                    _none(lambda r, m, run, a, w: m.close(
+                        a["path"], MAY_WRITE if a.get("write") else MAY_READ)),
+                    "close a file opened with open"),
+    "read_file": OpSpec(_FILE_OP, frozenset({"path"}), _access("read_file"),
+                        "open for read and close"),
+    "write_file": OpSpec({"path": str, **_CONTENT}, frozenset({"path"}),
+                         _none(lambda r, m, run, a, w: m.write_file(a["path"],
+                                                                    r.content(a, w))),
+                         "replace a file's content (i_version + 1)"),
+    "load_module": OpSpec(_FILE_OP, frozenset({"path"}), _access("load_module"),
+                          "finit_module: MODULE_CHECK, then the module signature"),
+    "load_firmware": OpSpec(_FILE_OP, frozenset({"path"}), _access("load_firmware"),
+                            "request_firmware: FIRMWARE_CHECK"),
+    "kexec_load": OpSpec({"kernel": str, "initrd": str, "cmdline": str},
+                         frozenset({"kernel"}),
+                         lambda r, m, run, a, w: m.kexec_load(
+                             a["kernel"], a.get("initrd"), a.get("cmdline", "")),
+                         "kexec_file_load of kernel (and initrd), measuring cmdline",
+                         "kernel"),
+    "kexec_execute": OpSpec({"cmdline": str}, frozenset(),
+                            _none(lambda r, m, run, a, w: m.kexec_execute(
+                                cmdline=a.get("cmdline"))),
+                            "kexec -e (a new kernel; cmdline replaces the loaded one)"),
+    "power_cycle": OpSpec({}, frozenset(), _none(lambda r, m, run, a, w: m.power_cycle()),
+                          "a cold reboot: TPM Reset, a fresh kernel"),
+    "critical_data": OpSpec({"label": str, "name": str, **_CONTENT},
+                            frozenset({"label", "name"}),
+                            _none(lambda r, m, run, a, w: m.measure_critical_data(
+                                a["label"], a["name"], r.content(a, w))),
+                            "ima_measure_critical_data", "label"),
+    "blacklist": OpSpec({"path": str, "key": str}, frozenset(), _none(_blacklist),
+                        "a bin: hash (of path's content) or tbs: hash (of key) in .blacklist"),
+    "unpack_initramfs": OpSpec({"files": "files"}, frozenset({"files"}),
+                               _none(lambda r, m, run, a, w: m.unpack_initramfs(
+                                   write_cpio(r.members(a, w)))),
+                               "files packed into a cpio newc, unpacked into rootfs"),
+    "extract_tar": OpSpec({"files": "files"}, frozenset({"files"}),
+                          _none(lambda r, m, run, a, w: m.extract_tar(
+                              write_tar(r.members(a, w)))),
+                          "files packed into a pax tar (xattrs kept), extracted"),
+    "quote": OpSpec({"nonce": str, "pcrs": str, "ak": str}, frozenset(),
+                    _none(lambda r, m, run, a, w: _quote(m, run, a, w)),
+                    "TPM2_Quote: the files tpm2_checkquote reads", "pcrs"),
+    "mount_dm_verity": OpSpec({"files": "files", "name": str, "signed_by": str},
+                              frozenset({"files"}), _none(_mount),
+                              "a dm-verity volume (root hash signed by signed_by)", "name"),
+    "enable_fsverity": OpSpec({"path": str, "signed_by": str}, frozenset({"path"}),
+                              _none(_fsverity), "FS_IOC_ENABLE_VERITY (signed by signed_by)"),
+    "ipe_load_policy": OpSpec({"path": str, "update": str, "activate": bool, "signed_by": str,
+                               **_CONTENT}, frozenset(), _none(_ipe_load),
+                              "write an IPE policy (a file's, or content signed by "
+                              "signed_by) to new_policy or policies/<update>/update"),
+    "ipe_activate": OpSpec({"name": str}, frozenset({"name"}),
+                           _none(lambda r, m, run, a, w: _ipe(m).activate(a["name"])),
+                           "activate an IPE policy", "name"),
+    "ipe_enforce": OpSpec({"value": bool}, frozenset(),
+                          _none(lambda r, m, run, a, w: _ipe(m).set_enforce(
+                              a.get("value", True))),
+                          "IPE's enforce switch", "value"),
+    "replay": OpSpec({}, frozenset(), lambda r, m, run, a, w: _check(m, "replay", a),
+                     "allow when the list replays to the TPM's PCRs (what a verifier sees)"),
+    "measured": OpSpec({"name": str}, frozenset({"name"}),
+                       lambda r, m, run, a, w: _check(m, "measured", a),
+                       "allow when an entry named name is in the list", "name"),
+    "boot_aggregate": OpSpec({"digest": str}, frozenset({"digest"}),
+                             lambda r, m, run, a, w: _check(m, "boot_aggregate", a),
+                             "allow when the list's boot_aggregate is digest (hex)", "digest"),
+}
+
+
+def _check(m: Machine, op: str, a: Mapping[str, Any]) -> AccessResult:
+    """What a verifier would see, as an outcome: ``replay`` allows when the current list
+    replays to the TPM's PCRs, ``measured`` when an entry named ``name`` is in it,
+    ``boot_aggregate`` when the list's first boot_aggregate is ``digest`` (hex)."""
+    lst = m.measurements
+    if op == "replay":
+        status = match(lst, m.pcr_values()).status
+        return AccessResult(status is MatchStatus.MATCH, reason=status.value)
+    if op == "measured":
+        found = any(e.event_name == str(a.get("name")) for e in lst)
+        return AccessResult(found, reason="" if found else "not in the list")
+    d = next((e.file_digest for e in lst if e.event_name == "boot_aggregate"), None)
+    agg = d.digest.hex() if d is not None else ""
+    return AccessResult(agg == str(a.get("digest", "")).lower(), reason=agg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,14 +393,15 @@ class Scenario:
 def parse_scenario(text: str, *, fmt: str = "toml",
                    read: Callable[[str], bytes] | None = None) -> Scenario:
     """Parse and validate a scenario (``fmt`` is ``"toml"`` or ``"json"``); errors are
-    ParseError naming the table and key (TOML syntax errors carry the line)."""
+    :class:`ScenarioError` naming the table, the op and the key (TOML syntax errors
+    carry the line)."""
     try:
         data = tomllib.loads(text) if fmt == "toml" else json.loads(text)
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"line (\d+)", str(exc))
-        raise ParseError(f"TOML: {exc}", line=int(m.group(1)) if m else None) from None
+        raise ScenarioError(f"TOML: {exc}", line=int(m.group(1)) if m else None) from None
     except json.JSONDecodeError as exc:
-        raise ParseError(f"JSON: {exc.msg}", line=exc.lineno, offset=exc.pos) from None
+        raise ScenarioError(f"JSON: {exc.msg}", line=exc.lineno, offset=exc.pos) from None
     if not isinstance(data, dict):
         raise _bad("a scenario is a table", "scenario")
     _validate(data)
@@ -133,40 +409,51 @@ def parse_scenario(text: str, *, fmt: str = "toml",
 
 
 def _validate(data: Mapping[str, Any]) -> None:
-    unknown = set(data) - {"machine", "keys", "files", "actions", "name", "description"}
-    if unknown:
-        raise _bad(f"unknown top-level key(s) {sorted(unknown)}", "scenario")
+    _check_table(data, _TOP_KEYS, "scenario", "the scenario")
     machine = data.get("machine", {})
-    if not isinstance(machine, dict):
-        raise _bad("must be a table", "machine")
+    _check_table(machine, _MACHINE_KEYS, "machine", "[machine]")
     if machine.get("preset", "generic-6.1-ima-kexec") not in PRESETS:
         raise _bad(f"unknown preset {machine.get('preset')!r}; one of {sorted(PRESETS)}",
                    "machine.preset")
+    if machine.get("firmware", "legacy") not in FLAVOURS:
+        raise _bad(f"unknown firmware {machine['firmware']!r}; one of {sorted(FLAVOURS)}",
+                   "machine.firmware")
     known = {f.name for f in fields(KernelConfig)}
     for k in machine.get("config", {}):
         if k not in known:
             raise _bad(f"unknown Kconfig switch {k!r}", "machine.config")
     keys = data.get("keys", {})
-    if not isinstance(keys, dict) or not all(isinstance(v, dict) for v in keys.values()):
+    if not all(isinstance(v, dict) for v in keys.values()):
         raise _bad("must be a table of tables", "keys")
     for name, spec in keys.items():
+        _check_table(spec, _KEY_KEYS, f"keys.{name}", f"key {name!r}")
         if spec.get("issuer") is not None and spec["issuer"] not in keys:
             raise _bad(f"issuer {spec['issuer']!r} is not a key", f"keys.{name}.issuer")
-    for i, f in enumerate(data.get("files", [])):
-        if not isinstance(f, dict) or not isinstance(f.get("path"), str) or \
-                not f["path"].startswith("/"):
-            raise _bad("each file needs an absolute path", f"files[{i}]")
-        for k in ("ima_sign", "modsig", "pe_sign", "certificate"):
-            if k in f and f[k] not in keys:
-                raise _bad(f"{k} names an unknown key {f[k]!r}", f"files[{i}].{k}")
-        if "fs" in f and f["fs"] not in _FS:
-            raise _bad(f"unknown file system {f['fs']!r}", f"files[{i}].fs")
+    for k in ("builtin_keys", "secondary_keys"):
+        for name in machine.get(k, []):
+            if name not in keys:
+                raise _bad(f"{k} names an unknown key {name!r}", f"machine.{k}")
+    _check_files(data.get("files", []), keys, "files")
     for i, a in enumerate(data.get("actions", [])):
-        if not isinstance(a, dict) or a.get("op") not in _OPS:
+        where = f"actions[{i}]"
+        spec = OPS.get(str(a.get("op"))) if isinstance(a, dict) else None
+        if spec is None:
             raise _bad(f"unknown op {a.get('op') if isinstance(a, dict) else a!r}; one of "
-                       f"{sorted(_OPS)}", f"actions[{i}].op")
+                       f"{sorted(OPS)}", f"{where}.op")
+        op = a["op"]
+        _check_table(a, {**_COMMON, **spec.keys}, where, f"op {op!r}")
+        missing = spec.required - set(a)
+        if missing:
+            raise _bad(f"op {op!r} needs {sorted(missing)}", f"{where}.{min(missing)}")
         if a.get("expect") not in (None, "allow", "deny", "error"):
-            raise _bad("expect is allow, deny or error", f"actions[{i}].expect")
+            raise _bad("expect is allow, deny or error", f"{where}.expect")
+        for k in ("key", "signed_by"):
+            if k in a and a[k] not in keys:
+                raise _bad(f"op {op!r}: {k} names an unknown key {a[k]!r}", f"{where}.{k}")
+        if "files" in a:
+            _check_files(a["files"], keys, f"{where}.files")
+        if "source" in a:
+            _check_source(a["source"], where)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +466,7 @@ class ActionResult:
     outcome: str
     reason: str = ""
     expect: str | None = None
+    title: str | None = None  #: the action's ``title``, for reports
 
     @property
     def ok(self) -> bool:
@@ -194,6 +482,8 @@ class ScenarioRun:
     machine: Machine
     results: list[ActionResult] = field(default_factory=list)
     artifacts: dict[str, bytes] = field(default_factory=dict)
+    #: each ``quote`` action's quote, in order
+    quotes: list[Quote] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -257,6 +547,7 @@ class _Runner:
         if "source" in spec:
             if self.s.read is None:
                 raise UsageError(f"{where}: source files need a reader")
+            _check_source(spec["source"], where)
             return self.s.read(spec["source"])
         if "certificate" in spec:  # a key's X.509 certificate (DER), e.g. for IMA_X509_PATH
             der = self.kernel_key(str(spec["certificate"])).der
@@ -302,7 +593,10 @@ class _Runner:
                            banks=banks, secure_boot=bool(spec.get("secure_boot", False)),
                            builtin_keys=[self.kernel_key(k)
                                          for k in spec.get("builtin_keys", [])],
-                           entropy=SeededEntropy(str(spec.get("seed", "scenario")).encode()))
+                           entropy=SeededEntropy(str(spec.get("seed", "scenario")).encode()),
+                           clock=FixedClock(float(spec.get("clock", 0.0))),
+                           firmware=(SimulatedFirmware(spec["firmware"]) if "firmware" in spec
+                                     else measure_firmware))
         if "ipe_boot_policy" in spec or spec.get("ipe"):
             m.enable_ipe(spec.get("ipe_boot_policy"), unsigned_policy_by_rule=bool(
                 spec.get("ipe_unsigned_policy_by_rule", False)))
@@ -380,121 +674,32 @@ def _pcr_selection(text: str) -> PcrSelection:
 def _act(r: _Runner, m: Machine, run: ScenarioRun, i: int, a: Mapping[str, Any]
          ) -> ActionResult:
     op = a["op"]
+    spec = OPS[op]
     where = f"actions[{i}]"
-    target = str(a.get("path") or a.get("kernel") or a.get("key") or a.get("label") or "")
+    target = str(a.get(spec.target, a.get("path", "")))
     expect = a.get("expect")
     try:
-        res: AccessResult | None = None
-        if op == "boot":
-            m.boot()
-        elif op == "load_policy":
-            m.load_policy(str(a.get("text", "")))
-        elif op == "add_key":
-            m.add_key(str(a.get("keyring", ".ima")), r.kernel_key(str(a.get("key"))))
-        elif op in ("exec", "mmap"):
-            res = getattr(m, op)(a["path"], uid=int(a.get("uid", 0)), context=a.get("context"))
-        elif op in ("read_file", "load_module", "load_firmware"):
-            res = getattr(m, op)(a["path"])
-        elif op == "open":
-            res = m.open(a["path"], MAY_WRITE if a.get("write") else MAY_READ,
-                         uid=int(a.get("uid", 0)), context=a.get("context"))
-        elif op == "close":
-            m.close(a["path"], MAY_WRITE if a.get("write") else MAY_READ)
-        elif op == "write_file":
-            m.write_file(a["path"], r.content(a, where))
-        elif op == "kexec_load":
-            res = m.kexec_load(a["kernel"], a.get("initrd"), str(a.get("cmdline", "")))
-        elif op == "kexec_execute":
-            m.kexec_execute(cmdline=a.get("cmdline"))
-        elif op == "power_cycle":
-            m.power_cycle()
-        elif op == "critical_data":
-            m.measure_critical_data(str(a.get("label", "")), str(a.get("name", "")),
-                                    r.content(a, where))
-        elif op == "blacklist":
-            if "key" in a:
-                tbs = r.kernel_key(str(a["key"])).tbs_hash()
-                if tbs is not None:
-                    m.keyrings.blacklist.add_tbs_hash(tbs)
-            else:
-                m.keyrings.blacklist.add_binary_hash(
-                    HashAlgorithm.SHA256.hash(m.files[a["path"]].content))
-        elif op == "unpack_initramfs":
-            m.unpack_initramfs(write_cpio(r.members(a, where)))
-        elif op == "extract_tar":
-            m.extract_tar(write_tar(r.members(a, where)))
-        elif op == "quote":
-            _quote(m, run, a, i)
-        elif op == "mount_dm_verity":
-            files = {f["path"]: r.file(f, f"{where}.files[{j}]")[0]
-                     for j, f in enumerate(a.get("files", []))}
-            sig = None
-            if "signed_by" in a:
-                root = Machine.create().mount_dm_verity(dict(files)).root_hash
-                key, cert = r.keys(a["signed_by"])
-                sig = sign_pkcs7(root.hex().encode(), key=key, certificate=cert)
-            r.roothashes[str(a.get("name", "rootfs"))] = \
-                m.mount_dm_verity(files, signature=sig).root_hash
-        elif op == "enable_fsverity":
-            fsig = None
-            if "signed_by" in a:
-                key, cert = r.keys(a["signed_by"])
-                fsig = sign_fsverity(m.files[a["path"]].content, key=key, certificate=cert)
-                m.fsverity_keyring.add(r.kernel_key(a["signed_by"]))
-            m.enable_fsverity(a["path"], fsig)
-        elif op == "ipe_load_policy":
-            if "path" in a:  # cat FILE > new_policy (the file's origin matters to the proposal)
-                m.ipe_load_policy_file(a["path"], update=a.get("update"),
-                                       activate=bool(a.get("activate")))
-            else:
-                if m.ipe is None:
-                    raise UsageError("IPE is not enabled")
-                data = r.signed_policy(a, where)
-                p = m.ipe.update_policy(a["update"], data) if "update" in a else \
-                    m.ipe.new_policy(data)
-                if a.get("activate"):
-                    m.ipe.activate(p.name)
-        elif op == "ipe_activate":
-            if m.ipe is None:
-                raise UsageError("IPE is not enabled")
-            m.ipe.activate(str(a.get("name")))
-        elif op == "ipe_enforce":
-            if m.ipe is None:
-                raise UsageError("IPE is not enabled")
-            m.ipe.set_enforce(bool(a.get("value", True)))
-        elif op in ("replay", "measured", "boot_aggregate"):
-            res = _check(m, op, a)
-    except (ImasimError, KeyError) as exc:
+        res = spec.run(r, m, run, a, where)
+    except ImasimError as exc:
         reason = f"{type(exc).__name__}: {exc}"
-        return ActionResult(i, op, target, "error", reason, expect)
+        return ActionResult(i, op, target, "error", reason, expect, a.get("title"))
     if res is None:
-        return ActionResult(i, op, target, "ok", "", expect)
-    return ActionResult(i, op, target, "allow" if res.allowed else "deny", res.reason, expect)
+        return ActionResult(i, op, target, "ok", "", expect, a.get("title"))
+    return ActionResult(i, op, target, "allow" if res.allowed else "deny", res.reason, expect,
+                        a.get("title"))
 
 
-def _check(m: Machine, op: str, a: Mapping[str, Any]) -> AccessResult:
-    """What a verifier would see, as an outcome: ``replay`` allows when the current list
-    replays to the TPM's PCRs, ``measured`` when an entry named ``name`` is in it,
-    ``boot_aggregate`` when the list's first boot_aggregate is ``digest`` (hex)."""
-    lst = m.measurements
-    if op == "replay":
-        status = match(lst, m.pcr_values()).status
-        return AccessResult(status is MatchStatus.MATCH, reason=status.value)
-    if op == "measured":
-        found = any(e.event_name == str(a.get("name")) for e in lst)
-        return AccessResult(found, reason="" if found else "not in the list")
-    d = next((e.file_digest for e in lst if e.event_name == "boot_aggregate"), None)
-    agg = d.digest.hex() if d is not None else ""
-    return AccessResult(agg == str(a.get("digest", "")).lower(), reason=agg)
-
-
-def _quote(m: Machine, run: ScenarioRun, a: Mapping[str, Any], i: int) -> None:
-    ak = m.tpm.create_ak(a.get("ak", "ecc"), seed=f"scenario-ak-{i}".encode())
+def _quote(m: Machine, run: ScenarioRun, a: Mapping[str, Any], where: str) -> None:
+    kind = a.get("ak", "ecc")
+    if kind not in ("ecc", "rsa"):
+        raise _bad("ak is ecc or rsa", f"{where}.ak")
+    ak = m.tpm.create_ak(kind, seed=f"scenario-ak-{where}".encode())
     try:
         nonce = bytes.fromhex(str(a.get("nonce", "00" * 20)))
     except ValueError:
-        raise _bad("nonce is not hexadecimal", f"actions[{i}].nonce") from None
+        raise _bad("nonce is not hexadecimal", f"{where}.nonce") from None
     q = m.tpm.quote(ak, _pcr_selection(str(a.get("pcrs", "sha256:0-10"))), nonce)
+    run.quotes.append(q)
     run.artifacts.update({"quote.msg": q.attest, "quote.sig": q.signature,
                           "quote.pcrs": write_pcr_file(q.selection,
                                                        [v for _, _, v in q.pcr_values]),

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ParseError, UsageError
-from ..io import write_artifacts
+from ..io import confined_reader, write_artifacts
 from ..scenario import parse_scenario, run_scenario
 from ._io import display_name, explained, read_input
 
@@ -47,10 +47,7 @@ def _boot(args: argparse.Namespace) -> int:
         raise ParseError(f"{display_name(path)} is not UTF-8 text (byte "
                          f"{data[exc.start]:#04x} at offset {exc.start})") from None
 
-    def read(name: str) -> bytes:
-        return read_input(base / name, f"the file the scenario names ({name})",
-                          allow_empty=True)
-
+    read = confined_reader(base)  # inside the scenario's folder, regular, size-bounded
     with explained(path, data, _SCENARIO):
         try:
             s = parse_scenario(text, fmt=fmt, read=read)
