@@ -68,6 +68,8 @@ from .kconfig import BootOptions, KernelConfig
 from .kexec import kexec_signature_refusal, pack_kexec_buffer, restore_kexec_buffer
 from .keys.key import Key
 from .keys.keyring import KeyNeed, Keyring
+from .keys.layout import ProcKey
+from .keys.layout import proc_keys as layout_proc_keys
 from .keys.system import SystemKeyrings
 from .sig.modsig import split_modsig
 from .sig.pkcs7 import Usage, verify_pkcs7
@@ -857,3 +859,9 @@ def powered_on(state: MachineState, cmdline: str) -> MachineState:
     return MachineState(boot=BootState(boot_options=BootOptions.from_cmdline(cmdline)),
                         files=MappingProxyType(files), next_ino=state.next_ino,
                         context=state.context)
+
+
+def proc_keys(kernel: Kernel) -> tuple[ProcKey, ...]:
+    """``/proc/keys`` of the running kernel (imasim.keys.layout.proc_keys)."""
+    rings = {**kernel.keyrings.named(), ".fs-verity": kernel.fsverity_keyring}
+    return layout_proc_keys(kernel.config, rings, blacklist=kernel.keyrings.blacklist.entries())

@@ -1,11 +1,9 @@
 """A simulated Linux machine: the integrity decisions a running kernel makes.
 
-:class:`Machine` is imasim's one stateful object, a thin shell: its state is one
-immutable :class:`~imasim.state.MachineState` (the current boot's
-:class:`~imasim.state.BootState`: list, htable, violations, modules, taint, kexec image,
-policy; and the files), and each method is a transition of :mod:`imasim.kernel` that
-computes the next state and swaps it in only when nothing failed. The decisions are pure
-functions (:func:`imasim.ima.appraise.appraise`, :func:`imasim.kexec.verify_kexec_image`).
+:class:`Machine` is imasim's one stateful object, a thin shell over one immutable
+:class:`~imasim.state.MachineState`: each method is a transition of :mod:`imasim.kernel`
+that computes the next state and swaps it in only when nothing failed; the decisions are
+pure functions (:func:`imasim.ima.appraise.appraise`, :mod:`imasim.kexec`).
 
 >>> m = Machine.create(cmdline="ima_policy=tcb")
 >>> m.boot()
@@ -38,7 +36,7 @@ from .ipe.lsm import FileProperties, Ipe
 from .kconfig import PRESETS, BootOptions, KernelConfig
 from .keys.key import Key
 from .keys.keyring import Keyring
-from .keys.layout import ProcKey, proc_keys
+from .keys.layout import ProcKey
 from .keys.system import SystemKeyrings
 from .state import AccessResult, AuditRecord, BootState, KexecRecord, MachineSnapshot, MachineState
 from .tpm.soft_tpm import SoftTpm
@@ -56,7 +54,8 @@ class _V(View["Machine", _T]):
 
 
 class Machine:
-    """A simulated machine; create one with :meth:`create`."""
+    """A simulated machine; create one with :meth:`create`. Each method that changes it
+    is a transition of :mod:`imasim.kernel`, run through :meth:`_run`."""
 
     def __init__(self, *, kernel: k.Kernel, state: MachineState, entropy: Entropy,
                  builtin_keys: tuple[Key, ...], firmware: k.Firmware | None) -> None:
@@ -110,7 +109,6 @@ class Machine:
         return k.build_kernel(self.config, self.tpm, self._builtin_keys, self.clock,
                               self.secure_boot, self._cmdline, self._ipe_args)
 
-    # -- read-only views ---------------------------------------------------------------
     state = _V(lambda m: m._state, "The current MachineState.")
     config = _V(lambda m: m._k.config, "The kernel's KernelConfig.")
     tpm = _V(lambda m: m._k.tpm, "The machine's SoftTpm.")
@@ -154,8 +152,7 @@ class Machine:
 
     def proc_keys(self) -> tuple[ProcKey, ...]:
         """``/proc/keys`` of this kernel (imasim.keys.layout.proc_keys)."""
-        rings = {**self.keyrings.named(), ".fs-verity": self.fsverity_keyring}
-        return proc_keys(self.config, rings, blacklist=self.keyrings.blacklist.entries())
+        return k.proc_keys(self._k)
 
     def ipe_properties(self, path: str) -> FileProperties:
         """What IPE's property providers see for a file."""
@@ -165,7 +162,6 @@ class Machine:
         """The machine's state as one comparable value (see :class:`MachineSnapshot`)."""
         return k.snapshot(self._k, self._state)
 
-    # -- lifecycle ---------------------------------------------------------------------
     def boot(self) -> None:
         """IMA init: (restore a kexec buffer,) boot_aggregate, then the boot policy."""
         self._run(k.boot)
@@ -198,7 +194,6 @@ class Machine:
         """The LSM context (``user:role:type:level``) of the simulated processes."""
         self._state = replace(self._state, context=context)
 
-    # -- each method below is a transition of imasim.kernel ---------------------------
     def add_file(self, path: str, content: bytes, *, uid: int = 0, gid: int = 0,
                  mode: int = 0o100755, xattrs: Mapping[str, bytes] | None = None,
                  fs: Filesystem | tuple[str, int] = EXT4) -> None:
@@ -207,7 +202,7 @@ class Machine:
                                        xattrs=xattrs, fs=fs))
 
     def write_file(self, path: str, content: bytes) -> None:
-        """Replace a file's content (its i_version changes, so it is measured again)."""
+        """Replace a file's content (i_version + 1: it is measured again)."""
         self._run(lambda t: t.put_file(t.file(path).with_content(content)))
 
     def set_xattr(self, path: str, name: str, value: bytes | None) -> None:
@@ -300,9 +295,8 @@ class Machine:
         return self._run(lambda t: k.kexec_load(t, kernel, initrd, cmdline))
 
     def __repr__(self) -> str:
-        v = self.config.version
-        return f"<Machine kernel {v[0]}.{v[1]} {len(self.measurements)} measurements, " \
-            f"policy {self.policy.name}>"
+        return (f"<Machine kernel {'.'.join(map(str, self.config.version))} "
+                f"{len(self.measurements)} measurements, policy {self.policy.name}>")
 
     def _repr_html_(self) -> str:
         return f"<p>{escape(repr(self))}</p>" + self.measurements._repr_html_()

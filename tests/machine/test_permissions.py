@@ -32,7 +32,7 @@ def machine(**changes: object) -> Machine:
 def test_user_space_cannot_add_to_the_kernels_own_keyrings(ring: str) -> None:
     """digsig.c/system_keyring.c give these no KEY_USR_WRITE: add_key is -EACCES before
     any restriction runs, and nothing is measured or added."""
-    m = machine()
+    m = machine(integrity_machine_keyring=True)
     m.load_policy("measure func=KEY_CHECK\n")
     before = m.snapshot()
     with pytest.raises(PermissionDeniedError, match="EACCES"):
