@@ -455,7 +455,8 @@ def process(t: Txn, path: str, hook: Hook, mask: int, *, uid: int = 0,
         t.audit_msg(AUDIT_INTEGRITY_DATA, "appraise_data", r.reason, f.path, 0)
     if r.fix_xattr is not None:
         t.put_file(f.with_xattr("security.ima", r.fix_xattr))
-    return AccessResult(r.allowed, measured=measured, appraised=True, reason=r.reason)
+    return AccessResult(r.allowed, measured=measured, appraised=True, reason=r.reason,
+                        cause=r.cause)
 
 
 def _violation_check(t: Txn, f: SimFile, mask: int, m: MatchResult) -> None:

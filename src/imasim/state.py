@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Final
 
 from .algorithms import HashAlgorithm
+from .ima.appraise import Cause
 from .ima.entry import MeasurementEntry
 from .ima.policy import ImaPolicy
 from .kconfig import BootOptions
@@ -63,12 +64,14 @@ class AuditRecord:
 
 @dataclass(frozen=True, slots=True)
 class AccessResult:
-    """The outcome of a hook: allowed or denied (-EACCES/-EKEYREJECTED), and why."""
+    """The outcome of a hook: allowed or denied (-EACCES/-EKEYREJECTED), and why
+    (``reason``; ``cause`` when appraisal decided)."""
 
     allowed: bool
     measured: bool = False
     appraised: bool = False
     reason: str = ""
+    cause: Cause | None = None
 
     def __bool__(self) -> bool:
         return self.allowed

@@ -220,7 +220,7 @@ class Transitions(RuleBasedStateMachine):
 
 
 TestTransitions = Transitions.TestCase
-TestTransitions.settings = settings(max_examples=25, stateful_step_count=25, deadline=None,
+TestTransitions.settings = settings(max_examples=20, stateful_step_count=20, deadline=None,
                                     suppress_health_check=[HealthCheck.too_slow])
 
 
