@@ -118,8 +118,7 @@ class Machine:
     clock = _V(lambda m: m._k.clock, "The machine's clock.")
     entropy = _V(lambda m: m._entropy, "The machine's entropy source.")
     secure_boot = _V(lambda m: m._k.secure_boot, "The firmware's secure-boot state.")
-    firmware_log = _V(lambda m: k.firmware_log(m._firmware, m.tpm.banks),
-                      "The firmware's TCG event log (binary_bios_measurements), if it writes one.")
+    firmware_log = _V(lambda m: k.firmware_log(m._firmware, m.tpm.banks), "TCG event log, if any.")
     lockdown = _V(lambda m: m._k.lockdown, "The lockdown level (none/integrity/...).")
     module_sig_enforced = _V(lambda m: m._k.module_sig_enforced, "is_module_sig_enforced()")
     kexec_sig_enforced = _V(lambda m: m._k.kexec_sig_enforced, "kexec's sig_enforce.")
@@ -138,8 +137,7 @@ class Machine:
     evm_hmac_key = _V(lambda m: m._state.boot.evm_hmac_key, "The EVM HMAC key.")
     ima_hash = _V(lambda m: m._k.ima_hash(m.boot_options), "IMA's hash algorithm.")
     template = _V(lambda m: m._k.template(m.boot_options), "IMA's template.")
-    measurements = _V(lambda m: MeasurementList(m._state.boot.entries),
-                         "The list as binary_runtime_measurements holds it.")
+    measurements = _V(lambda m: MeasurementList(m._state.boot.entries), "The IMA list.")
     lost_measurements: _V[tuple[MeasurementEntry, ...]] = _V(
         lambda m: tuple(e for r in m._state.kexec_log for e in r.lost),
         "Entries extended into the TPM that the list no longer holds (kexec windows, "
