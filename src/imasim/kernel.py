@@ -77,6 +77,7 @@ from .state import (
     AccessResult,
     AuditRecord,
     BootState,
+    KexecCopy,
     KexecImage,
     KexecRecord,
     MachineSnapshot,
@@ -693,8 +694,8 @@ def kexec_execute(t: Txn, cmdline: str | None) -> None:
     else:
         restored = ()
     record = KexecRecord(old.generation,
-                         "not carried" if not cfg.ima_kexec else
-                         "load" if image.carried is not None else "execute",
+                         KexecCopy.NOT_CARRIED if not cfg.ima_kexec else
+                         KexecCopy.LOAD if image.carried is not None else KexecCopy.EXECUTE,
                          len(restored), tuple(old.entries[len(restored):]))
     t.state = replace(t.state, kexec_log=(*t.state.kexec_log, record))
     t.new_boot(BootState(generation=old.generation + 1, boot_options=opts, entries=restored))

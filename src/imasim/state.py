@@ -16,6 +16,7 @@ a refused operation leaves the state equal to what it was:
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -32,6 +33,7 @@ __all__ = [
     "AccessResult",
     "AuditRecord",
     "BootState",
+    "KexecCopy",
     "KexecImage",
     "KexecRecord",
     "MachineSnapshot",
@@ -89,6 +91,16 @@ class KexecImage:
     carried: bytes | None
 
 
+class KexecCopy(enum.StrEnum):
+    """When a kexec copied the measurement list into the new kernel's buffer: at
+    kexec_file_load (kernels up to 6.15: what is measured after it is lost), at execute
+    (ima_update_kexec_buffer), or not at all (no CONFIG_IMA_KEXEC)."""
+
+    LOAD = "load"
+    EXECUTE = "execute"
+    NOT_CARRIED = "not carried"
+
+
 @dataclass(frozen=True, slots=True)
 class KexecRecord:
     """What one kexec did to the measurement list: how many entries the new kernel got,
@@ -96,7 +108,7 @@ class KexecRecord:
     without CONFIG_IMA_KEXEC)."""
 
     generation: int  #: the kernel generation that executed the kexec (0 = first boot)
-    copied_at: str  #: "load", "execute" or "not carried"
+    copied_at: KexecCopy  #: when the list was copied into the kexec buffer
     carried: int
     lost: tuple[MeasurementEntry, ...]
 

@@ -8,7 +8,13 @@ import dataclasses
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 
 from imasim.algorithms import HashAlgorithm as H
 from imasim.errors import ImasimError, ParseError, PolicyError, SimulationError
@@ -22,6 +28,7 @@ from imasim.sig.xattr import sign_xattr
 from pki import pki
 
 CMDLINE = "ima_policy=tcb ima_appraise=log"
+IPE_BOOT = "policy_name=boot policy_version=0.0.1\nDEFAULT action=ALLOW\n"
 
 
 def _files() -> dict[str, tuple[bytes, dict[str, bytes]]]:
@@ -41,9 +48,11 @@ def _files() -> dict[str, tuple[bytes, dict[str, bytes]]]:
     }
 
 
-def fresh(*, boot: bool = False, **kw: object) -> Machine:
+def fresh(*, boot: bool = False, ipe: bool = False, **kw: object) -> Machine:
     m = Machine.create(cmdline=str(kw.pop("cmdline", CMDLINE)),
                        builtin_keys=[pki()["root"].as_key()], **kw)  # type: ignore[arg-type]
+    if ipe:
+        m.enable_ipe(IPE_BOOT)
     for path, (content, xattrs) in _files().items():
         m.add_file(path, content, xattrs=xattrs)
     if boot:
@@ -134,7 +143,7 @@ class Transitions(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.m = fresh(preset="generic-6.1-ima-kexec")
+        self.m = fresh(preset="generic-6.1-ima-kexec", ipe=True)
 
     def attempt(self, op: str, *args: object, **kw: object) -> None:
         before = self.m.snapshot()
@@ -143,9 +152,19 @@ class Transitions(RuleBasedStateMachine):
         except ImasimError:
             assert self.m.snapshot() == before, op
 
+    @initialize()
+    def first_boot(self) -> None:
+        self.m.boot()
+
     @rule()
     def boot(self) -> None:
         self.attempt("boot")
+
+    @rule(load=st.sampled_from(CMDLINES[1:]), execute=st.sampled_from(CMDLINES))
+    def kexec(self, load: str, execute: str | None) -> None:
+        """A load and an execute in a row, so the new kernel's refusals are reached."""
+        self.attempt("kexec_load", "/boot/vmlinuz", cmdline=load)
+        self.attempt("kexec_execute", cmdline=execute)
 
     @rule(path=st.sampled_from(PATHS), op=st.sampled_from(["exec", "mmap", "read_file",
                                                           "load_module", "load_firmware"]))
@@ -187,7 +206,7 @@ class Transitions(RuleBasedStateMachine):
     def power_cycle(self) -> None:
         counters = (self.m.tpm.reset_count, self.m.tpm.restart_count)
         self.m.power_cycle()
-        assert same_but_counters(self.m.snapshot(), fresh().snapshot())
+        assert same_but_counters(self.m.snapshot(), fresh(ipe=True).snapshot())
         assert (self.m.tpm.reset_count, self.m.tpm.restart_count) == (counters[0] + 1, 0)
 
     @rule(data=st.sampled_from([b"", b"policy_name=x policy_version=0.0.0\nDEFAULT action=ALLOW\n",
@@ -197,10 +216,12 @@ class Transitions(RuleBasedStateMachine):
         before = self.m.snapshot()
         ipe = self.m.ipe
         assert ipe is not None
-        try:
-            ipe.new_policy(data)
-        except ImasimError:
-            assert self.m.snapshot() == before
+        for write in (lambda: ipe.new_policy(data), lambda: ipe.activate("nonesuch"),
+                      lambda: ipe.delete("boot")):
+            try:
+                write()
+            except ImasimError:
+                assert self.m.snapshot() == before
 
     @invariant()
     def kernel_keyrings_hold_only_kernel_keys(self) -> None:
