@@ -73,9 +73,8 @@ class Machine:
                entropy: Entropy | None = None, tpm: SoftTpm | None = None,
                firmware_pcrs: bool = True, secure_boot: bool = False,
                firmware: k.Firmware = k.measure_firmware, context: str | None = None) -> Machine:
-        """A powered-on machine whose ``firmware`` measured PCRs 0-7 (unless not
-        ``firmware_pcrs``). ``secure_boot`` is the firmware's state (arch_ima_get_secureboot:
-        the arch policy, lockdown); ``context`` the processes' LSM context (``subj_*``)."""
+        """A powered-on machine whose ``firmware`` measured the TPM; ``secure_boot`` is what
+        arch_ima_get_secureboot reads, ``context`` the processes' LSM context (``subj_*``)."""
         cfg = config if config is not None else PRESETS[preset]
         clock = clock if clock is not None else FixedClock()
         entropy = entropy if entropy is not None else SeededEntropy(b"imasim-machine")
