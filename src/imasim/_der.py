@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Final
 
 from .errors import LimitExceededError, ParseError, TruncatedError
+from .limits import DEFAULT_LIMITS, Limits
 
-__all__ = ["Tlv", "decode_oid", "der", "der_int", "der_oid", "parse_tlv"]
+__all__ = ["Tlv", "check_bounds", "decode_oid", "der", "der_int", "der_oid", "parse_tlv"]
 
 SEQUENCE: Final = 0x30
 SET: Final = 0x31
@@ -23,6 +24,7 @@ OCTET_STRING: Final = 0x04
 NULL: Final = 0x05
 OID: Final = 0x06
 MAX_DEPTH: Final = 32
+MAX_OID_LENGTH: Final = 128  # bytes of one OBJECT IDENTIFIER's contents
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +107,83 @@ def parse_tlv(data: bytes, pos: int = 0, end: int | None = None, *, depth: int =
     return Tlv(tag, pos, p, p + length, data, depth)
 
 
+def check_bounds(data: bytes, limits: Limits = DEFAULT_LIMITS, *, what: str = "DER") -> int:
+    """Walk the element at the start of ``data`` and every element inside it, without
+    recursion and without building objects, and refuse it before anyone decodes it.
+
+    Refused (:class:`~imasim.errors.LimitExceededError`): more than
+    ``limits.max_asn1_elements`` elements in all, nesting deeper than
+    ``limits.max_asn1_depth``, an element longer than ``limits.max_asn1_length``.
+    Refused (:class:`~imasim.errors.ParseError`): what :func:`parse_tlv` refuses (indefinite
+    lengths, multi-byte tags, a length beyond its parent). Returns the end of the element,
+    so callers can ignore (or refuse) what follows. Cost: one pass over at most
+    ``max_asn1_elements`` headers, no allocation that grows with the input.
+    """
+    max_elements, max_depth = limits.max_asn1_elements, limits.max_asn1_depth
+    max_length = limits.max_asn1_length
+    ends: list[int] = []  # the end of every open constructed element
+    pos, limit, count, top_end = 0, len(data), 0, -1
+    while True:
+        while ends and pos == ends[-1]:
+            ends.pop()
+        if not ends and top_end >= 0:
+            return top_end
+        limit = ends[-1] if ends else len(data)
+        if limit - pos < 2:
+            raise TruncatedError(f"{what}: ASN.1 element truncated", offset=pos, field="tag")
+        tag, first = data[pos], data[pos + 1]
+        if tag & 0x1F == 0x1F:
+            raise ParseError(f"{what}: multi-byte ASN.1 tags are not supported", offset=pos,
+                             field="tag")
+        p = pos + 2
+        if first < 0x80:
+            length = first
+        elif first == 0x80:
+            raise ParseError(f"{what}: indefinite length is not supported", offset=pos + 1,
+                             field="length")
+        else:
+            n = first & 0x7F
+            if n > 4:
+                raise LimitExceededError(f"{what}: ASN.1 length field too long",
+                                         offset=pos + 1, field="length", actual=n)
+            if limit - p < n:
+                raise TruncatedError(f"{what}: ASN.1 length truncated", offset=pos + 1,
+                                     field="length")
+            length = int.from_bytes(data[p:p + n], "big")
+            p += n
+        if length > limit - p:
+            raise TruncatedError(f"{what}: ASN.1 length {length} exceeds the {limit - p} "
+                                 "bytes left", offset=pos + 1, field="length",
+                                 expected=f"<= {limit - p}", actual=length)
+        if length > max_length:
+            raise LimitExceededError(f"{what}: ASN.1 element too long", offset=pos,
+                                     field="length", expected=f"<= {max_length}",
+                                     actual=length)
+        count += 1
+        if count > max_elements:
+            raise LimitExceededError(f"{what}: too many ASN.1 elements", offset=pos,
+                                     field="elements", expected=f"<= {max_elements}")
+        if top_end < 0:
+            top_end = p + length
+        if tag & 0x20:
+            if len(ends) >= max_depth:
+                raise LimitExceededError(f"{what}: ASN.1 nesting too deep", offset=pos,
+                                         field="depth", expected=f"<= {max_depth}")
+            ends.append(p + length)
+            pos = p
+        else:
+            pos = p + length
+
+
 def decode_oid(t: Tlv) -> str:
     t.expect(OID, "OBJECT IDENTIFIER")
     b = t.content
     if not b or b[-1] & 0x80:
         raise ParseError("malformed OBJECT IDENTIFIER", offset=t.start, field="oid")
+    if len(b) > MAX_OID_LENGTH:
+        # each arc would be a Python int growing by 7 bits a byte: quadratic without this
+        raise LimitExceededError("OBJECT IDENTIFIER too long", offset=t.start, field="oid",
+                                 expected=f"<= {MAX_OID_LENGTH} bytes", actual=len(b))
     arcs: list[int] = []
     val = 0
     for byte in b:

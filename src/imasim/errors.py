@@ -116,13 +116,14 @@ class ParseError(ImasimError, ValueError):
     def _fields(self) -> tuple[Any, ...]:
         return (self.message, self.offset, self.field, self.path, self.line)
 
-    def with_path(self, *prefix: str) -> ParseError:
-        """Return a copy of this error located under ``prefix`` (outermost first)."""
+    def with_path(self, *prefix: str, shift: int = 0) -> ParseError:
+        """Return a copy of this error (same class) located under ``prefix`` (outermost
+        first), its offset moved by ``shift`` (for a part read out of a larger buffer)."""
         err = type(self).__new__(type(self))
         ParseError.__init__(
             err,
             self.message,
-            offset=self.offset,
+            offset=None if self.offset is None else self.offset + shift,
             field=self.field,
             path=tuple(prefix) + self.path,
             expected=self.expected,

@@ -26,7 +26,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
-from .._der import SEQUENCE, Tlv, decode_oid, parse_tlv
+from .._der import SEQUENCE, Tlv, check_bounds, decode_oid, parse_tlv
 from ..errors import (
     KeyRejectedError,
     ParseError,
@@ -111,6 +111,7 @@ class Key:
         if not isinstance(pub, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
             raise UnsupportedAlgorithmError(f"unsupported key type {type(pub).__name__}")
         der_bytes = cert.public_bytes(serialization.Encoding.DER)
+        check_bounds(der_bytes, what="certificate")  # before walking its names in Python
         serial_raw, issuer_raw, subject_raw = _raw_names(der_bytes)
         skid: bytes | None = None
         akid: tuple[bytes | None, bytes | None] = (None, None)

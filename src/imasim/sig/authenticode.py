@@ -70,6 +70,7 @@ from .._der import (
     SEQUENCE,
     SET,
     Tlv,
+    check_bounds,
     decode_oid,
     der,
     der_oid,
@@ -416,9 +417,12 @@ class SpcIndirectDataContent:
         return parse_spc_indirect_data(der(SEQUENCE, data + dinfo))
 
 
-def parse_spc_indirect_data(data: bytes) -> SpcIndirectDataContent:
-    """SpcIndirectDataContent DER (the full SEQUENCE). Only ParseError escapes."""
+def parse_spc_indirect_data(data: bytes, *, limits: Limits = DEFAULT_LIMITS
+                            ) -> SpcIndirectDataContent:
+    """SpcIndirectDataContent DER (the full SEQUENCE). Only ParseError escapes; the walk
+    is bounded first (:func:`imasim._der.check_bounds`)."""
     buf = bytes(data)
+    check_bounds(buf, limits, what="SpcIndirectDataContent")
     top = parse_tlv(buf).expect(SEQUENCE, "SpcIndirectDataContent")
     if top.end != len(buf):
         raise ParseError("trailing bytes after SpcIndirectDataContent", offset=top.end,

@@ -86,8 +86,7 @@ def split_modsig(data: bytes | bytearray | memoryview) -> tuple[bytes, ModuleSig
     try:
         sd = parse_pkcs7(blob)
     except ParseError as exc:
-        raise ParseError(exc.message, offset=None if exc.offset is None else start + exc.offset,
-                         field=exc.field, path=("modsig", *exc.path)) from None
+        raise exc.with_path("modsig", shift=start) from None
     return buf[:start], ModuleSignature(start, blob, sd)
 
 

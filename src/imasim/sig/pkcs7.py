@@ -40,6 +40,7 @@ from .._der import (
     SEQUENCE,
     SET,
     Tlv,
+    check_bounds,
     decode_oid,
     der,
     der_int,
@@ -50,12 +51,14 @@ from ..algorithms import HashAlgorithm
 from ..errors import (
     KeyNotFoundError,
     KeyRejectedError,
+    LimitExceededError,
     ParseError,
     RevokedError,
     UnsupportedAlgorithmError,
 )
 from ..keys.key import Key
 from ..keys.keyring import Blacklist, Keyring
+from ..limits import DEFAULT_LIMITS, Limits
 from . import _asn1
 
 __all__ = [
@@ -254,10 +257,27 @@ def _decode_time(t: Tlv) -> datetime.datetime:
     return when.replace(tzinfo=datetime.UTC)
 
 
-def parse_pkcs7(data: bytes | bytearray | memoryview) -> SignedData:
+def _entries(t: Tlv, what: str, limits: Limits) -> list[Tlv]:
+    """The children of a SET OF, no more than ``limits.max_pkcs7_entries``."""
+    out = t.items(0, what)
+    if len(out) > limits.max_pkcs7_entries:
+        raise LimitExceededError(f"too many {what} entries", offset=t.start, field=what,
+                                 expected=f"<= {limits.max_pkcs7_entries}", actual=len(out))
+    return out
+
+
+def parse_pkcs7(data: bytes | bytearray | memoryview, *,
+                limits: Limits = DEFAULT_LIMITS) -> SignedData:
     """pkcs7_parse_message. Only :class:`ParseError` (and KeyRejectedError for repeated
-    signed attributes, as the kernel's -EKEYREJECTED) escape."""
+    signed attributes, as the kernel's -EKEYREJECTED) escape.
+
+    Bounded before anything is decoded: :func:`imasim._der.check_bounds` walks the
+    ContentInfo once (at most ``limits.max_asn1_elements`` elements, ``max_asn1_depth``
+    deep), then each of digestAlgorithms, certificates, crls and signerInfos holds at
+    most ``limits.max_pkcs7_entries``; only then does the pyasn1 schema check run.
+    """
     buf = bytes(data)
+    check_bounds(buf, limits, what="PKCS#7")
     top = parse_tlv(buf).expect(SEQUENCE, "ContentInfo")
     # lib/asn1_decoder.c stops at the end of the top-level element (ASN1_OP_COMPLETE does
     # not look at what follows), so bytes after the ContentInfo are ignored, not refused
@@ -270,7 +290,7 @@ def parse_pkcs7(data: bytes | bytearray | memoryview) -> SignedData:
     if version not in (1, 3):
         raise ParseError("unsupported SignedData version", offset=parts[0].start,
                          field="SignedData.version", actual=version)
-    parts[1].expect(SET, "digestAlgorithms")
+    _entries(parts[1].expect(SET, "digestAlgorithms"), "digestAlgorithms", limits)
     enc = parts[2].expect(SEQUENCE, "encapContentInfo").items(1, "encapContentInfo")
     ctype = decode_oid(enc[0])
     if ctype not in (OID_DATA, OID_MS_INDIRECT_DATA):
@@ -283,15 +303,17 @@ def parse_pkcs7(data: bytes | bytearray | memoryview) -> SignedData:
     certs: list[bytes] = []
     rest = parts[3:]
     if rest and rest[0].tag == 0xA0:
-        for c in rest[0].children():
+        for c in _entries(rest[0], "certificates", limits):
             c.expect(SEQUENCE, "Certificate")
             certs.append(c.raw)
         rest = rest[1:]
     if rest and rest[0].tag == 0xA1:
+        _entries(rest[0], "crls", limits)
         rest = rest[1:]
     if not rest:
         raise ParseError("SignedData has no signerInfos", offset=sd.start, field="signerInfos")
-    sis = tuple(_parse_signer_info(s) for s in rest[0].expect(SET, "signerInfos").children())
+    sis = tuple(_parse_signer_info(s) for s in
+                _entries(rest[0].expect(SET, "signerInfos"), "signerInfos", limits))
     if not sis:
         raise ParseError("no SignerInfo", offset=rest[0].start, field="signerInfos")
     if len({s.signed_attrs is None for s in sis}) > 1:
@@ -307,7 +329,7 @@ def parse_pkcs7(data: bytes | bytearray | memoryview) -> SignedData:
         if s.content_type_attr is not None and s.content_type_attr != ctype:
             raise ParseError("contentType attribute differs from the content type",
                              offset=sd.start, field="contentType")
-    _asn1.check_content_info(buf[:top.end])
+    _asn1.check_content_info(buf[:top.end], limits)
     return SignedData(version, ctype, content, tuple(certs), sis, buf)
 
 
