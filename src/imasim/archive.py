@@ -24,7 +24,9 @@ field, and raise :class:`~imasim.errors.ParseError` with the absolute offset and
 
 from __future__ import annotations
 
+import io
 import stat
+import struct
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -75,118 +77,263 @@ class ArchiveMember:
 
 
 # -- cpio newc --------------------------------------------------------------------------
-def _hex_field(buf: memoryview, off: int, name: str) -> int:
-    raw = bytes(buf[off:off + 8])
-    try:
-        if len(raw) != 8 or not all(c in b"0123456789abcdefABCDEF" for c in raw):
-            raise ValueError
-        return int(raw, 16)
-    except ValueError:
-        raise ParseError("not 8 hexadecimal digits", offset=off, field=name,
-                         actual=raw) from None
+_HEX: Final = b"0123456789abcdefABCDEF"
+_CPIO_FIELDS: Final = ("ino", "mode", "uid", "gid", "nlink", "mtime", "filesize", "devmajor",
+                       "devminor", "rdevmajor", "rdevminor", "namesize", "check")
+_CPIO_UNPACK: Final = struct.Struct(">13I").unpack
 
 
-def _gunzip(data: memoryview, offset: int, limits: Limits) -> tuple[bytes, int]:
-    """Decompress one gzip member; (data, bytes consumed). Bounded by max_archive_size."""
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = d.decompress(data[offset:], limits.max_archive_size + 1)
-    except zlib.error as exc:
-        raise ParseError(f"bad gzip data: {exc}", offset=offset, field="gzip") from None
-    if len(out) > limits.max_archive_size or d.unconsumed_tail:
-        raise LimitExceededError("decompressed archive too large", offset=offset,
-                                 field="gzip", expected=f"<= {limits.max_archive_size}")
-    if not d.eof:
-        raise TruncatedError("gzip stream ends early", offset=len(data), field="gzip")
-    return out, len(data) - offset - len(d.unused_data)
+def _hex_field(raw: bytes, off: int, name: str) -> int:
+    if len(raw) != 8 or raw.strip(_HEX):
+        raise ParseError("not 8 hexadecimal digits", offset=off, field=name, actual=raw)
+    return int(raw, 16)
+
+
+_INFLATE_CHUNK: Final = 1 << 16  # compressed bytes fed to zlib at a time
+_BIG_READ: Final = 1 << 20  # reads larger than this inflate straight into their buffer
+
+
+class _Plain:
+    """The uncompressed input: reads are slices of the caller's buffer."""
+
+    def __init__(self, buf: memoryview, pos: int) -> None:
+        self.buf, self.pos, self.base = buf, pos, 0
+
+    def peek(self, n: int) -> bytes:
+        return bytes(self.buf[self.pos:self.pos + n])
+
+    def read(self, n: int, field: str) -> bytes:
+        if n > len(self.buf) - self.pos:
+            raise TruncatedError(f"cpio {field}", offset=self.pos, field=field, expected=n,
+                                 actual=len(self.buf) - self.pos)
+        self.pos += n
+        return bytes(self.buf[self.pos - n:self.pos])
+
+    def skip_zeros(self) -> None:
+        while self.pos < len(self.buf) and self.buf[self.pos] == 0:
+            chunk = bytes(self.buf[self.pos:self.pos + 65536])
+            self.pos += len(chunk) - len(chunk.lstrip(b"\0"))
+
+
+class _Budget:
+    """The decompressed bytes left for the whole archive (every gzip member shares it)."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limit = self.left = limits.max_archive_size
+
+
+class _Gunzip:
+    """One gzip member, inflated as it is read: headers come out of a small look-ahead,
+    file data of more than ``_BIG_READ`` bytes is inflated piecewise into one buffer
+    (``BytesIO.getvalue`` hands that buffer over without a copy), so the peak is the
+    members kept plus one chunk; every byte counts against the shared budget."""
+
+    def __init__(self, buf: memoryview, offset: int, budget: _Budget) -> None:
+        self.src, self.src_pos, self.base = buf, offset, offset
+        self.d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self.budget = budget
+        self.ahead = b""  # inflated, not yet read
+        self.pos = 0  # offset in the inflated stream of ahead[0]
+
+    def _inflate(self, want: int) -> bytes:
+        """Up to ``want`` more inflated bytes (b"" at the end of the member)."""
+        d = self.d
+        while True:
+            if d.eof:
+                return b""
+            if d.unconsumed_tail:
+                data: bytes | memoryview = d.unconsumed_tail
+            else:
+                if self.src_pos >= len(self.src):
+                    raise TruncatedError("gzip stream ends early", offset=len(self.src),
+                                         field="gzip")
+                data = self.src[self.src_pos:self.src_pos + _INFLATE_CHUNK]
+                self.src_pos += len(data)
+            try:
+                out = d.decompress(data, want)
+            except zlib.error as exc:
+                raise ParseError(f"bad gzip data: {exc}", offset=self.base,
+                                 field="gzip") from None
+            if out:
+                self.budget.left -= len(out)
+                if self.budget.left < 0:
+                    raise LimitExceededError(
+                        "decompressed archive too large", offset=self.base, field="gzip",
+                        expected=f"<= {self.budget.limit} bytes in all members")
+                return out
+
+    def end(self) -> int:
+        """The input offset after this member (the member must be at its end)."""
+        return self.src_pos - len(self.d.unused_data)
+
+    def at_end(self) -> bool:
+        if not self.ahead:
+            self.ahead = self._inflate(_INFLATE_CHUNK)
+        return not self.ahead
+
+    def peek(self, n: int) -> bytes:
+        while len(self.ahead) < n:
+            more = self._inflate(max(n - len(self.ahead), _INFLATE_CHUNK))
+            if not more:
+                break
+            self.ahead += more
+        return self.ahead[:n]
+
+    def read(self, n: int, field: str) -> bytes:
+        if n > self.budget.left + len(self.ahead):
+            raise LimitExceededError("decompressed archive too large", offset=self.base,
+                                     field=field, expected=f"<= {self.budget.limit} bytes "
+                                     "in all members", actual=n)
+        if n <= _BIG_READ:
+            head = self.peek(n)
+            if len(head) < n:
+                raise TruncatedError(f"cpio {field}", offset=self.base, field=field,
+                                     expected=n, actual=len(head))
+            self.ahead = self.ahead[n:]
+            self.pos += n
+            return head
+        sink = io.BytesIO()
+        sink.write(self.ahead)
+        got, self.ahead = len(self.ahead), b""
+        while got < n:
+            more = self._inflate(min(n - got, _BIG_READ))
+            if not more:
+                raise TruncatedError(f"cpio {field}", offset=self.base, field=field,
+                                     expected=n, actual=got)
+            sink.write(more)
+            got += len(more)
+            del more
+        self.pos += n
+        return sink.getvalue()
+
+    def skip_zeros(self) -> None:
+        while self.peek(1) == b"\0":
+            zeros = len(self.ahead) - len(self.ahead.lstrip(b"\0"))
+            self.ahead = self.ahead[zeros:]
+            self.pos += zeros
 
 
 def parse_cpio(data: bytes | bytearray | memoryview, *, limits: Limits = DEFAULT_LIMITS
                ) -> tuple[ArchiveMember, ...]:
     """Unpack an initramfs as ``unpack_to_rootfs`` does: cpio newc archives back to back,
     zero padding between them, gzip-compressed ones; later members replace earlier ones
-    with the same path. Hard links and device nodes are refused (ParseError)."""
+    with the same path. Hard links and device nodes are refused (ParseError).
+
+    Bounds: the decompressed bytes of all gzip members together are at most
+    ``limits.max_archive_size`` (one budget, checked before a file's data is inflated),
+    members are inflated as they are read (no copy of a decompressed member is kept
+    besides the files), at most ``limits.max_archive_members`` paths.
+    """
     buf = memoryview(data).cast("B")
     members: dict[str, ArchiveMember] = {}
-    _parse_cpio_into(buf, 0, members, limits, depth=0)
+    budget = _Budget(limits)
+    plain = _Plain(buf, 0)
+    while plain.pos < len(buf):
+        if buf[plain.pos] == 0:  # padding between archives
+            plain.skip_zeros()
+            continue
+        if plain.peek(2) == b"\x1f\x8b":
+            gz = _Gunzip(buf, plain.pos, budget)
+            while not gz.at_end():
+                if gz.peek(1) == b"\0":
+                    gz.skip_zeros()
+                    continue
+                if gz.peek(2) == b"\x1f\x8b":
+                    raise ParseError("nested compression", offset=gz.base, field="gzip")
+                _parse_one_cpio(gz, members, limits)
+            plain.pos = gz.end()
+            continue
+        _parse_one_cpio(plain, members, limits)
     return tuple(members.values())
 
 
-def _parse_cpio_into(buf: memoryview, base: int, members: dict[str, ArchiveMember],
-                     limits: Limits, depth: int) -> None:
-    pos, end = 0, len(buf)
-    while pos < end:
-        if buf[pos] == 0:  # padding between archives, skipped a chunk at a time
-            chunk = bytes(buf[pos:pos + 65536])
-            pos += len(chunk) - len(chunk.lstrip(b"\0"))
-            continue
-        if bytes(buf[pos:pos + 2]) == b"\x1f\x8b":
-            if depth:
-                raise ParseError("nested compression", offset=base + pos, field="gzip")
-            inner, used = _gunzip(buf, pos, limits)
-            _parse_cpio_into(memoryview(inner), base + pos, members, limits, depth + 1)
-            pos += used
-            continue
-        if pos & 3:
-            # unpack_to_rootfs takes '0' as a cpio header only at a 4-byte aligned offset
-            raise ParseError("archive does not start on a 4-byte boundary",
-                             offset=base + pos, field="magic")
-        pos = _parse_one_cpio(buf, pos, base, members, limits)
-
-
-def _parse_one_cpio(buf: memoryview, pos: int, base: int, members: dict[str, ArchiveMember],
-                    limits: Limits) -> int:
-    """One archive up to and including its trailer; the position after it."""
-    end = len(buf)
+def _parse_one_cpio(src: _Plain | _Gunzip, members: dict[str, ArchiveMember],
+                    limits: Limits) -> None:
+    """One archive up to and including its trailer."""
+    if src.pos & 3:
+        # unpack_to_rootfs takes '0' as a cpio header only at a 4-byte aligned offset
+        raise ParseError("archive does not start on a 4-byte boundary",
+                         offset=src.base + src.pos, field="magic")
     while True:
-        if end - pos < _CPIO_HEADER:
-            raise TruncatedError("cpio header", offset=base + pos, field="header",
-                                 expected=_CPIO_HEADER, actual=end - pos)
-        magic = bytes(buf[pos:pos + 6])
+        pos = src.pos
+        header = src.read(_CPIO_HEADER, "header")
+        magic = header[:6]
         if magic not in _NEWC:
-            raise ParseError("no cpio magic", offset=base + pos, field="magic",
+            raise ParseError("no cpio magic", offset=src.base + pos, field="magic",
                              expected="070701 or 070702", actual=magic)
-        f = [_hex_field(buf, pos + 6 + 8 * i, n) for i, n in enumerate(
-            ("ino", "mode", "uid", "gid", "nlink", "mtime", "filesize", "devmajor",
-             "devminor", "rdevmajor", "rdevminor", "namesize", "check"))]
+        digits = header[6:]
+        if digits.strip(_HEX):  # a non-hex digit: say which field
+            for i, n in enumerate(_CPIO_FIELDS):
+                _hex_field(digits[8 * i:8 * i + 8], src.base + pos + 6 + 8 * i, n)
+        f = _CPIO_UNPACK(bytes.fromhex(digits.decode("ascii")))
         mode, uid, gid, nlink, mtime, size, namesize = f[1], f[2], f[3], f[4], f[5], f[6], f[11]
-        name_off = pos + _CPIO_HEADER
-        if namesize == 0 or namesize > 4096 or name_off + namesize > end:
-            raise ParseError("bad name size", offset=base + pos + 6 + 88, field="namesize",
-                             actual=namesize)
-        raw_name = bytes(buf[name_off:name_off + namesize])
+        name_off = src.pos
+        if namesize == 0 or namesize > 4096:
+            raise ParseError("bad name size", offset=src.base + pos + 6 + 88,
+                             field="namesize", actual=namesize)
+        raw_name = src.read(namesize, "name")
         if raw_name[-1] != 0:
-            raise ParseError("name is not NUL-terminated", offset=base + name_off,
+            raise ParseError("name is not NUL-terminated", offset=src.base + name_off,
                              field="name")
         try:
             name = raw_name[:-1].decode()
         except UnicodeDecodeError:
-            raise ParseError("name is not UTF-8", offset=base + name_off,
+            raise ParseError("name is not UTF-8", offset=src.base + name_off,
                              field="name") from None
-        data_off = (name_off + namesize + 3) & ~3
-        if data_off + size > end:
-            raise TruncatedError("cpio file data", offset=base + data_off, field="filesize",
-                                 expected=size, actual=max(0, end - data_off))
-        if magic == b"070702" and sum(buf[data_off:data_off + size]) & 0xFFFFFFFF != f[12]:
-            raise ParseError("bad data checksum", offset=base + pos + 6 + 96, field="check")
-        pos = (data_off + size + 3) & ~3
+        src.read(-src.pos & 3, "padding")
+        data_off = src.pos
+        body = src.read(size, "filesize")
+        if magic == b"070702" and sum(body) & 0xFFFFFFFF != f[12]:
+            raise ParseError("bad data checksum", offset=src.base + pos + 6 + 96,
+                             field="check")
+        src.read(-src.pos & 3, "padding")
         if name == _TRAILER:
-            return pos
-        path = name.lstrip("/").removeprefix("./")
+            return
         kind = stat.S_IFMT(mode)
         if kind not in (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK):
             raise ParseError("device nodes, fifos and sockets are not simulated",
-                             offset=base + pos, field="mode", actual=oct(mode))
+                             offset=src.base + data_off, field="mode", actual=oct(mode))
         if kind == stat.S_IFREG and nlink > 1 and size == 0:
-            raise ParseError("hard links are not simulated", offset=base + pos,
+            raise ParseError("hard links are not simulated", offset=src.base + data_off,
                              field="nlink", actual=nlink)
-        if path in ("", "."):
+        resolved = _initramfs_path(name, members, src.base + name_off)
+        if resolved is None:
             continue
+        path = resolved
         if len(members) >= limits.max_archive_members and path not in members:
-            raise LimitExceededError("too many archive members", offset=base + pos,
+            raise LimitExceededError("too many archive members", offset=src.base + data_off,
                                      field="members", expected=limits.max_archive_members)
-        members[path] = ArchiveMember(path, bytes(buf[data_off:data_off + size]), mode, uid,
-                                      gid, mtime)
+        members[path] = ArchiveMember(path, body, mode, uid, gid, mtime)
+
+
+def _initramfs_path(name: str, members: dict[str, ArchiveMember], offset: int
+                    ) -> str | None:
+    """Where the kernel's unpacker puts ``name``, or None when it puts nothing there.
+
+    init/initramfs.c hands the name as it is to the VFS (``filp_open``, ``init_mkdir``,
+    ``init_symlink`` relative to the root): empty and ``.`` components are nothing,
+    ``..`` goes up one directory and stays at ``/`` at the root, and a component before
+    ``..`` must be a directory unpacked earlier, else the lookup fails (-ENOENT,
+    -ENOTDIR) and the kernel skips the member silently. A symlink before ``..`` would be
+    followed; that is refused (ParseError) rather than guessed. The root itself is
+    nothing to create.
+    """
+    parts: list[str] = []
+    for comp in name.split("/"):
+        if comp in ("", "."):
+            continue
+        if comp != "..":
+            parts.append(comp)
+            continue
+        if parts:
+            here = members.get("/".join(parts))
+            if here is not None and here.is_symlink:
+                raise ParseError("'..' after a symlink is not simulated", offset=offset,
+                                 field="name", actual=name)
+            if here is None or not here.is_dir:
+                return None
+            parts.pop()
+    return "/".join(parts) or None
 
 
 def write_cpio(members: Iterable[ArchiveMember]) -> bytes:
@@ -231,11 +378,16 @@ def _cstr(block: memoryview, start: int, length: int) -> bytes:
     return bytes(block[start:start + length]).split(b"\0", 1)[0]
 
 
-def _pax_records(data: bytes, base: int) -> dict[str, bytes]:
-    """``"%d %s=%s\\n"`` records; the length counts the whole record."""
-    out: dict[str, bytes] = {}
+def _pax_records(data: bytes, base: int, limits: Limits, into: dict[str, bytes] | None = None
+                 ) -> dict[str, bytes]:
+    """``"%d %s=%s\\n"`` records; the length counts the whole record. At most
+    ``limits.max_pax_records`` keywords (in ``into`` and the new ones together)."""
+    out: dict[str, bytes] = {} if into is None else into
     pos = 0
     while pos < len(data):
+        if len(out) >= limits.max_pax_records:
+            raise LimitExceededError("too many pax records", offset=base + pos, field="pax",
+                                     expected=f"<= {limits.max_pax_records}")
         sp = data.find(b" ", pos, pos + 20)
         if sp < 0 or not data[pos:sp].isdigit():
             raise ParseError("bad pax record length", offset=base + pos, field="pax")
@@ -258,12 +410,19 @@ def parse_tar(data: bytes | bytearray | memoryview, *, limits: Limits = DEFAULT_
               ) -> tuple[ArchiveMember, ...]:
     """Read a ustar/pax (or GNU) tar archive: regular files, directories and symlinks,
     with pax ``path``, ``linkpath``, ``size``, ``uid``, ``gid``, ``mtime`` overrides, GNU
-    long names, and every ``SCHILY.xattr.*`` record as an xattr. Checksums are verified."""
+    long names, and every ``SCHILY.xattr.*`` record as an xattr. Checksums are verified.
+
+    Names are what GNU tar 1.34 extracts: empty and ``.`` components dropped, a name with
+    a ``..`` component refused (ParseError; GNU tar skips it with "Member name contains
+    '..'" and exits 2). Bounds: pax numbers of at most 20 digits, at most
+    ``limits.max_pax_records`` keywords a header, ``limits.max_archive_members`` members;
+    time and memory linear in the input."""
     buf = memoryview(data).cast("B")
     out: list[ArchiveMember] = []
     pos, end = 0, len(buf)
     pax: dict[str, bytes] = {}
     global_pax: dict[str, bytes] = {}
+    global_xattrs: tuple[tuple[str, bytes], ...] | None = None
     long_name: bytes | None = None
     long_link: bytes | None = None
     while True:
@@ -281,7 +440,7 @@ def parse_tar(data: bytes | bytearray | memoryview, *, limits: Limits = DEFAULT_
                              expected=want, actual=got)
         size = _octal(h, 124, 12, hdr, "size")
         kind = bytes(h[156:157])
-        ext = {**global_pax, **pax}
+        ext = {**global_pax, **pax} if pax else global_pax  # <= 2 * max_pax_records
         if kind in (b"0", b"\0", b"5", b"2") and "size" in ext:
             size = _pax_int(ext["size"], hdr, "size")
         body_off = pos + _BLOCK
@@ -291,10 +450,11 @@ def parse_tar(data: bytes | bytearray | memoryview, *, limits: Limits = DEFAULT_
         body = bytes(buf[body_off:body_off + size])
         pos = body_off + (size + _BLOCK - 1) // _BLOCK * _BLOCK
         if kind == b"x":
-            pax = _pax_records(body, body_off)
+            pax = _pax_records(body, body_off, limits)
             continue
         if kind == b"g":
-            global_pax.update(_pax_records(body, body_off))
+            _pax_records(body, body_off, limits, global_pax)
+            global_xattrs = None
             continue
         if kind == b"L":
             long_name = body.split(b"\0", 1)[0]
@@ -319,9 +479,15 @@ def parse_tar(data: bytes | bytearray | memoryview, *, limits: Limits = DEFAULT_
             raise ParseError("only files, directories and symlinks are simulated",
                              offset=hdr + 156, field="typeflag", actual=kind)
         try:
-            path = raw_name.decode().lstrip("/").removeprefix("./").rstrip("/")
+            comps = raw_name.decode().split("/")
         except UnicodeDecodeError:
             raise ParseError("name is not UTF-8", offset=hdr, field="name") from None
+        if ".." in comps:
+            # GNU tar 1.34 without --absolute-names: "Member name contains '..'", the
+            # member is not extracted and tar exits 2
+            raise ParseError("member name contains '..' (GNU tar refuses it)", offset=hdr,
+                             field="name", actual=raw_name)
+        path = "/".join(c for c in comps if c not in ("", "."))  # what tar extracts
         if not path:
             continue
         if len(out) >= limits.max_archive_members:
@@ -331,21 +497,35 @@ def parse_tar(data: bytes | bytearray | memoryview, *, limits: Limits = DEFAULT_
                                                                            "uid")
         gid = _pax_int(ext["gid"], hdr, "gid") if "gid" in ext else _octal(h, 116, 8, hdr,
                                                                            "gid")
-        mtime = int(float(ext["mtime"])) if "mtime" in ext and _is_number(ext["mtime"]) \
+        mtime = _pax_int(ext["mtime"], hdr, "mtime", fraction=True) if "mtime" in ext \
             else _octal(h, 136, 12, hdr, "mtime")
-        xattrs = tuple((k[len(_XATTR):], v) for k, v in ext.items() if k.startswith(_XATTR))
+        if ext is not global_pax:
+            xattrs = _xattrs(ext)
+        else:  # members without a pax header of their own share one tuple
+            global_xattrs = _xattrs(ext) if global_xattrs is None else global_xattrs
+            xattrs = global_xattrs
         out.append(ArchiveMember(path, body, mode, uid, gid, mtime, xattrs))
 
 
-def _is_number(v: bytes) -> bool:
-    return v.replace(b".", b"", 1).isdigit()
+def _xattrs(ext: dict[str, bytes]) -> tuple[tuple[str, bytes], ...]:
+    return tuple((k[len(_XATTR):], v) for k, v in ext.items() if k.startswith(_XATTR))
 
 
-def _pax_int(v: bytes, offset: int, name: str) -> int:
-    if not v.isdigit():
+_PAX_DIGITS: Final = 20  # a uint64 has 20 decimal digits
+
+
+def _pax_int(v: bytes, offset: int, name: str, *, fraction: bool = False) -> int:
+    """A pax decimal value (``mtime`` may have a fraction, which is dropped), at most
+    20 digits: GNU tar refuses values out of range the same way ("out of range")."""
+    sign = -1 if fraction and v.startswith(b"-") else 1  # mtime may be negative
+    whole, dot, frac = v[sign < 0:].partition(b".") if fraction else (v, b"", b"")
+    if not whole.isdigit() or (dot and not frac.isdigit()):
         raise ParseError("pax value is not a decimal number", offset=offset, field=name,
-                         actual=v)
-    return int(v)
+                         actual=v[:40])
+    if len(whole) > _PAX_DIGITS:
+        raise LimitExceededError("pax value out of range", offset=offset, field=name,
+                                 expected=f"<= {_PAX_DIGITS} digits", actual=len(whole))
+    return sign * int(whole)
 
 
 def _record(key: str, value: bytes) -> bytes:

@@ -34,7 +34,11 @@ class Limits:
     max_policy_lines: int = 100_000
     max_line_length: int = 1024 * 1024
     max_archive_members: int = 1_000_000
-    max_archive_size: int = 1024 * 1024 * 1024  # after decompression
+    #: decompressed bytes of all compressed members of one archive together
+    max_archive_size: int = 1024 * 1024 * 1024
+    #: keywords in one tar pax header (and in the global ones together); ext4 holds at
+    #: most a 4 KiB block of xattrs a file, ~200 entries
+    max_pax_records: int = 256
 
 
 DEFAULT_LIMITS = Limits()
