@@ -14,11 +14,32 @@ from typing import Final
 
 from .errors import LimitExceededError, ParseError, TrailingDataError, TruncatedError
 
-__all__ = ["Reader", "Writer"]
+__all__ = ["Reader", "Writer", "decimal"]
 
 _U16: Final = {"<": struct.Struct("<H"), ">": struct.Struct(">H")}
 _U32: Final = {"<": struct.Struct("<I"), ">": struct.Struct(">I")}
 _U64: Final = {"<": struct.Struct("<Q"), ">": struct.Struct(">Q")}
+
+
+def decimal(text: str | bytes, max_value: int) -> int | None:
+    """ASCII decimal digits (leading zeros allowed) as an int, or None when ``text`` is
+    not that or the value is above ``max_value``.
+
+    The digits are counted before ``int()`` sees them: Python refuses more than 4,300
+    digits with a ValueError, and converting fewer is still quadratic in their number.
+    """
+    if isinstance(text, str):
+        if not (text.isascii() and text.isdigit()):
+            return None
+        digits: str | bytes = text.lstrip("0")
+    else:
+        if not text.isdigit():
+            return None
+        digits = text.lstrip(b"0")
+    if len(digits) > len(str(max_value)):
+        return None
+    value = int(digits or b"0")
+    return value if value <= max_value else None
 
 
 class Reader:

@@ -7,7 +7,10 @@
     │   ├── TruncatedError            the input ended inside a field
     │   ├── TrailingDataError         bytes left over after a complete structure
     │   ├── LimitExceededError        a length or count above a configured limit
-    │   └── UnknownTemplateError      a template or field name imasim does not know
+    │   ├── UnknownTemplateError      a template or field name imasim does not know
+    │   └── UnknownAlgorithmError     an algorithm number or name the input uses and
+    │                                 imasim cannot decode (decoding; verifiers say
+    │                                 UnsupportedAlgorithmError, the kernel's -ENOPKG)
     ├── VerificationError             well-formed, but does not check out
     │   ├── DigestMismatchError
     │   ├── SignatureInvalidError
@@ -44,6 +47,7 @@ __all__ = [
     "SimulationError",
     "TrailingDataError",
     "TruncatedError",
+    "UnknownAlgorithmError",
     "UnknownTemplateError",
     "UnsignedError",
     "UnsupportedAlgorithmError",
@@ -147,6 +151,13 @@ class LimitExceededError(ParseError):
 
 class UnknownTemplateError(ParseError):
     """A template or template-field name imasim does not know."""
+
+
+class UnknownAlgorithmError(ParseError):
+    """The input names an algorithm imasim cannot decode: a ``hash_algo`` number, a TPM
+    algorithm id, the bank of a per-bank list. Bad input to a command that only decodes
+    (exit 2); a verification that meets it reports :class:`UnsupportedAlgorithmError`
+    (the kernel's -ENOPKG) instead."""
 
 
 class VerificationError(ImasimError):

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Final, overload
 
+from .._wire import decimal
 from ..algorithms import HashAlgorithm
 from ..errors import LimitExceededError, ParseError, TruncatedError, UnknownTemplateError
 from ..limits import DEFAULT_LIMITS, Limits
@@ -552,11 +553,12 @@ def parse_ascii_measurement_list(
         if tokens[0] == "" and len(tokens) > 3:
             tokens = tokens[1:]
         pcr_text, digest_text, name = tokens[0], tokens[1], tokens[2]
-        if not (pcr_text.isascii() and pcr_text.isdigit()) or int(pcr_text) > 0xFFFFFFFF:
+        pcr_value = decimal(pcr_text, 0xFFFFFFFF)
+        if pcr_value is None:
             raise ParseError("PCR is not a 32-bit decimal number", line=lineno,
                              field="pcr", actual=pcr_text[:20])
+        pcr = pcr_value
         try:
-            pcr = int(pcr_text, 10)
             digest = bytes.fromhex(digest_text)
         except ValueError:
             raise ParseError("bad PCR or template digest", line=lineno,

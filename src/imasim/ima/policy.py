@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from .._wire import decimal
 from ..errors import PolicyError, UnknownTemplateError
 from .templates import lookup_template
 
@@ -355,9 +356,13 @@ def _parse_rule(line: str, lineno: int, *, allow_key_check: bool = True) -> Rule
             except ValueError:
                 raise err("bad fsuuid", tok) from None
         elif key in _ID_KEYS:
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit()):
                 raise err(f"{key} is a decimal number", tok)
-            ids.append((key, op, int(value)))
+            # kstrtoul, then make_kuid: a value that is not a valid uid_t is -EINVAL
+            id_value = decimal(value, 0xFFFFFFFE)
+            if id_value is None:
+                raise err(f"{key} out of range", tok)
+            ids.append((key, op, id_value))
         elif key in _LSM_KEYS:
             lsm.append((key, value))
         elif key == "keyrings":
@@ -383,9 +388,10 @@ def _parse_rule(line: str, lineno: int, *, allow_key_check: bool = True) -> Rule
                 raise err("unknown digest_type", tok)
             fields["digest_type_verity"] = True
         elif key == "pcr":
-            if not value.isdigit() or int(value) >= 64:
+            pcr = decimal(value, 63)
+            if pcr is None:
                 raise err("pcr out of range", tok)
-            fields["pcr"] = int(value)
+            fields["pcr"] = pcr
         elif key == "template":
             if action is not Action.MEASURE:
                 raise err("template= only after measure", tok)

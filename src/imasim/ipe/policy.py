@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from .._wire import decimal
 from ..errors import PolicyError
 
 __all__ = [
@@ -180,10 +181,11 @@ def _version(tok: str, line: int) -> tuple[int, int, int]:
         if not digits.isdigit() or not digits.isascii():
             raise IpePolicyError("policy_version field is not a number", errno=EINVAL,
                                  line=line, token=tok)
-        if int(digits) > 0xFFFF:
+        value = decimal(digits, 0xFFFF)  # kstrtou16: -ERANGE above 65535
+        if value is None:
             raise IpePolicyError("policy_version field out of range", errno=ERANGE,
                                  line=line, token=tok)
-        vals.append(int(digits))
+        vals.append(value)
     if len(vals) != 3:
         raise IpePolicyError("policy_version needs three fields", line=line, token=tok)
     return vals[0], vals[1], vals[2]

@@ -648,6 +648,8 @@ def _kstrtos32(text: str) -> int | None:
         return None
     base, digits = ((16, body[2:]) if body[:2].lower() == "0x" else
                     (8, body[1:] or "0") if body[:1] == "0" else (10, body))
+    if base == 10 and len(digits.lstrip("0")) > 10:
+        return None  # out of range; and int() of thousands of digits raises ValueError
     if not digits or any(c not in "0123456789abcdefABCDEF"[:base + (6 if base == 16 else 0)]
                          for c in digits):
         return None

@@ -35,6 +35,7 @@ from ..errors import (
     ParseError,
     RevokedError,
     SignatureInvalidError,
+    UnknownAlgorithmError,
     UnsupportedAlgorithmError,
 )
 from ..keys.key import Key
@@ -174,7 +175,8 @@ class XattrValue:
 
 
 def parse_xattr(data: bytes | bytearray | memoryview) -> XattrValue:
-    """Parse a security.ima value (only ParseError/UnsupportedAlgorithmError escape)."""
+    """Parse a security.ima value (only ParseError escapes; an unknown hash algorithm is
+    :class:`~imasim.errors.UnknownAlgorithmError`)."""
     buf = bytes(data)
     r = Reader(buf, order=">", path=("security.ima",))
     t = r.u8("type")
@@ -214,13 +216,16 @@ def parse_xattr(data: bytes | bytearray | memoryview) -> XattrValue:
 
 
 def _hash_algo(n: int, offset: int) -> HashAlgorithm:
+    """Decoding: an unknown number is bad input (UnknownAlgorithmError, a ParseError);
+    :func:`verify_xattr` turns it into the kernel's -ENOPKG."""
     if n >= HASH_ALGO_LAST:
-        raise UnsupportedAlgorithmError(f"hash_algo {n} is out of range (-ENOPKG)")
+        raise UnknownAlgorithmError(f"hash_algo {n} is out of range", offset=offset,
+                                    field="hash_algo", actual=n)
     try:
         return HashAlgorithm.from_hash_algo(n)
     except UnsupportedAlgorithmError:
-        raise ParseError("unknown hash algorithm", offset=offset, field="hash_algo",
-                         actual=n) from None
+        raise UnknownAlgorithmError("unknown hash algorithm", offset=offset,
+                                    field="hash_algo", actual=n) from None
 
 
 def _signed_digest(kind: XattrKind, version: int, alg: HashAlgorithm, file_digest: bytes) -> bytes:
@@ -274,7 +279,10 @@ def verify_xattr(value: XattrValue | bytes, file_digest: bytes, *, keyring: Keyr
     if not outcome.passes_if_verified:
         raise XattrRejectedError(f"security.ima type {raw[0]} version {raw[1]}: "
                                  f"the kernel refuses it ({outcome.value})", outcome)
-    v = value if isinstance(value, XattrValue) else parse_xattr(raw)
+    try:
+        v = value if isinstance(value, XattrValue) else parse_xattr(raw)
+    except UnknownAlgorithmError as exc:  # asymmetric_verify: hash_algo >= HASH_ALGO__LAST
+        raise UnsupportedAlgorithmError(f"{exc} (-ENOPKG)") from None
     assert v.hash_algo is not None
     if kernel_version < (6, 7) and v.hash_algo.hash_algo >= _HASH_ALGO_LAST_BEFORE_SHA3:
         raise UnsupportedAlgorithmError(
