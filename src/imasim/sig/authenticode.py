@@ -27,8 +27,12 @@ it (``VerifyRules.KERNEL``): only the first WIN_CERTIFICATE, the wrapper checks,
 PKCS#7 checks and trust (one keyring after the other, moving on only on -ENOKEY, as
 ``kexec_kernel_verify_pe_sig`` goes from the secondary to the platform keyring), then
 SpcIndirectDataContent and the image digest. ``VerifyRules.UEFI`` is the firmware's
-(EDK2 ``DxeImageVerificationLib``) way: a ``bin:`` hash of the image on the blacklist
-(dbx) rejects it, and any WIN_CERTIFICATE entry that verifies admits it.
+(EDK2 ``DxeImageVerificationHandler``) way: every WIN_CERTIFICATE entry is looked at,
+and one whose signer (or an embedded issuer above it) is in dbx, or whose image hash (in
+that entry's algorithm) is in dbx, rejects the image even when another entry verified;
+otherwise any entry that verifies admits it. As in EDK2, nested signatures (osslsigncode
+``-nest``, an unsigned attribute) are not looked at, and an entry whose PKCS#7 or hash
+algorithm cannot be read is skipped.
 
 =========================================  =================================================
 kernel                                     imasim
@@ -97,6 +101,7 @@ from .pkcs7 import (
     SignedData,
     Usage,
     VerifiedSignature,
+    _signer_chains,
     parse_pkcs7,
     sign_pkcs7,
     verify_pkcs7,
@@ -586,31 +591,55 @@ def verify_authenticode(
     if rules is VerifyRules.KERNEL:
         pkcs7 = strip_sig_wrapper(img, wrapper=wrapper)
         return _verify_entry(img, pkcs7, keyrings, blacklist, DigestRules.KERNEL, 0)
-    # EDK2 DxeImageVerificationLib: dbx image hash, then every entry against db
-    if blacklist is not None:
-        for alg in (HashAlgorithm.SHA256, HashAlgorithm.SHA384, HashAlgorithm.SHA512):
-            digest = authenticode_digest(img, alg)
-            if blacklist.is_binary_blocked(digest):
-                raise RevokedError(f"image hash {digest.hex()} is in dbx")
+    # EDK2 DxeImageVerificationHandler: an unsigned image is refused (imasim keeps no db
+    # of image hashes), after the dbx check of its SHA-256 hash
     entries = parse_certificate_table(img)
     if not entries:
+        if blacklist is not None:
+            _check_image_hash(img, HashAlgorithm.SHA256, blacklist)
         raise UnsignedError("unsigned PE binary")
+    verified: VerifiedAuthenticode | None = None
     failure: Exception | None = None
     for i, wc in enumerate(entries):
         if wc.revision != WIN_CERT_REVISION_2_0 or \
                 wc.certificate_type != WIN_CERT_TYPE_PKCS_SIGNED_DATA:
             continue
-        try:
+        try:  # HashPeImageByType: an entry that cannot be read is skipped ("continue")
             pkcs7 = wc.certificate[:_pkcs7_tlv(wc.certificate, wc.offset + 8)]
-            return _verify_entry(img, pkcs7, keyrings, blacklist, DigestRules.KERNEL, i)
-        except RevokedError:
-            raise
-        except (ParseError, KeyNotFoundError, KeyRejectedError, DigestMismatchError,
-                UnsupportedAlgorithmError) as exc:
+            sd = parse_pkcs7(pkcs7)
+            alg = _mscode_parse(sd.content).digest_alg
+        except (ParseError, UnsupportedAlgorithmError) as exc:
             failure = exc
+            continue
+        assert alg is not None
+        if blacklist is not None:  # IsForbiddenByDbx: the loop stops, the image is refused
+            for chain in _signer_chains(sd):
+                for key in chain:
+                    if blacklist.is_key_blocked(key):
+                        raise RevokedError(f"WIN_CERTIFICATE {i}: certificate "
+                                           f"{key.description!r} is in dbx")
+        if verified is None:  # IsAllowedByDb, only until one entry verified
+            try:
+                verified = _verify_entry(img, pkcs7, keyrings, blacklist, DigestRules.KERNEL,
+                                         i)
+            except RevokedError:
+                raise
+            except (ParseError, KeyNotFoundError, KeyRejectedError, DigestMismatchError,
+                    UnsupportedAlgorithmError) as exc:
+                failure = exc
+        if blacklist is not None:  # the image hash in this entry's algorithm
+            _check_image_hash(img, alg, blacklist)
+    if verified is not None:
+        return verified
     if failure is None:
         raise UnsupportedAlgorithmError("no WIN_CERTIFICATE entry of type PKCS")
     raise failure
+
+
+def _check_image_hash(img: PeImage, alg: HashAlgorithm, dbx: Blacklist) -> None:
+    digest = authenticode_digest(img, alg)
+    if dbx.is_binary_blocked(digest):
+        raise RevokedError(f"image hash {digest.hex()} is in dbx")
 
 
 # -- signing ----------------------------------------------------------------------------

@@ -440,6 +440,30 @@ def verify_pkcs7(
     return result
 
 
+def _signer_chains(sd: SignedData) -> list[list[Key]]:
+    """For each SignerInfo with an embedded certificate (matched by issuer+serial, or by
+    SKID): that certificate and the embedded issuers above it, as OpenSSL builds the
+    chain for EDK2's ``Pkcs7GetSigners`` (a link that does not verify ends the chain).
+    Nothing is verified against the content: this is what dbx is compared with."""
+    embedded: list[Key] = []
+    for der_cert in sd.certificates:
+        try:
+            embedded.append(Key.from_certificate(der_cert))
+        except (ParseError, UnsupportedAlgorithmError):
+            continue
+    chains: list[list[Key]] = []
+    for si in sd.signer_infos:
+        signer = next((k for k in embedded if (k.skid == si.auth_id if si.by_skid
+                                               else k.ids[0] == si.auth_id)), None)
+        if signer is None:
+            continue
+        try:
+            chains.append(_embedded_chain(signer, embedded))
+        except KeyRejectedError:
+            chains.append([signer])
+    return chains
+
+
 def _check_signing_time(si: SignerInfo, signer: Key) -> None:
     """pkcs7_verify_one: a signingTime outside the embedded signer's validity is
     -EKEYREJECTED (the kernel cannot trust its clock, so it checks nothing else)."""
