@@ -610,7 +610,8 @@ class _Evidence:
 
 def _evidence(quote_attest: bytes | None, quote_signature: bytes | None,
               ak_public: PublicKey | bytes | None, nonce: bytes | None,
-              pcr_values: Mapping[HashAlgorithm, Mapping[int, bytes]] | None) -> _Evidence:
+              pcr_values: Mapping[HashAlgorithm, Mapping[int, bytes]] | None,
+              quote_hash_alg: HashAlgorithm = HashAlgorithm.SHA256) -> _Evidence:
     """Verify the quote (its PcrBanks), or wrap quote-less values as unauthenticated."""
     quote_parts = (quote_attest, quote_signature, ak_public, nonce)
     if any(p is not None for p in quote_parts):
@@ -619,7 +620,7 @@ def _evidence(quote_attest: bytes | None, quote_signature: bytes | None,
             raise UsageError("a quote needs quote_attest, quote_signature, ak_public and nonce")
         try:
             vq = verify_quote(quote_attest, quote_signature, ak_public, nonce=nonce,
-                              pcr_values=pcr_values)
+                              pcr_values=pcr_values, hash_alg=quote_hash_alg)
         except (VerificationError, ParseError) as exc:
             return _Evidence(None, False, f"{type(exc).__name__}: {exc}", exc)
         return _Evidence(vq.pcrs, True, None, None)
@@ -681,6 +682,7 @@ def attest(
     ak_public: PublicKey | bytes | None = None,
     nonce: bytes | None = None,
     pcr_values: Mapping[HashAlgorithm, Mapping[int, bytes]] | None = None,
+    quote_hash_alg: HashAlgorithm = HashAlgorithm.SHA256,
     reference: RuntimePolicy | None = None,
     kernel_version: tuple[int, int] = (6, 1),
     signature_keyring: Keyring | None = None,
@@ -696,7 +698,8 @@ def attest(
     With a quote (``quote_attest``, ``quote_signature``, ``ak_public``, ``nonce``), the
     PCR values the verdict rests on are the ones :func:`~imasim.tpm.verify.verify_quote`
     returns: those the quote's pcrDigest covers, nothing else (``pcr_values`` are the
-    values sent beside the quote, as ``tpm2_quote -o`` writes them). Without one,
+    values sent beside the quote, as ``tpm2_quote -o`` writes them; ``quote_hash_alg`` is
+    the hash of a plain ``tpm2_quote -f plain`` signature, ``tpm2_checkquote -g``). Without one,
     ``pcr_values`` are taken as read from a machine: every check runs, and the best
     verdict is :attr:`AttestationStatus.CONSISTENT`, never TRUSTED.
 
@@ -709,7 +712,8 @@ def attest(
     ``binary_bios_measurements``) must replay to the same PCR values; ``measured_boot``
     judges what it says (:func:`imasim.eventlog.check.check_firmware_log`).
     """
-    ev = _evidence(quote_attest, quote_signature, ak_public, nonce, pcr_values)
+    ev = _evidence(quote_attest, quote_signature, ak_public, nonce, pcr_values,
+                   quote_hash_alg)
     n = len(entries)
     if ev.pcrs is None:
         return AttestationReport(False, ev.error, None, False, (), (), None, 0, n, ev.failure)
@@ -741,6 +745,7 @@ def attest_file(
     ak_public: PublicKey | bytes | None = None,
     nonce: bytes | None = None,
     pcr_values: Mapping[HashAlgorithm, Mapping[int, bytes]] | None = None,
+    quote_hash_alg: HashAlgorithm = HashAlgorithm.SHA256,
     reference: RuntimePolicy | None = None,
     kernel_version: tuple[int, int] = (6, 1),
     ignore_violations: bool = False,
@@ -757,7 +762,8 @@ def attest_file(
     kept. Gives what :func:`attest` gives for the same list, without signature keyrings
     (use :func:`attest` for those).
     """
-    ev = _evidence(quote_attest, quote_signature, ak_public, nonce, pcr_values)
+    ev = _evidence(quote_attest, quote_signature, ak_public, nonce, pcr_values,
+                   quote_hash_alg)
     if ev.pcrs is None:
         return AttestationReport(False, ev.error, None, False, (), (), None, 0, 0, ev.failure)
     if ignore_violations and reference is not None and not reference.allow_violations:

@@ -136,3 +136,19 @@ def test_runtime_policy_from_a_rootfs(tmp_path: Path, capsys: pytest.CaptureFixt
     doc = json.loads(capsys.readouterr().out)
     assert doc["digests"] == {"/usr/bin/a_b": [H.SHA256.hash(b"a").hex()]}
     assert main(["runtime-policy", "create"]) == 2
+
+
+def test_without_a_quote_from_tpm2_pcrread_yaml(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """``tpm2_pcrread sha1:all+sha256:all`` output as the PCR values (unauthenticated)."""
+    m = _machine()
+    (tmp_path / "list").write_bytes(MeasurementList(list(m.measurements)).to_bytes())
+    lines = []
+    for a in (H.SHA1, H.SHA256):
+        lines.append(f"  {a.kernel_name}:")
+        lines += [f"    {i:<2}: 0x{m.tpm.read(a, i).hex().upper()}" for i in range(24)]
+    (tmp_path / "pcrs.yaml").write_text("\n".join(lines) + "\n")
+    rc, rep = _run(capsys, "attest", "--pcrs", str(tmp_path / "pcrs.yaml"), "--list",
+                   str(tmp_path / "list"))
+    assert rc == 0 and rep["status"] == "consistent"
+    assert rep["pcrs"]["source"] == "unauthenticated"  # type: ignore[index]

@@ -38,6 +38,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     q.add_argument("-l", "--pcr-list", help="selection, when -f holds raw values "
                    "(e.g. sha256:0,1,2,10)")
     q.add_argument("-q", "--nonce", type=hex_bytes, help="the verifier's nonce, in hex")
+    q.add_argument("-g", "--hash-algorithm", type=hash_alg, default=None,
+                   help="hash of a plain signature (tpm2_quote -f plain; default sha256)")
     p.add_argument("--pcrs", type=Path, help="without a quote: PCR values read from the "
                    "machine (imasim log replay --json shape, or tpm2_pcrread output)")
     p.add_argument("--list", type=Path, required=True,
@@ -73,7 +75,7 @@ def _attest(args: argparse.Namespace) -> int:
     from ..io import is_ascii_list, list_name_hint, load_pcrs_json, read_measurement_list
     from ..runtime_policy import RuntimePolicy
     from ..tpm.marshal import PcrSelection
-    from ..tpm.verify import parse_pcr_file
+    from ..tpm.verify import parse_pcr_file, parse_pcrread_yaml
     from ._progress import track
     from ._trust import trust_keyring
 
@@ -90,8 +92,14 @@ def _attest(args: argparse.Namespace) -> int:
                  "quote_signature": args.signature.read_bytes(),
                  "ak_public": args.ak.read_bytes(), "nonce": args.nonce,
                  "pcr_values": values}
+        if args.hash_algorithm is not None:
+            quote["quote_hash_alg"] = args.hash_algorithm
     elif args.pcrs is not None:
-        quote = {"pcr_values": load_pcrs_json(args.pcrs.read_bytes())}
+        data = args.pcrs.read_bytes()
+        if data.lstrip()[:1] == b"{":
+            quote = {"pcr_values": load_pcrs_json(data)}
+        else:  # tpm2_pcrread's YAML
+            quote = {"pcr_values": parse_pcrread_yaml(data).unauthenticated()}
     else:
         raise UsageError("give a quote (-u -m -s -f -q) or PCR values (--pcrs)")
     if args.jobs < 1:
