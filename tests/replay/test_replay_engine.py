@@ -381,3 +381,20 @@ def test_generators_of_entries_and_unseekable_files() -> None:
     assert match_file(Pipe(data), quoted,  # type: ignore[arg-type]
                       padding="padded").status is MatchStatus.MATCH
     assert match_file(io.BytesIO(data), quoted).banks[0].padded
+
+
+def test_parallel_workers_report_the_one_process_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from imasim.errors import ParseError
+
+    lst = MeasurementList(_list(500))
+    data = bytearray(lst.to_bytes())
+    at = lst._offsets[300] + 4 + 20 + 4 + len("ima-ng")  # record 300's data length
+    data[at:at + 4] = b"\xff\xff\xff\x0f"
+    path = tmp_path / "list"
+    path.write_bytes(bytes(data))
+    errors = []
+    for jobs in (1, 2):
+        with path.open("rb") as f, pytest.raises(ParseError) as exc:
+            replay_file(f, banks=(H.SHA1, H.SHA256), jobs=jobs, chunk_size=4096)
+        errors.append((type(exc.value), exc.value.offset, exc.value.field, str(exc.value)))
+    assert errors[0] == errors[1]

@@ -806,10 +806,12 @@ def _run(inp: _Input, banks: Sequence[HashAlgorithm], padded: Sequence[bool],
     ctx = multiprocessing.get_context("fork" if "fork" in
                                       multiprocessing.get_all_start_methods() else None)
     plain = None if targets is None else {a: dict(b) for a, b in targets.items()}
-    with ProcessPoolExecutor(n, mp_context=ctx) as pool:
-        parts = list(pool.map(_worker, [
-            (job, digest_alg, order, start, plain, covered, ignore, limits, fd,
-             inp.start_pos, inp.chunk_size, inp.head) for job in shares]))
+    work = [(job, digest_alg, order, start, plain, covered, ignore, limits, fd,
+             inp.start_pos, inp.chunk_size, inp.head) for job in shares]
+    # this process takes the first share itself while the workers run the others
+    with ProcessPoolExecutor(n - 1, mp_context=ctx) as pool:
+        others = pool.map(_worker, work[1:])
+        parts = [_worker(work[0]), *others]
     inp.runs += 1
     merged = _Outcome(banks, padded, parts[0].start, parts[0].count,
                       [{} for _ in banks], [{} for _ in banks], set(parts[0].touched),
