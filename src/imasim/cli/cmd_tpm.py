@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ParseError, UsageError
-from ..io import dump_pcrs_json
 from ..tpm.marshal import PcrSelection, SigScheme
-from ..tpm.soft_tpm import SoftTpm
 from ..tpm.verify import write_pcr_file
 from ._args import add_json, hash_alg, hash_algs, hex_bytes, verdict
 from ._io import explained, read_input
+
+if TYPE_CHECKING:
+    from ..tpm.soft_tpm import SoftTpm
 
 _STATE = "a TPM state file (JSON, from 'imasim tpm init')"
 
@@ -141,6 +142,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _load(path: Path) -> SoftTpm:
+    from ..tpm.soft_tpm import SoftTpm
+
     data = read_input(path, _STATE, ("json-tpm-state",))
     with explained(path, data, _STATE):
         try:
@@ -154,6 +157,8 @@ def _save(tpm: SoftTpm, path: Path) -> None:
 
 
 def _init(args: argparse.Namespace) -> int:
+    from ..tpm.soft_tpm import SoftTpm
+
     _save(SoftTpm(args.banks, startup_locality=args.locality), args.state)
     return 0
 
@@ -182,6 +187,8 @@ def _read(args: argparse.Namespace) -> int:
     sel = (PcrSelection.from_string(args.selection) if args.selection
            else PcrSelection({a: range(24) for a in tpm.banks}))
     if args.json:
+        from ..io import dump_pcrs_json
+
         print(dump_pcrs_json({a: {i: tpm.read(a, i) for i in idx} for a, idx in sel.items()}))
         return 0
     for alg, idx in sel.items():

@@ -6,6 +6,8 @@ side is :func:`verify_quote`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .marshal import (
     Attest,
     ClockInfo,
@@ -19,8 +21,21 @@ from .marshal import (
     parse_signature,
 )
 from .pcrs import PcrBanks, PcrSource
-from .soft_tpm import AttestationKey, LocalityError, Quote, SoftTpm
 from .verify import VerifiedQuote, load_ak_public, parse_pcr_file, verify_quote, write_pcr_file
+
+if TYPE_CHECKING:
+    from .soft_tpm import AttestationKey, LocalityError, Quote, SoftTpm
+
+_SOFT_TPM = ("AttestationKey", "LocalityError", "Quote", "SoftTpm")
+
+
+def __getattr__(name: str) -> Any:
+    # the simulator needs cryptography to sign; a verifier (tpm checkquote) never loads it
+    if name in _SOFT_TPM:
+        from . import soft_tpm
+
+        return getattr(soft_tpm, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "Attest",

@@ -29,11 +29,7 @@ import re
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
-
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from .._wire import Reader
 from ..algorithms import HashAlgorithm
@@ -45,6 +41,7 @@ from ..errors import (
     UnsupportedAlgorithmError,
     UsageError,
 )
+from . import _pkverify as _pk
 from .marshal import (
     TPM_ALG_RSA,
     Attest,
@@ -58,7 +55,13 @@ from .marshal import (
     read_bank_selections,
 )
 from .pcrs import PcrBanks, PcrSource
-from .soft_tpm import _hash_cls
+
+if TYPE_CHECKING:  # cryptography is imported only where a key needs it (a cold start)
+    from typing import TypeAlias
+
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 __all__ = [
     "PcrFile",
@@ -75,7 +78,6 @@ __all__ = [
     "write_pcr_file",
 ]
 
-PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 PcrFileForm = Literal["serialized", "values", "marshaled"]
 
 _MAX_BANKS: Final = 16           # TPM2_NUM_PCR_BANKS
@@ -95,8 +97,20 @@ _TPM_ALG_HMAC, _TPM_ALG_NULL = 0x0005, 0x0010
 _TPM_ALG_SM2, _TPM_ALG_ECSCHNORR, _TPM_ALG_ECDAA = 0x001B, 0x001C, 0x001A
 
 
+def __getattr__(name: str) -> Any:
+    if name == "PublicKey":  # the type alias, built on first use (it needs cryptography)
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+        return rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def load_ak_public(data: bytes) -> PublicKey:
     """An AK public key from PEM, DER (SubjectPublicKeyInfo) or a TPM2B_PUBLIC."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
             key = serialization.load_pem_public_key(data)
@@ -115,12 +129,30 @@ def load_ak_public(data: bytes) -> PublicKey:
 
 
 def _public_from_area(area: PublicArea) -> PublicKey:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
     if area.type == TPM_ALG_RSA:
         return rsa.RSAPublicNumbers(area.exponent or 65537,
                                     int.from_bytes(area.modulus, "big")).public_key()
     return ec.EllipticCurvePublicNumbers(int.from_bytes(area.x, "big"),
                                          int.from_bytes(area.y, "big"),
                                          ec.SECP256R1()).public_key()
+
+
+def _fast_key(ak_public: PublicKey | bytes) -> _pk.RsaKey | _pk.EcKey | None:
+    """The key for the integer-only verifier, or None (then cryptography verifies)."""
+    if isinstance(ak_public, bytes):
+        return _pk.load_key(ak_public)
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    if isinstance(ak_public, rsa.RSAPublicKey):
+        nums = ak_public.public_numbers()
+        return _pk.RsaKey(nums.n, nums.e)
+    curve = {"secp256r1": _pk.P256, "secp384r1": _pk.P384}.get(ak_public.curve.name)
+    if curve is None:
+        return None
+    pt = ak_public.public_numbers()
+    return _pk.EcKey(curve, pt.x, pt.y)
 
 
 # -- what a PCR file says ------------------------------------------------------------------
@@ -549,7 +581,9 @@ def verify_quote(
     if pcrs is not None and pcr_values is not None:
         raise UsageError("give pcrs or pcr_values, not both")
     given = pcrs if pcrs is not None else pcr_values
-    key = load_ak_public(ak_public) if isinstance(ak_public, bytes) else ak_public
+    fast = _fast_key(ak_public)
+    key = None if fast is not None else (
+        load_ak_public(ak_public) if isinstance(ak_public, bytes) else ak_public)
     att = parse_attest(attest)
     sig = read_signature(signature, hash_alg=hash_alg) if isinstance(signature, bytes) \
         else signature
@@ -557,7 +591,9 @@ def verify_quote(
     if halg not in (HashAlgorithm.SHA1, HashAlgorithm.SHA256, HashAlgorithm.SHA384,
                     HashAlgorithm.SHA512):
         raise UnsupportedAlgorithmError(f"signature hash {halg.kernel_name}")
-    scheme = _check_signature(key, sig, halg.hash(attest), halg)
+    digest = halg.hash(attest)
+    scheme = (_check_signature_fast(fast, sig, digest, halg) if fast is not None
+              else _check_signature(key, sig, digest, halg))
     if att.extra_data != nonce:
         raise NonceMismatchError(
             f"extraData {att.extra_data.hex()} is not the nonce {nonce.hex()}")
@@ -599,8 +635,41 @@ def _compare_selection(quoted: Sequence[BankSelection], given: Sequence[BankSele
             raise refuse(f"{q.alg.kernel_name} {' and '.join(parts)}")
 
 
-def _check_signature(key: PublicKey, sig: Signature | PlainSignature, digest: bytes,
+def _check_signature_fast(key: _pk.RsaKey | _pk.EcKey, sig: Signature | PlainSignature,
+                          digest: bytes, halg: HashAlgorithm) -> SigScheme:
+    """The checks of :func:`_check_signature`, with the integer-only verifier."""
+    scheme: SigScheme
+    if isinstance(sig, PlainSignature):
+        if isinstance(key, _pk.EcKey):
+            rs = _pk.decode_ecdsa_der(sig.data)
+            ok, scheme = rs is not None and _pk.verify_ecdsa(key, *rs, digest), SigScheme.ECDSA
+        elif _pk.verify_pkcs1v15(key, sig.data, digest, halg):  # 5.7+: PKCS#1 v1.5, then PSS
+            ok, scheme = True, SigScheme.RSASSA
+        else:
+            ok, scheme = _pk.verify_pss(key, sig.data, digest, halg), SigScheme.RSAPSS
+    elif sig.scheme is SigScheme.ECDSA:
+        if not isinstance(key, _pk.EcKey):
+            raise SignatureInvalidError("an ECDSA signature needs an EC key")
+        ok, scheme = _pk.verify_ecdsa(key, int.from_bytes(sig.r, "big"),
+                                      int.from_bytes(sig.s, "big"), digest), sig.scheme
+    else:
+        if not isinstance(key, _pk.RsaKey):
+            raise SignatureInvalidError("an RSA signature needs an RSA key")
+        check = _pk.verify_pkcs1v15 if sig.scheme is SigScheme.RSASSA else _pk.verify_pss
+        ok, scheme = check(key, sig.sig, digest, halg), sig.scheme
+    if not ok:
+        raise SignatureInvalidError("the quote signature does not verify with the AK")
+    return scheme
+
+
+def _check_signature(key: PublicKey | None, sig: Signature | PlainSignature, digest: bytes,
                      halg: HashAlgorithm) -> SigScheme:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+
+    from .soft_tpm import _hash_cls
+
+    assert key is not None
     pre = utils.Prehashed(_hash_cls(halg))
     pss = padding.PSS(padding.MGF1(_hash_cls(halg)), padding.PSS.AUTO)
     try:
