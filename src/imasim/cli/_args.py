@@ -8,7 +8,6 @@ that ``UnsupportedAlgorithmError`` means when a signature uses one.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -54,8 +53,15 @@ def verdict(args: argparse.Namespace, check: Callable[[], tuple[str, dict[str, A
     except VerificationError as exc:
         if not getattr(args, "json", False):
             raise
+        import json  # only with --json: a verifier's cold start should not pay for it
+
         print(json.dumps({"valid": False, "error": type(exc).__name__, "reason": str(exc)},
                          indent=1))
         return 1
-    print(json.dumps({"valid": True, **details}, indent=1) if args.json else text)
+    if args.json:
+        import json
+
+        print(json.dumps({"valid": True, **details}, indent=1))
+    else:
+        print(text)
     return 0

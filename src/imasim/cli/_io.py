@@ -15,7 +15,6 @@ the command does not accept it. Anything not recognised goes to the command's pa
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 import struct
@@ -92,6 +91,8 @@ def _json(data: bytes) -> Kind | None:
     if head not in (b"{", b"["):
         return None
     try:
+        import json  # lazily: a verifier's cold start reads no JSON
+
         doc = json.loads(data)
     except (ValueError, RecursionError):
         return Kind("json", "a JSON-like text file that does not parse", certain=False)
@@ -296,6 +297,8 @@ def load_json(path: Path | str, expect: str, accept: Collection[str] | None = No
     :class:`ParseError` naming the file."""
     data = read_input(path, expect, accept)
     try:
+        import json
+
         return json.loads(data)
     except (ValueError, RecursionError) as exc:
         raise ParseError(f"{display_name(path)} is not valid JSON, expected {expect} "

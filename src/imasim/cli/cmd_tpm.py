@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -237,6 +236,8 @@ def _ak(args: argparse.Namespace) -> int:
         args.tss.write_bytes(ak.tpm2b_public)
     _save(tpm, args.state)
     if args.json:
+        import json
+
         print(json.dumps({"handle": handle, "alg": args.alg, "public": str(args.public),
                           "name": ak.name.hex(), "qualified_name": ak.qualified_name.hex()},
                          indent=1))
@@ -260,6 +261,8 @@ def _quote(args: argparse.Namespace) -> int:
     args.pcr.write_bytes(write_pcr_file(q.selection, [v for _, _, v in q.pcr_values]))
     _save(tpm, args.state)
     if args.json:
+        import json
+
         print(json.dumps({"key": args.key or next(h for h, k in keys.items() if k is ak),
                           "nonce": args.qualification.hex(),
                           "pcrs": {a.kernel_name: {str(i): v.hex() for i, v in b.items()}

@@ -220,7 +220,7 @@ def _sel_text(selection: Sequence[BankSelection]) -> str:
     return "+".join(map(str, selection)) or "nothing"
 
 
-_PCR_ID: Final = re.compile(r"0[xX]([0-9a-fA-F]+)|(0[0-7]*)|[1-9][0-9]*")
+_PCR_ID: Final = r"0[xX]([0-9a-fA-F]+)|(0[0-7]*)|[1-9][0-9]*"  # compiled on first use
 
 
 def parse_pcr_list(text: str) -> tuple[BankSelection, ...]:
@@ -248,7 +248,7 @@ def parse_pcr_list(text: str) -> tuple[BankSelection, ...]:
         else:
             pcrs = set()
             for p in pcr_text.split(","):
-                m = _PCR_ID.fullmatch(p) if len(p) <= 3 else None  # strtoul(p, 0), 3 chars
+                m = re.fullmatch(_PCR_ID, p) if len(p) <= 3 else None  # strtoul(p, 0), 3 chars
                 i = -1 if m is None else int(p, 16 if m.group(1) else 8 if m.group(2) else 10)
                 if not 0 <= i < 24:
                     raise ParseError("bad PCR index", field="pcr-list", actual=p)
@@ -355,8 +355,8 @@ def _bits(bitmap: bytes) -> tuple[int, ...]:
     return tuple(i for i in range(len(bitmap) * 8) if bitmap[i // 8] >> (i % 8) & 1)
 
 
-_YAML_BANK: Final = re.compile(rb"[ ]{2}([a-z0-9_]+):[ \t]*\r?")
-_YAML_PCR: Final = re.compile(rb"[ ]{4}([0-9]{1,2})[ ]*:[ ]*0x([0-9A-Fa-f]*)[ \t]*\r?")
+_YAML_BANK: Final = rb"[ ]{2}([a-z0-9_]+):[ \t]*\r?"
+_YAML_PCR: Final = rb"[ ]{4}([0-9]{1,2})[ ]*:[ ]*0x([0-9A-Fa-f]*)[ \t]*\r?"
 
 
 def parse_pcrread_yaml(data: bytes | str) -> PcrFile:
@@ -383,7 +383,7 @@ def parse_pcrread_yaml(data: bytes | str) -> PcrFile:
             continue
         if not in_pcrs:
             continue
-        if m := _YAML_BANK.fullmatch(line):
+        if m := re.fullmatch(_YAML_BANK, line):
             try:
                 alg = HashAlgorithm.from_name(m.group(1).decode())
             except UnsupportedAlgorithmError:
@@ -393,7 +393,7 @@ def parse_pcrread_yaml(data: bytes | str) -> PcrFile:
                 raise ParseError("bank listed twice", offset=at, field="bank",
                                  actual=alg.kernel_name)
             banks.append((alg, {}))
-        elif m := _YAML_PCR.fullmatch(line):
+        elif m := re.fullmatch(_YAML_PCR, line):
             if not banks:
                 raise ParseError("a PCR value before any bank", offset=at, field="pcr")
             alg, bank = banks[-1]
