@@ -235,10 +235,16 @@ def _imasim_library(files: dict[str, Path], args: list[str]) -> bool:
     return True
 
 
+@pytest.mark.parametrize("cold", [False, True], ids=["openssl", "integers"])
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_same_verdict_as_tpm2_checkquote(case: Case, tmp_path: Path,
+def test_same_verdict_as_tpm2_checkquote(case: Case, cold: bool, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Both of verify_quote's verifiers: OpenSSL (cryptography loaded) and the
+    integer-only one a cold ``imasim tpm checkquote`` uses."""
+    import imasim.tpm.verify as verify_mod
+
+    monkeypatch.setattr(verify_mod, "_cold_start", lambda: cold)
     files = {}
     for name, data in case.files.items():
         files[name] = tmp_path / name
@@ -265,3 +271,26 @@ def test_the_forged_file_prints_only_quoted_pcrs(tmp_path: Path,
     assert main(["tpm", "checkquote", *args]) == 0
     printed = parse_pcrread_yaml(capsys.readouterr().out)
     assert [str(e) for e in printed.selection] == ["sha256:0,1,10"]
+
+
+def test_a_cold_checkquote_process_loads_no_cryptography(tmp_path: Path) -> None:
+    """``imasim tpm checkquote`` in its own process: the verdicts above, and no
+    cryptography, pyasn1, measurement-list or machine module imported."""
+    import os
+    import sys
+
+    for case in CASES:
+        if case.name not in ("ecc good", "rsa plain signature", "quote sha256:0, file claims "
+                             "0-10", "rsapss", "ecc other AK"):
+            continue
+        for name, data in case.files.items():
+            (tmp_path / name).write_bytes(data)
+        code = ("import sys\nfrom imasim.cli import main\nrc = main(sys.argv[1:])\n"
+                "bad = [m for m in sys.modules if m.split('.')[0] in ('cryptography', 'pyasn1')"
+                " or m.startswith(('imasim.ima', 'imasim.machine'))]\n"
+                "assert not bad, bad\nsys.exit(rc)\n")
+        proc = subprocess.run([sys.executable, "-c", code, "tpm", "checkquote", *case.args],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        assert "AssertionError" not in proc.stderr, proc.stderr
+        assert (proc.returncode == 0) is case.ok, (case.name, proc.stderr)
