@@ -620,7 +620,8 @@ def _xattr_reason(ours: bool, theirs: bool, err: ImasimError | None,
 
 # -- quotes vs tpm2_checkquote ------------------------------------------------------------
 def check_quote_checkquote(rng: random.Random, n: int, tmp: Path) -> Iterator[Case]:
-    from imasim.tpm import SoftTpm, parse_pcr_file, verify_quote, write_pcr_file
+    from imasim.tpm import SoftTpm, verify_quote, write_pcr_file
+    from imasim.tpm.verify import read_pcr_file
 
     checkquote = tool("tpm2_checkquote")
     assert checkquote is not None
@@ -652,8 +653,7 @@ def check_quote_checkquote(rng: random.Random, n: int, tmp: Path) -> Iterator[Ca
 
         def ours_fn(a: bytes = attest, s: bytes = sig, p: bytes = pcr_file,
                     k: bytes = pem, q: bytes = q_nonce) -> object:
-            _, values = parse_pcr_file(p)
-            return verify_quote(a, s, k, nonce=q, pcr_values=values)
+            return verify_quote(a, s, k, nonce=q, pcrs=read_pcr_file(p))
 
         ours, err = _verdict(ours_fn)
         files = {"ak.pem": pem, "q.msg": attest, "q.sig": sig, "q.pcrs": pcr_file}
@@ -668,36 +668,29 @@ def check_quote_checkquote(rng: random.Random, n: int, tmp: Path) -> Iterator[Ca
 
 
 EXPLANATIONS["quote: PCR file selection differs from the quote's"] = (
-    "no kernel involved: the PCR file's own TPML_PCR_SELECTION (bank ids, bitmaps) no "
-    "longer matches the selection the TPM signed in TPMS_ATTEST; tpm2_checkquote 5.4 "
-    "only hashes the file's digests in order and never compares the two selections "
-    "(later tpm2-tools added compare_pcr_selection(), tools/misc/tpm2_checkquote.c, "
-    "'Hash selections to not match'), so it accepts values labelled with a bank or PCR "
-    "they do not belong to; imasim maps each value to its bank and PCR and refuses a "
-    "file that does not name the quoted selection")
+    "no kernel involved: the PCR file's own TPML_PCR_SELECTION (bank ids, sizeofSelect, "
+    "bitmaps) no longer matches the selection the TPM signed in TPMS_ATTEST; "
+    "tpm2_checkquote 5.4 only hashes the file's digests in order and never compares the "
+    "two selections, so it accepts values labelled with a bank or PCR they do not belong "
+    "to (CVE-2024-29039); tpm2-tools 5.7 added compare_pcr_selection() "
+    "(tools/misc/tpm2_checkquote.c, commit 98599df9) and imasim refuses such a file as it "
+    "does")
 
 
 EXPLANATIONS["quote: PCR file digest counts"] = (
-    "no kernel involved: a TPML_DIGEST holds at most 8 digests (TPM 2.0 Part 2, "
-    "TPML_DIGEST) and the file must hold one per selected PCR; tpm2_checkquote 5.4 takes "
-    "the digests the selection needs in order and never checks the counts against the "
-    "array or the selection (tpm2-tools lib/tpm2_openssl.c, tpm2_openssl_hash_pcr_banks()); "
-    "imasim refuses a malformed file")
-EXPLANATIONS["quote: bytes after the TPMT_SIGNATURE"] = (
-    "no kernel involved: a TPMT_SIGNATURE has an exact size (TPM 2.0 Part 2); imasim "
-    "refuses bytes after it (TrailingDataError), tpm2_checkquote 5.4 unmarshals the "
-    "structure from the start of the file and ignores what follows")
+    "no kernel involved: a TPML_DIGEST holds at most 8 digests of at most sizeof(TPMU_HA) "
+    "= 64 bytes (TPM 2.0 Part 2); tpm2_checkquote 5.4 never checks either and reads past "
+    "the arrays (tpm2-tools lib/tpm2_openssl.c, tpm2_openssl_hash_pcr_banks()); 5.8 "
+    "refuses such a file (commit 14b9445b, 'Add size checks for PCR desearialization'), "
+    "and so does imasim")
 
 
 def _quote_reason(ours: bool, theirs: bool, err: ImasimError | None, attest: bytes,
                   pcr_file: bytes) -> str | None:
-    from imasim.errors import TrailingDataError
     from imasim.tpm import parse_attest, write_pcr_file
 
     if ours == theirs or not theirs:
         return None
-    if isinstance(err, TrailingDataError) and "TPMT_SIGNATURE" in str(err):
-        return "quote: bytes after the TPMT_SIGNATURE"
     try:
         quoted = write_pcr_file(parse_attest(attest).pcr_select, [])
     except ImasimError:
@@ -705,7 +698,7 @@ def _quote_reason(ours: bool, theirs: bool, err: ImasimError | None, attest: byt
     selection = 4 + 16 * 8  # TPML_PCR_SELECTION as tpm2-tools writes it
     if pcr_file[:selection] != quoted[:selection]:
         return "quote: PCR file selection differs from the quote's"
-    if _field(err) in ("TPML_DIGEST.count", "digest blocks", "digests"):
+    if _field(err) in ("TPML_DIGEST.count", "digest blocks", "digests", "TPM2B_DIGEST.size"):
         return "quote: PCR file digest counts"
     return None
 
