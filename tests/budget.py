@@ -38,13 +38,12 @@ def spend(fn: Callable[[], object], *, memory: bool = True) -> Spent:
     except ImasimError as exc:
         error = exc
     cpu = time.process_time() - t0
-    result = None
     if not memory:
         return Spent(cpu, 0, error, result)
     gc.collect()
     tracemalloc.start()
     try:
-        fn()
+        fn()  # its result is dropped at once: the first run's is returned
     except ImasimError:
         pass
     finally:

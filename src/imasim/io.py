@@ -3,7 +3,9 @@
 The core takes bytes and objects; this module turns paths into them (and back), for the
 CLI and for users who want one call: measurement lists (binary or ASCII, detected),
 PCR value files (``{"sha256": {"10": "<hex>"}}``, the shape ``imasim log replay --json``
-prints and the real-kernel captures' ``pcrs.json`` use).
+prints and the real-kernel captures' ``pcrs.json`` use). JSON and TOML are read through
+:func:`load_json_bounded` and :func:`load_toml_bounded`, which refuse nesting deeper than
+:data:`MAX_DOCUMENT_DEPTH` before the recursive parsers see it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Final
 
+from ._bounded import MAX_DOCUMENT_DEPTH, load_json_bounded, load_toml_bounded
 from .algorithms import HashAlgorithm
 from .errors import LimitExceededError, ParseError, UnsupportedAlgorithmError, UsageError
 from .ima.codec import (
@@ -26,12 +29,15 @@ from .ima.codec import (
 
 __all__ = [
     "KEYLIME_BASE_EXCLUDE_DIRS",
+    "MAX_DOCUMENT_DEPTH",
     "MAX_SCENARIO_FILE",
     "confined_reader",
     "dump_pcrs_json",
     "is_ascii_list",
     "list_name_hint",
+    "load_json_bounded",
     "load_pcrs_json",
+    "load_toml_bounded",
     "read_measurement_list",
     "tree_digests",
     "write_artifacts",
@@ -90,7 +96,7 @@ def read_measurement_list(path: str | Path, *, byte_order: str | None = None,
 def load_pcrs_json(text: str | bytes) -> PcrMap:
     """``{"sha256": {"10": "<hex>", ...}, ...}`` into bank -> index -> value."""
     try:
-        doc = json.loads(text)
+        doc = load_json_bounded(text, what="pcrs")
         if not isinstance(doc, dict):
             raise ParseError("expected a JSON object of banks", field="pcrs")
         out: PcrMap = {}

@@ -68,6 +68,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from ._bounded import check_json_depth, check_toml_depth
 from .algorithms import HashAlgorithm
 from .archive import ArchiveMember, write_cpio, write_tar
 from .env import FixedClock, SeededEntropy
@@ -394,7 +395,9 @@ def parse_scenario(text: str, *, fmt: str = "toml",
                    read: Callable[[str], bytes] | None = None) -> Scenario:
     """Parse and validate a scenario (``fmt`` is ``"toml"`` or ``"json"``); errors are
     :class:`ScenarioError` naming the table, the op and the key (TOML syntax errors
-    carry the line)."""
+    carry the line). Nesting deeper than ``imasim.io.MAX_DOCUMENT_DEPTH`` (and a TOML key
+    of more dotted parts) is refused before the recursive parser runs."""
+    (check_toml_depth if fmt == "toml" else check_json_depth)(text, what="scenario")
     try:
         data = tomllib.loads(text) if fmt == "toml" else json.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -402,6 +405,8 @@ def parse_scenario(text: str, *, fmt: str = "toml",
         raise ScenarioError(f"TOML: {exc}", line=int(m.group(1)) if m else None) from None
     except json.JSONDecodeError as exc:
         raise ScenarioError(f"JSON: {exc.msg}", line=exc.lineno, offset=exc.pos) from None
+    except ValueError as exc:  # a number of more than 4,300 digits
+        raise ScenarioError(f"{fmt.upper()}: {str(exc)[:120]}") from None
     if not isinstance(data, dict):
         raise _bad("a scenario is a table", "scenario")
     _validate(data)

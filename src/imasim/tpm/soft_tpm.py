@@ -27,6 +27,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
+from .._bounded import load_json_bounded
 from ..algorithms import HashAlgorithm
 from ..env import Clock, Entropy, FixedClock, SeededEntropy
 from ..errors import ParseError, SimulationError, UsageError
@@ -492,7 +493,9 @@ class SoftTpm:
     def from_json(cls, text: str | bytes, *, clock: Clock | None = None,
                   entropy: Entropy | None = None) -> SoftTpm:
         try:
-            state = json.loads(text)
+            state = load_json_bounded(text, what="TPM state")
+            if not isinstance(state, dict):
+                raise ParseError("a TPM state is a JSON object", field="format")
             if state.get("format") != STATE_FORMAT:
                 raise ParseError("not an imasim TPM state", field="format",
                                  expected=STATE_FORMAT, actual=state.get("format"))
