@@ -99,7 +99,9 @@ COMMANDS: dict[tuple[str, ...], tuple[str, int, frozenset[str]]] = {
                             0, frozenset()),
     # the demo's policy knows none of the fleet's software: every machine is untrusted
     ("fleet", "verify"): ("fleet verify {fleetdir} --policy {policy} --out {out} --workers 1",
-                          1, frozenset({"policy"})),
+                          1, frozenset()),
+    ("fleet", "table"): ("fleet table {fleetdir} --policy {policy} --out {out}", 0,
+                         frozenset()),
     ("imasig", "sign"): ("imasig sign --key {key} --cert {cert} {content} --sig {out}", 0,
                          frozenset()),
     ("imasig", "verify"): ("imasig verify {content} --sig {xattr} --trust {cert}", 0,

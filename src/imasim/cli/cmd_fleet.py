@@ -87,6 +87,28 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     v.add_argument("--json", action="store_true", help="print the summary as JSON")
     v.set_defaults(func=_verify)
 
+    t = fs.add_parser(
+        "table", help="every list entry of the fleet as a Parquet row",
+        description="Writes one row per measurement-list entry of every bundle in DIR "
+        "(machine, index, pcr, template, digest_alg, file_digest, path, signature, "
+        "verdict) to a Parquet file, one bundle at a time in bounded memory. The verdict "
+        "is the entry's from the machine's attestation against --policy (ok, a failure, "
+        "or unverified where no verified quote covers it).",
+        epilog="example: imasim fleet table fleet/ --policy fleet/policy.json --out "
+        "entries.parquet\nexit codes: 0 written, 2 bad input or pyarrow missing",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("dir", type=Path, help="fleet folder (or a folder of bundles)")
+    t.add_argument("--out", type=Path, required=True, help="Parquet file to write")
+    t.add_argument("--policy", help="Keylime runtime policy JSON ('-': stdin); without it "
+                   "entries are judged by the quote and replay alone")
+    m = t.add_mutually_exclusive_group()
+    m.add_argument("--challenges",
+                   help="machine -> hex nonce JSON (default DIR/challenges.json)")
+    m.add_argument("--bundle-nonces", action="store_true",
+                   help="trust each bundle's nonce.bin (no record of the challenges)")
+    t.add_argument("--json", action="store_true", help="print a summary as JSON")
+    t.set_defaults(func=_table)
+
 
 def _need(module: str) -> None:
     import importlib
@@ -122,35 +144,45 @@ def _verdict_paths(out: Path) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".parquet"), stem.with_name(stem.name + ".json")
 
 
+def _inputs(args: argparse.Namespace) -> tuple[Any, dict[str, bytes] | None]:
+    """The runtime policy (or None) and the verifier's challenges (or None when the
+    bundles' own nonces are trusted explicitly)."""
+    from ..attest import ReferenceValues
+    from ..fleet.io import parse_challenges
+
+    reference = None
+    if args.policy is not None:
+        policy = read_input(args.policy, _POLICY, ("json-policy",))
+        with explained(args.policy, policy, _POLICY):
+            reference = ReferenceValues.from_keylime_json(policy)
+    if not args.dir.is_dir():
+        raise UsageError(f"{args.dir} is not a folder, expected a fleet folder (or a folder "
+                         "of evidence bundles)")
+    if args.bundle_nonces:
+        return reference, None
+    cpath = args.challenges or str(args.dir / "challenges.json")
+    if args.challenges is None and not Path(cpath).is_file():
+        raise UsageError(f"no challenges file {cpath}: pass --challenges FILE (the "
+                         "nonces the verifier sent), or --bundle-nonces to trust the "
+                         "bundles' own nonce.bin")
+    data = read_input(cpath, _CHALLENGES, ("json",))
+    with explained(cpath, data, _CHALLENGES):
+        try:
+            doc = json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            raise ParseError(f"not JSON: {exc}", field="challenges") from None
+        return reference, parse_challenges(doc)
+
+
 def _verify(args: argparse.Namespace) -> int:
     _need("distributed")
     _need("pyarrow")
     import pyarrow.parquet as pq
 
-    from ..attest import ReferenceValues
-    from ..fleet.io import bundle_paths, parse_challenges, write_json
+    from ..fleet.io import bundle_paths, write_json
     from ..fleet.verify import verdicts_table, verify_on_dask
 
-    policy = read_input(args.policy, _POLICY, ("json-policy", "json"))
-    with explained(args.policy, policy, _POLICY):
-        reference = ReferenceValues.from_keylime_json(policy)
-    if not args.dir.is_dir():
-        raise UsageError(f"{args.dir} is not a folder, expected a fleet folder (or a folder "
-                         "of evidence bundles)")
-    challenges = None
-    if not args.bundle_nonces:
-        cpath = args.challenges or str(args.dir / "challenges.json")
-        if args.challenges is None and not Path(cpath).is_file():
-            raise UsageError(f"no challenges file {cpath}: pass --challenges FILE (the "
-                             "nonces the verifier sent), or --bundle-nonces to trust the "
-                             "bundles' own nonce.bin")
-        data = read_input(cpath, _CHALLENGES, ("json",))
-        with explained(cpath, data, _CHALLENGES):
-            try:
-                doc = json.loads(data)
-            except (ValueError, RecursionError) as exc:
-                raise ParseError(f"not JSON: {exc}", field="challenges") from None
-            challenges = parse_challenges(doc)
+    reference, challenges = _inputs(args)
     paths = bundle_paths(args.dir)
     if not paths:
         raise UsageError(f"no evidence bundles in {args.dir}")
@@ -185,3 +217,24 @@ def _verify(args: argparse.Namespace) -> int:
     print(f"imasim: verification failed: {len(verdicts) - trusted} of {len(verdicts)} "
           "machines are not trusted", file=sys.stderr)
     return 1
+
+
+def _table(args: argparse.Namespace) -> int:
+    _need("pyarrow")
+    from ..fleet.io import bundle_paths, read_bundle
+    from ..fleet.table import write_entries_table
+
+    reference, challenges = _inputs(args)
+    paths = bundle_paths(args.dir)
+    if not paths:
+        raise UsageError(f"no evidence bundles in {args.dir}")
+    progress = Progress("table", len(paths), "machines")
+    try:
+        rows = write_entries_table((read_bundle(p) for p in paths), args.out, reference,
+                                   challenges=challenges, on_progress=progress.advance)
+    finally:
+        progress.close()
+    summary = {"machines": len(paths), "rows": rows, "out": str(args.out)}
+    print(json.dumps(summary, indent=1) if args.json else
+          f"{rows} entries of {len(paths)} machines written to {args.out}")
+    return 0
