@@ -98,7 +98,7 @@ def _schema() -> Any:
 def write_entries_table(bundles: Iterable[EvidenceBundle], out: str | Path,
                         reference: ReferenceValues | None = None, *,
                         challenges: Mapping[str, bytes] | None = None,
-                        row_group: int = 1 << 16,
+                        row_group: int = 1 << 15,
                         on_progress: Callable[[int], None] | None = None) -> int:
     """Write every entry of ``bundles`` to the Parquet file ``out`` (zstd, dictionary
     encoded); returns the number of rows. Memory is bounded by one bundle and one row

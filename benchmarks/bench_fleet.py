@@ -1,0 +1,134 @@
+"""Fleets: simulate, verify on Dask (1 vs 2 workers, against one process), tabulate.
+
+Full run: 10,000 machines of ~1,000 entries (10,000,000 entries, ~1.5 GB of lists in a
+temporary folder). Figures: simulate machines/s; ``fleet verify`` on a LocalCluster of 2
+worker processes over the whole fleet with every verdict compared to the ground truth;
+machines/s with 1 and with 2 workers on the same 2,000 machines (the 2-worker speedup
+needs two idle cores); the per-machine wall time on 1 Dask worker against
+:func:`imasim.fleet.verify.verify_paths` in this process (the attestation called
+directly, bundles read from the same files); ``imasim fleet table`` of the whole fleet
+in a fresh interpreter with its peak RSS; the documented queries (docs/fleet.md) on the
+table with pyarrow and DuckDB.
+
+Run alone: ``python benchmarks/run.py fleet`` (``--quick``: 300 machines of 200 entries).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from _mem import peak_rss_mb
+
+from imasim.attest import ReferenceValues
+from imasim.fleet.io import bundle_paths, read_challenges, write_fleet
+from imasim.fleet.simulate import FleetSpec
+from imasim.fleet.verify import verify_on_dask, verify_paths
+
+
+def _dask(paths: list[Path], ref: ReferenceValues, challenges: dict[str, bytes],
+          workers: int) -> tuple[float, list]:  # type: ignore[type-arg]
+    """Wall time of fleet verify on a LocalCluster of ``workers`` processes, started
+    beforehand (its start-up, ~2 s, is not counted)."""
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      dashboard_address=":0", silence_logs=logging.ERROR) as cluster:
+        verify_on_dask(paths[:workers], ref, challenges, scheduler=cluster.scheduler_address)
+        t0 = time.perf_counter()
+        out = verify_on_dask(paths, ref, challenges, scheduler=cluster.scheduler_address)
+        return time.perf_counter() - t0, out
+
+
+def main(quick: bool = False) -> None:
+    machines, entries, subset = (300, 200, 300) if quick else (10_000, 1000, 2000)
+    tamper = max(7, machines // 100)
+    d = Path(tempfile.mkdtemp(prefix="imasim-bench-fleet-"))
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    try:
+        spec = FleetSpec(machines=machines, tamper=tamper, seed=1, entries=entries)
+        t0 = time.perf_counter()
+        write_fleet(spec, d, workers=2)
+        dt = time.perf_counter() - t0
+        print(f"simulate {machines:,} machines x {entries:,} entries ({tamper} compromised), "
+              f"2 processes: {dt:.1f} s, {machines / dt:,.0f} machines/s")
+        ref = ReferenceValues.from_keylime_json((d / "policy.json").read_bytes())
+        challenges = read_challenges(d / "challenges.json")
+        paths = bundle_paths(d)
+        truth = {t["machine"]: t for t in json.loads((d / "ground-truth.json").read_text())}
+
+        dt, verdicts = _dask(paths, ref, challenges, 2)
+        wrong = [v.machine for v in verdicts
+                 if v.verdict != truth[v.machine]["verdict"]
+                 or (truth[v.machine]["checks"]
+                     and not set(truth[v.machine]["checks"]) & set(v.checks))]
+        print(f"fleet verify, LocalCluster of 2 workers, {len(paths):,} machines: {dt:.1f} s, "
+              f"{len(paths) / dt:,.0f} machines/s; verdicts equal to the ground truth: "
+              f"{len(paths) - len(wrong):,}/{len(paths):,}")
+
+        sub = paths[:subset]
+        t0, c0 = time.perf_counter(), time.process_time()
+        verify_paths(sub, ref, challenges)
+        one_wall, one_cpu = time.perf_counter() - t0, time.process_time() - c0
+        w1, _ = _dask(sub, ref, challenges, 1)
+        w2, _ = _dask(sub, ref, challenges, 2)
+        print(f"{len(sub):,} machines: one process {len(sub) / one_wall:,.1f} machines/s "
+              f"({1000 * one_wall / len(sub):.1f} ms wall, {1000 * one_cpu / len(sub):.1f} ms "
+              f"CPU per machine); Dask 1 worker {len(sub) / w1:,.1f} machines/s "
+              f"({1000 * w1 / len(sub):.1f} ms per machine, {w1 / one_wall:.2f}x one "
+              f"process); Dask 2 workers {len(sub) / w2:,.1f} "
+              f"machines/s: {w1 / w2:.2f}x 1 worker")
+
+        table = d / "entries.parquet"
+        code = ("from imasim.cli import main\n"
+                f"assert main(['fleet', 'table', {str(d)!r}, '--policy', "
+                f"{str(d / 'policy.json')!r}, '--out', {str(table)!r}]) == 0")
+        t0 = time.perf_counter()
+        rss = peak_rss_mb(code)
+        dt = time.perf_counter() - t0
+        import pyarrow.parquet as pq
+
+        rows = pq.ParquetFile(table).metadata.num_rows
+        print(f"imasim fleet table: {rows:,} entries in {dt:.1f} s ({rows / dt:,.0f} "
+              f"entries/s, attestation of every machine included), peak RSS {rss:.0f} MB, "
+              f"{table.stat().st_size / 2**20:.0f} MB of Parquet")
+        _queries(table)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _queries(table: Path) -> None:
+    import duckdb
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    t0 = time.perf_counter()
+    t = pq.read_table(table, columns=["machine", "path", "verdict"])
+    unknown = t.filter(pc.equal(t["verdict"], "unknown-path"))
+    dt = time.perf_counter() - t0
+    print(f"pyarrow: read {t.num_rows:,} rows (3 columns) and find the unknown binaries: "
+          f"{dt:.2f} s ({unknown.num_rows} rows)")
+    del t, unknown
+    q = {
+        "1 unknown binaries": f"SELECT machine, path FROM '{table}' "
+                              "WHERE verdict = 'unknown-path'",
+        "2 machines that ran a digest": f"SELECT DISTINCT machine FROM '{table}' WHERE "
+        f"file_digest = (SELECT file_digest FROM '{table}' "
+        "WHERE verdict = 'digest-mismatch' LIMIT 1)",
+        "3 version drift": f"SELECT path, count(DISTINCT file_digest) AS versions "
+                           f"FROM '{table}' WHERE verdict = 'ok' AND path LIKE '/usr/bin/%' "
+                           "GROUP BY path HAVING versions > 1",
+    }
+    con = duckdb.connect()
+    for name, sql in q.items():
+        t0 = time.perf_counter()
+        n = len(con.execute(sql).fetchall())
+        print(f"duckdb query {name}: {time.perf_counter() - t0:.2f} s ({n} rows)")
+
+
+if __name__ == "__main__":
+    main()
