@@ -56,7 +56,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "boot": ("cmd_boot", "run a scenario (TOML/JSON): boot, files, keys, actions"),
     "demo": ("cmd_demo", "run the whole story: boot, appraise, kexec, attest"),
     "eventlog": ("cmd_eventlog", "show, replay and check the firmware's TCG event log"),
-    "fleet": ("cmd_fleet", "fleets: simulate evidence bundles, verify them on Dask, tabulate"),
+    "fleet": ("cmd_fleet", "many machines: simulate, verify on Dask, tabulate"),
     "imasig": ("cmd_imasig", "sign, verify and show security.ima signatures"),
     "ipe": ("cmd_ipe", "IPE policies: check, eval, sign; verity digests"),
     "kexec": ("cmd_kexec", "pack and unpack the IMA kexec buffer"),
