@@ -148,3 +148,37 @@ def test_evmctl_judges_the_same_bytes(signed: tuple[Keyring, bytes, bytes],
         ours = imasim_cause(value, ring) == "pass"
         assert (proc.returncode == 0) is ours, (t, v, proc.stderr)
     assert XattrKind.VERITY_DIGSIG == 6 and XattrOutcome.SIGNATURE_V3.passes_if_verified
+
+
+def test_digest_forms_as_the_kernel_compares_them() -> None:
+    """xattr_verify's digest comparison with ima_get_hash_algo's choice of hash, through
+    the simulated kernel (ima_hash=sha256, the default)."""
+    from imasim.machine import Machine
+    from imasim.sig.xattr import kernel_digest_matches
+
+    md5, sha1, sha256 = (a.hash(CONTENT) for a in (H.MD5, H.SHA1, H.SHA256))
+    cases = {
+        bytes([4, 4]) + sha256: True,
+        bytes([4, 4]) + sha256 + b"trailing": True,         # longer than the digest
+        bytes([4, 200]) + sha256: True,                     # algo >= HASH_ALGO__LAST: ima_hash
+        bytes([4, 2]) + sha1: True,
+        bytes([4, 2]) + sha1[:-1]: False,                   # shorter than the digest
+        bytes([4, 4]) + sha1: False,
+        bytes([1]) + sha1: True,                            # 21 bytes: SHA-1
+        bytes([1]) + md5 + bytes(4): True,                  # 21 bytes, zero tail: MD5
+        bytes([1]) + md5: True,                             # 17 bytes: MD5
+        bytes([1]) + sha256: True,                          # any other length: ima_hash
+        bytes([1]) + sha256 + b"x": True,
+        bytes([1]) + sha1 + b"x": False,
+        bytes([4]): False,
+        bytes([1]): False,
+    }
+    m = Machine.create(cmdline="ima_policy=tcb ima_appraise=enforce",
+                       builtin_keys=[pki()["root"].as_key()])
+    m.boot()
+    m.load_policy("appraise func=BPRM_CHECK\n")
+    for i, (value, ok) in enumerate(cases.items()):
+        assert kernel_digest_matches(value, CONTENT) is ok, value.hex()
+        m.add_file(f"/usr/bin/d{i}", CONTENT, mode=0o100755, xattrs={"security.ima": value})
+        r = m.exec(f"/usr/bin/d{i}")
+        assert r.allowed is ok and (ok or r.reason == "invalid-hash"), (value.hex(), r)

@@ -40,7 +40,14 @@ from ..keys.keyring import Blacklist, Keyring
 from ..sig.evm import EVM_XATTRS, evm_data, verify_evm
 from ..sig.modsig import ModuleSignature, split_modsig
 from ..sig.pkcs7 import Usage, verify_pkcs7
-from ..sig.xattr import XattrKind, XattrOutcome, kernel_xattr_outcome, parse_xattr, verify_xattr
+from ..sig.xattr import (
+    XattrKind,
+    XattrOutcome,
+    kernel_digest_matches,
+    kernel_xattr_outcome,
+    parse_xattr,
+    verify_xattr,
+)
 from .policy import Rule
 
 __all__ = [
@@ -170,7 +177,7 @@ def appraise(*, content: bytes, xattrs: Mapping[str, bytes], rule: Rule,
         if sig_digest and keyrings.blacklist.is_binary_blocked(sig_digest):
             return AppraisalResult(mode is not AppraiseMode.ENFORCE, Cause.BLACKLISTED_HASH,
                                    blacklisted_digest=sig_digest)
-    cause = _cause(content, xattrs, rule, keyrings, evm, inode, split)
+    cause = _cause(content, xattrs, rule, keyrings, evm, inode, split, alg)
     if cause is None:
         return AppraisalResult(True)
     if mode is AppraiseMode.ENFORCE:
@@ -183,7 +190,8 @@ def appraise(*, content: bytes, xattrs: Mapping[str, bytes], rule: Rule,
 
 def _cause(content: bytes, xattrs: Mapping[str, bytes], rule: Rule,
            keyrings: AppraisalKeyrings, evm: EvmKeys, inode: Inode,
-           split: tuple[bytes, ModuleSignature] | None) -> Cause | None:
+           split: tuple[bytes, ModuleSignature] | None,
+           ima_hash: HashAlgorithm = HashAlgorithm.SHA256) -> Cause | None:
     sig_required, modsig_ok = rule.requires_signature, rule.modsig_allowed
     raw = xattrs.get("security.ima")
     try_modsig = modsig_ok and split is not None
@@ -200,6 +208,11 @@ def _cause(content: bytes, xattrs: Mapping[str, bytes], rule: Rule,
         # xattr_verify's type/version table refuses it before any key is looked up
         return (Cause.INVALID_SIGNATURE if outcome is XattrOutcome.SIGNATURE_V1
                 else Cause(outcome.value))
+    if outcome in (XattrOutcome.DIGEST, XattrOutcome.DIGEST_NG) or raw in (b"\x01", b"\x04"):
+        if sig_required:
+            return _verify_modsig(split, keyrings) if try_modsig else Cause.SIGNATURE_REQUIRED
+        return None if kernel_digest_matches(raw, content, ima_hash=ima_hash) \
+            else Cause.INVALID_HASH
     try:
         v = parse_xattr(raw)
     except (ParseError, UnsupportedAlgorithmError):

@@ -48,6 +48,7 @@ __all__ = [
     "XattrOutcome",
     "XattrRejectedError",
     "XattrValue",
+    "kernel_digest_matches",
     "kernel_xattr_outcome",
     "parse_xattr",
     "sign_xattr",
@@ -134,6 +135,39 @@ def kernel_xattr_outcome(type_byte: int, version_byte: int) -> XattrOutcome:
         if version_byte in versions:
             return outcome
     return XattrOutcome.UNKNOWN_TYPE
+
+
+def kernel_digest_matches(value: bytes, content: bytes, *,
+                          ima_hash: HashAlgorithm = HashAlgorithm.SHA256) -> bool:
+    """xattr_verify's comparison for the digest forms (type 1 and 4), with the hash
+    ``ima_get_hash_algo`` picks: IMA_XATTR_DIGEST_NG's hash_algo byte (``ima_hash`` when it
+    is >= HASH_ALGO__LAST); IMA_XATTR_DIGEST of 21 bytes is SHA-1 (MD5 when its bytes 16-19
+    are zero), of 17 bytes MD5, any other length ``ima_hash``. The value may be longer than
+    the digest ("md5 hash in previous version occupied 20 bytes"): only the digest's length
+    is compared. A hash imasim does not implement never matches.
+
+    >>> d = HashAlgorithm.SHA256.hash(b"x")
+    >>> kernel_digest_matches(bytes([4, 4]) + d + b"tail", b"x")
+    True
+    >>> kernel_digest_matches(bytes([4, 200]) + d, b"x")   # unknown algo: ima_hash
+    True
+    """
+    if not value or value[0] not in (XattrKind.DIGEST, XattrKind.DIGEST_NG):
+        return False
+    start = 2 if value[0] == XattrKind.DIGEST_NG else 1
+    number = ima_hash.hash_algo
+    if len(value) >= 2:
+        if value[0] == XattrKind.DIGEST_NG:
+            number = value[1] if value[1] < HASH_ALGO_LAST else number
+        elif len(value) == 21:
+            number = 1 if value[17:21] == bytes(4) else 2
+        elif len(value) == 17:
+            number = 1
+    try:
+        digest = HashAlgorithm.from_hash_algo(number).hash(content)
+    except UnsupportedAlgorithmError:  # unknown here, or not in this OpenSSL (md4)
+        return False
+    return value[start:start + len(digest)] == digest and len(value) - start >= len(digest)
 
 
 class XattrRejectedError(SignatureInvalidError):
