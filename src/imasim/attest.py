@@ -412,6 +412,27 @@ class AttestationReport:
         """True only for a verified quote over a list that passed every check."""
         return self.status is AttestationStatus.TRUSTED
 
+    @property
+    def reason(self) -> str:
+        """Why the evidence is not trusted, in one line ("" when it is, or is consistent)."""
+        if self.status is not AttestationStatus.NOT_TRUSTED:
+            return ""
+        if self.quote_error is not None:
+            return f"the quote does not verify ({self.quote_error})"
+        if self.replay is None:
+            return "no quoted bank covers the PCRs the list extends"
+        if not self.replay.matched:
+            return "the list does not replay to the quoted PCRs"
+        if self.failures:
+            f = self.failures[0]
+            more = f" and {len(self.failures) - 1} more" if len(self.failures) > 1 else ""
+            return f"entry {f.index} {f.path}: {f.verdict.value}{more}"
+        if not self.boot_aggregate_ok:
+            return "boot_aggregate is missing or does not match the quoted PCRs 0-9"
+        if self.firmware_log is not None and not self.firmware_log.ok:
+            return "the firmware event log does not check out"
+        return "not trusted"
+
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data (``imasim attest --json``)."""
         return {

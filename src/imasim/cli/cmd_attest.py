@@ -7,9 +7,11 @@ for, and the best verdict is CONSISTENT (exit 0, said as such), never TRUSTED.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
+from ..algorithms import HashAlgorithm
 from ..errors import UsageError
 from ._args import hash_alg, hex_bytes
 
@@ -42,7 +44,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                    help="hash of a plain signature (tpm2_quote -f plain; default sha256)")
     p.add_argument("--pcrs", type=Path, help="without a quote: PCR values read from the "
                    "machine (imasim log replay --json shape, or tpm2_pcrread output)")
-    p.add_argument("--list", type=Path, required=True,
+    p.add_argument("--list", required=True,
                    help="measurement list (binary, ASCII, or a 6.10+ per-bank list)")
     p.add_argument("--digest-alg", type=hash_alg, help="the list's template-digest "
                    "algorithm (default: found from the list; sha256 for "
@@ -69,68 +71,108 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(func=_attest)
 
 
-def _attest(args: argparse.Namespace) -> int:
-    from ..attest import AttestationStatus, attest, attest_file
-    from ..ima.codec import detect_list_kind
-    from ..io import is_ascii_list, list_name_hint, load_pcrs_json, read_measurement_list
-    from ..runtime_policy import RuntimePolicy
-    from ..tpm.marshal import PcrSelection
-    from ..tpm.verify import parse_pcr_file, parse_pcrread_yaml
-    from ._progress import track
-    from ._trust import trust_keyring
+def _quote_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """The quote's files (or the quote-less PCR values), read and parsed here so that a
+    malformed or wrong file is bad input (exit 2), not a failed verification."""
+    from ..io import load_pcrs_json
+    from ..tpm.marshal import PcrSelection, parse_attest
+    from ..tpm.verify import (
+        load_ak_public,
+        parse_pcr_file,
+        parse_pcrread_yaml,
+        read_signature,
+    )
+    from ._io import explained, read_input
 
     quote_args = (args.ak, args.message, args.signature, args.pcr_file, args.nonce)
-    quote: dict[str, Any] = {}
     if any(a is not None for a in quote_args):
         if any(a is None for a in quote_args):
             raise UsageError("a quote needs -u, -m, -s, -f and -q")
         if args.pcrs is not None:
             raise UsageError("--pcrs is for evidence without a quote; the quote has -f")
-        sel = PcrSelection.from_string(args.pcr_list) if args.pcr_list else None
-        _, values = parse_pcr_file(args.pcr_file.read_bytes(), sel)
-        quote = {"quote_attest": args.message.read_bytes(),
-                 "quote_signature": args.signature.read_bytes(),
-                 "ak_public": args.ak.read_bytes(), "nonce": args.nonce,
-                 "pcr_values": values}
-        if args.hash_algorithm is not None:
-            quote["quote_hash_alg"] = args.hash_algorithm
-    elif args.pcrs is not None:
-        data = args.pcrs.read_bytes()
-        if data.lstrip()[:1] == b"{":
-            quote = {"pcr_values": load_pcrs_json(data)}
-        else:  # tpm2_pcrread's YAML
-            quote = {"pcr_values": parse_pcrread_yaml(data).unauthenticated()}
-    else:
-        raise UsageError("give a quote (-u -m -s -f -q) or PCR values (--pcrs)")
+        halg = args.hash_algorithm or HashAlgorithm.SHA256
+        what = "a PCR file (tpm2_quote -o)"
+        data = read_input(args.pcr_file, what, ("data", "text"))
+        with explained(args.pcr_file, data, what):
+            sel = PcrSelection.from_string(args.pcr_list) if args.pcr_list else None
+            _, values = parse_pcr_file(data, sel)
+        what = "a quote message (TPMS_ATTEST)"
+        message = read_input(args.message, what, ("tpm-attest",))
+        with explained(args.message, message, what):
+            parse_attest(message)
+        what = "an AK public key (PEM, DER or TPM2B_PUBLIC)"
+        ak = read_input(args.ak, what, ("pem:public key", "pem:rsa public key",
+                                         "der-public-key", "der"))
+        with explained(args.ak, ak, what):
+            load_ak_public(ak)
+        what = "a quote signature (TPMT_SIGNATURE or plain)"
+        signature = read_input(args.signature, what, ("der",))
+        with explained(args.signature, signature, what):
+            read_signature(signature, hash_alg=halg)
+        return {"quote_attest": message, "quote_signature": signature, "ak_public": ak,
+                "nonce": args.nonce, "pcr_values": values, "quote_hash_alg": halg}
+    if args.pcrs is not None:
+        what = "PCR values (pcrs.json or tpm2_pcrread output)"
+        data = read_input(args.pcrs, what, ("json-pcrs", "json", "text", "data"))
+        with explained(args.pcrs, data, what):
+            if data.lstrip()[:1] == b"{":
+                return {"pcr_values": load_pcrs_json(data)}
+            return {"pcr_values": parse_pcrread_yaml(data).unauthenticated()}
+    raise UsageError("give a quote (-u -m -s -f -q) or PCR values (--pcrs)")
+
+
+def _attest(args: argparse.Namespace) -> int:
+    from ..attest import AttestationStatus, attest, attest_file
+    from ..ima.codec import detect_list_kind
+    from ..io import is_ascii_list, list_name_hint
+    from ..runtime_policy import RuntimePolicy
+    from ._io import explained, peek_input, read_input, read_list
+    from ._progress import track
+    from ._trust import trust_keyring
+
+    quote = _quote_inputs(args)
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     for i in args.ignore_pcr:
         if not 0 <= i < 24:
             raise UsageError(f"--ignore-pcr {i}: a PCR index is 0-23")
-    reference = (RuntimePolicy.from_keylime_json(args.policy.read_bytes())
-                 if args.policy else None)
+    reference = None
+    if args.policy is not None:
+        what = "a Keylime runtime policy (JSON)"
+        data = read_input(args.policy, what, ("json-policy",))
+        with explained(args.policy, data, what):
+            reference = RuntimePolicy.from_keylime_json(data)
     keyring = trust_keyring(args.trust, ".ima") if args.trust else None
     if args.require_signatures and keyring is None:
         raise UsageError("--require-signatures needs --trust CERT")
     options: dict[str, Any] = {
         "reference": reference, "ignore_violations": args.ignore_violations,
         "ignore_pcrs": args.ignore_pcr, **quote, **_firmware(args)}
-    with args.list.open("rb") as f:
-        head = f.read(1 << 16)
-        if keyring is None and not is_ascii_list(head):
+    streamed = False
+    if keyring is None and str(args.list) != "-":
+        what = "a binary measurement list"
+        head = peek_input(args.list, what, ("binary-list", "per-bank-list", "ascii-list",
+                                            "json-list"))
+        if not is_ascii_list(head) and head.lstrip()[:1] not in (b"{", b"["):
             # the fused path: matched and appraised in one streaming pass
-            kind = detect_list_kind(head, digest_alg=args.digest_alg,
-                                    hint=list_name_hint(args.list))
-            f.seek(0)
-            report = attest_file(f, digest_alg=kind.digest_alg, byte_order=kind.byte_order,
-                                 jobs=args.jobs, **options)
-        else:
-            lst = read_measurement_list(args.list, digest_alg=args.digest_alg)
-            report = attest(entries=track(lst, "attest"), signature_keyring=keyring,
-                            require_signatures=args.require_signatures,
-                            digest_alg=lst.digest_alg, **options)
+            with explained(args.list, head, what):
+                kind = detect_list_kind(head, digest_alg=args.digest_alg,
+                                        hint=list_name_hint(args.list))
+                with Path(args.list).open("rb") as f:
+                    report = attest_file(f, digest_alg=kind.digest_alg,
+                                         byte_order=kind.byte_order, jobs=args.jobs,
+                                         **options)
+            streamed = True
+    if not streamed:
+        lst = read_list(args.list, digest_alg=args.digest_alg)
+        report = attest(entries=track(lst, "attest"), signature_keyring=keyring,
+                        require_signatures=args.require_signatures,
+                        digest_alg=lst.digest_alg, **options)
     print(report.to_json() if args.json else report.summary())
-    return 0 if report.status is not AttestationStatus.NOT_TRUSTED else 1
+    if report.status is AttestationStatus.NOT_TRUSTED:
+        print(f"imasim: not trusted: {report.reason}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _firmware(args: argparse.Namespace) -> dict[str, Any]:
