@@ -308,6 +308,66 @@ def eventlog_corpus() -> None:
         EventLog(log.format, log.spec_id, (log.events[0], short, *log.events[2:])).encode())
 
 
+def edge_corpus() -> None:
+    """Inputs at the bounds (issue 20): counts, digits, nesting and names just past them,
+    small enough for the mutational engine (the MB-sized ones are in tests/bounds)."""
+    import gzip
+    import io
+    import tarfile
+
+    from imasim._der import der, der_int, der_oid
+    from imasim.archive import ArchiveMember, write_cpio
+
+    sha256 = der(0x30, der_oid("2.16.840.1.101.3.4.2.1"))
+    signer = der(0x30, der_int(1) + der(0x30, der(0x30, b"") + der_int(1)) + sha256
+                 + der(0x30, der_oid("1.2.840.113549.1.1.1")) + der(0x04, b"x"))
+
+    def signed_data(algs: bytes, signers: bytes = signer) -> bytes:
+        body = (der_int(1) + der(0x31, algs) + der(0x30, der_oid("1.2.840.113549.1.7.1"))
+                + der(0x31, signers))
+        return der(0x30, der_oid("1.2.840.113549.1.7.2") + der(0xA0, der(0x30, body)))
+
+    put("pkcs7", "digest-algorithms-257.der", signed_data(sha256 * 257))
+    put("pkcs7", "elements-20001.der", signed_data(der(0x30, der(0x06, b"\x01")) * 10_001))
+    put("pkcs7", "oid-200-bytes.der", signed_data(sha256, der(0x30, der_int(1) + der(
+        0x30, der(0x30, b"") + der_int(1)) + der(0x30, der(0x06, b"\x81" * 199 + b"\x01"))
+        + der(0x30, der_oid("1.2.840.113549.1.1.1")) + der(0x04, b"x"))))
+    one = gzip.compress(write_cpio([ArchiveMember("init", b"x" * 20, 0o100755)]), mtime=0)
+    put("cpio", "gzip-members-x64.cpio", one * 64)
+    put("cpio", "dot-dot.cpio", write_cpio([
+        ArchiveMember("usr", mode=0o40755), ArchiveMember("usr/../bin/sh", b"sh"),
+        ArchiveMember("missing/../x", b"x"), ArchiveMember("l", b"usr", 0o120777),
+        ArchiveMember("./a//./b", b"b")]))
+
+    def tar(name: str, pax: dict[str, str]) -> bytes:
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as t:
+            info = tarfile.TarInfo(name)
+            info.pax_headers = pax
+            t.addfile(info, io.BytesIO(b""))
+        return out.getvalue()
+
+    put("tar", "pax-uid-5000-digits.tar", tar("f", {"uid": "9" * 5000}))
+    put("tar", "pax-mtime-400-digits.tar", tar("f", {"mtime": "9" * 400 + ".5"}))
+    put("tar", "pax-size-21-digits.tar", tar("f", {"size": "1" * 21}))
+    put("tar", "dot-dot.tar", tar("usr/../bin/sh", {}))
+    put("tar", "pax-records-300.tar", tar("f", {f"SCHILY.xattr.user.{i}": "v"
+                                                for i in range(300)}))
+    put("list-ascii", "pcr-5000-digits.txt",
+        "9" * 5000 + " " + "00" * 20 + " ima-ng sha1:" + "00" * 20 + " /init\n")
+    put("ipe-policy", "version-5000-digits.policy",
+        f"policy_name=a policy_version=0.{'9' * 5000}.0\nDEFAULT action=ALLOW\n")
+    put("ima-policy", "uid-5000-digits.policy", f"measure uid={'9' * 5000}\n")
+    put("xattr", "hash-algo-unknown.bin", bytes([4, 200]) + bytes(32))
+    put("json-document", "deep-arrays.json", "[" * 10_000)
+    put("json-document", "pcrs.json", '{"sha256": {"10": "' + "00" * 32 + '"}}')
+    put("json-document", "unterminated-escapes.json", '"' + '\\"[' * 3000)
+    put("toml-document", "deep-inline-tables.toml", "a = " + "{b=" * 3000)
+    put("toml-document", "dotted-key-100.toml", "a" + ".a" * 100 + " = 1\n")
+    put("toml-document", "integer-5000-digits.toml", "a = " + "9" * 5000 + "\n")
+
+
 if __name__ == "__main__":
     main()
     eventlog_corpus()
+    edge_corpus()

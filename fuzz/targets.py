@@ -244,6 +244,12 @@ TARGETS: dict[str, Target] = {
                ("realkernel/k612-ipe/ipe-policies/*.policy", "../corpus/ipe-policy/*")),
         Target("cpio", _call("imasim.archive", "parse_cpio"), ("../corpus/cpio/*",)),
         Target("tar", _call("imasim.archive", "parse_tar"), ("../corpus/tar/*",)),
+        Target("json-document", _text("imasim.io", "load_json_bounded"),
+               ("realkernel/*/pcrs.json", "../corpus/json-document/*")),
+        Target("toml-document", _text("imasim.io", "load_toml_bounded"),
+               ("../../docs/scenarios/*.toml", "../corpus/toml-document/*")),
+        Target("scenario", _text("imasim.scenario", "parse_scenario"),
+               ("../../docs/scenarios/*.toml", "../corpus/toml-document/*")),
         Target("eventlog", _eventlog, ("realkernel/*/stage1/tpm0/binary_bios_measurements",
                                        "../corpus/eventlog/*")),
     )
