@@ -182,3 +182,20 @@ def test_digest_forms_as_the_kernel_compares_them() -> None:
         m.add_file(f"/usr/bin/d{i}", CONTENT, mode=0o100755, xattrs={"security.ima": value})
         r = m.exec(f"/usr/bin/d{i}")
         assert r.allowed is ok and (ok or r.reason == "invalid-hash"), (value.hex(), r)
+
+
+def test_sha3_before_and_after_6_7() -> None:
+    """HASH_ALGO__LAST was 20 before sha3 joined enum hash_algo (6.7): asymmetric_verify
+    refuses a sha3 header with -ENOPKG on 6.1, verifies it on 6.12."""
+    from imasim.errors import UnsupportedAlgorithmError
+
+    s = pki()["leaf"]
+    key = s.as_key()
+    ring = Keyring(".ima")
+    ring.add(key)
+    d = H.SHA3_256.hash(CONTENT)
+    value = sign_xattr(d, key=s.key, keyid=key.key_id_v2, hash_alg=H.SHA3_256)
+    assert value[2] == 20
+    assert verify_xattr(value, d, keyring=ring, kernel_version=(6, 12)) == key
+    with pytest.raises(UnsupportedAlgorithmError):
+        verify_xattr(value, d, keyring=ring, kernel_version=(6, 1))
