@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Protocol, cast
+from typing import Protocol, TypeVar, cast
 
 from .algorithms import HashAlgorithm
 from .archive import ArchiveMember
@@ -178,6 +178,15 @@ class Kernel:
         return opts.ima_template_fmt or opts.ima_template or self.config.ima_default_template
 
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _thaw(m: Mapping[_K, _V]) -> dict[_K, _V]:
+    """A mutable copy of a frozen mapping (MappingProxyType.copy is the C-level dict copy)."""
+    return m.copy() if isinstance(m, MappingProxyType) else dict(m)
+
+
 class Txn:
     """One transition being computed: the state it started from, what it changed so far
     (copied on first write), the PCR extends and audit records it will commit."""
@@ -208,16 +217,27 @@ class Txn:
             self._htable = set(self.boot.htable)
         return self._htable
 
+    def in_htable(self, key: tuple[bytes, int]) -> bool:
+        return key in (self._htable if self._htable is not None else self.boot.htable)
+
+    def measured_version(self, key: tuple[int, int]) -> int | None:
+        """The i_version last measured for (inode, PCR), without copying anything."""
+        return (self._measured if self._measured is not None else self.boot.measured).get(key)
+
+    def ino_measured(self, ino: int) -> bool:
+        m = self._measured if self._measured is not None else self.boot.measured
+        return any(k[0] == ino for k in m)
+
     @property
     def measured(self) -> dict[tuple[int, int], int]:
         if self._measured is None:
-            self._measured = dict(self.boot.measured)
+            self._measured = _thaw(self.boot.measured)
         return self._measured
 
     @property
     def open_files(self) -> dict[int, tuple[int, int]]:
         if self._open is None:
-            self._open = dict(self.boot.open_files)
+            self._open = _thaw(self.boot.open_files)
         return self._open
 
     @property
@@ -232,7 +252,7 @@ class Txn:
 
     def put_file(self, f: SimFile) -> None:
         if self._files is None:
-            self._files = dict(self.state.files)
+            self._files = _thaw(self.state.files)
         self._files[f.path] = f
 
     def new_boot(self, boot: BootState) -> None:
@@ -303,7 +323,7 @@ def store(t: Txn, entry: MeasurementEntry, *, check_duplicate: bool = True) -> b
     """ima_add_template_entry: dedupe, append, extend every bank."""
     k = t.kernel
     key = (entry.template_hash(k.ima_hash(t.boot.boot_options)), entry.pcr)
-    if check_duplicate and not entry.is_violation and key in t.htable:
+    if check_duplicate and not entry.is_violation and t.in_htable(key):
         t.audit_msg(AUDIT_INTEGRITY_PCR, "add_template_measure", "hash_exists",
                     entry.event_name, 0)
         return False
@@ -431,7 +451,7 @@ def process(t: Txn, path: str, hook: Hook, mask: int, *, uid: int = 0,
     measured = False
     if m.measure:
         pcr = m.pcr if m.pcr is not None else k.config.ima_measure_pcr_idx
-        if t.measured.get((f.ino, pcr)) != f.i_version:
+        if t.measured_version((f.ino, pcr)) != f.i_version:
             modsig = (split[0], split[1].pkcs7) if split else None
             entry = _make_entry(m.template or k.template(opts),
                                 file_values(f, digest, alg, modsig), pcr)
@@ -465,7 +485,7 @@ def _violation_check(t: Txn, f: SimFile, mask: int, m: MatchResult) -> None:
     readers, writers = t.open_files.get(f.ino, (0, 0))
     cause = None
     if mask & MAY_WRITE:
-        if readers > 0 and any(k[0] == f.ino for k in t.measured):
+        if readers > 0 and t.ino_measured(f.ino):
             cause = "ToMToU"
     elif writers > 0 and m.measure:
         cause = "open_writers"
