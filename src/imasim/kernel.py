@@ -197,7 +197,7 @@ class Txn:
         self.state = state  #: the fields outside ``boot``, replaced as they change
         self.boot = state.boot  #: the scalar fields of the boot state, replaced as they change
         self._entries: list[MeasurementEntry] | None = None
-        self._htable: set[tuple[bytes, int]] | None = None
+        self._htable: dict[tuple[bytes, int], int] | None = None
         self._measured: dict[tuple[int, int], int] | None = None
         self._open: dict[int, tuple[int, int]] | None = None
         self._files: dict[str, SimFile] | None = None
@@ -212,9 +212,9 @@ class Txn:
         return self._entries
 
     @property
-    def htable(self) -> set[tuple[bytes, int]]:
+    def htable(self) -> dict[tuple[bytes, int], int]:
         if self._htable is None:
-            self._htable = set(self.boot.htable)
+            self._htable = _thaw(self.boot.htable)
         return self._htable
 
     def in_htable(self, key: tuple[bytes, int]) -> bool:
@@ -286,7 +286,7 @@ class Txn:
         if self._entries is not None:
             changes["entries"] = tuple(self._entries)
         if self._htable is not None:
-            changes["htable"] = frozenset(self._htable)
+            changes["htable"] = MappingProxyType(self._htable)
         if self._measured is not None:
             changes["measured"] = MappingProxyType(self._measured)
         if self._open is not None:
@@ -328,7 +328,7 @@ def store(t: Txn, entry: MeasurementEntry, *, check_duplicate: bool = True) -> b
                     entry.event_name, 0)
         return False
     if not entry.is_violation:
-        t.htable.add(key)
+        t.htable[key] = len(t.entries)
     t.entries.append(entry)
     digests = {}
     for alg in k.tpm.banks:

@@ -125,14 +125,16 @@ class QueuedKey:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BootState:
     """Everything one running kernel holds about integrity; a kexec or a power cycle
-    starts a new one. ``measured`` maps (inode, PCR) to the i_version last measured
-    (the iint's IMA_MEASURED); ``open_files`` maps an inode to its (readers, writers)."""
+    starts a new one. ``htable`` maps (template digest, PCR) to the index of the entry
+    that has it (ima_htable: what a duplicate is checked against). ``measured`` maps
+    (inode, PCR) to the i_version last measured (the iint's IMA_MEASURED); ``open_files``
+    maps an inode to its (readers, writers)."""
 
     generation: int = 0
     booted: bool = False
     boot_options: BootOptions = field(default_factory=BootOptions)
     entries: tuple[MeasurementEntry, ...] = ()
-    htable: frozenset[tuple[bytes, int]] = frozenset()
+    htable: Mapping[tuple[bytes, int], int] = field(default_factory=_empty)  # type: ignore[arg-type]
     measured: Mapping[tuple[int, int], int] = field(default_factory=_empty)  # type: ignore[arg-type]
     open_files: Mapping[int, tuple[int, int]] = field(default_factory=_empty)  # type: ignore[arg-type]
     violations: int = 0
