@@ -25,6 +25,7 @@ field, and raise :class:`~imasim.errors.ParseError` with the absolute offset and
 from __future__ import annotations
 
 import io
+import re
 import stat
 import struct
 import zlib
@@ -91,6 +92,7 @@ def _hex_field(raw: bytes, off: int, name: str) -> int:
 
 _INFLATE_CHUNK: Final = 1 << 16  # compressed bytes fed to zlib at a time
 _BIG_READ: Final = 1 << 20  # reads larger than this inflate straight into their buffer
+_NONZERO: Final = re.compile(rb"[^\x00]")
 
 
 class _Plain:
@@ -132,7 +134,7 @@ class _Gunzip:
         self.src, self.src_pos, self.base = buf, offset, offset
         self.d = zlib.decompressobj(16 + zlib.MAX_WBITS)
         self.budget = budget
-        self.ahead = b""  # inflated, not yet read
+        self.ahead, self.off = b"", 0  # inflated; ahead[off:] not yet read
         self.pos = 0  # offset in the inflated stream of ahead[0]
 
     def _inflate(self, want: int) -> bytes:
@@ -167,20 +169,21 @@ class _Gunzip:
         return self.src_pos - len(self.d.unused_data)
 
     def at_end(self) -> bool:
-        if not self.ahead:
-            self.ahead = self._inflate(_INFLATE_CHUNK)
+        if self.off == len(self.ahead):
+            self.ahead, self.off = self._inflate(_INFLATE_CHUNK), 0
         return not self.ahead
 
     def peek(self, n: int) -> bytes:
-        while len(self.ahead) < n:
-            more = self._inflate(max(n - len(self.ahead), _INFLATE_CHUNK))
+        while len(self.ahead) - self.off < n:
+            more = self._inflate(max(n - len(self.ahead) + self.off, _INFLATE_CHUNK))
             if not more:
                 break
-            self.ahead += more
-        return self.ahead[:n]
+            self.ahead, self.off = self.ahead[self.off:] + more, 0
+        return self.ahead[self.off:self.off + n]
 
     def read(self, n: int, field: str) -> bytes:
-        if n > self.budget.left + len(self.ahead):
+        have = len(self.ahead) - self.off
+        if n > self.budget.left + have:
             raise LimitExceededError("decompressed archive too large", offset=self.base,
                                      field=field, expected=f"<= {self.budget.limit} bytes "
                                      "in all members", actual=n)
@@ -189,12 +192,12 @@ class _Gunzip:
             if len(head) < n:
                 raise TruncatedError(f"cpio {field}", offset=self.base, field=field,
                                      expected=n, actual=len(head))
-            self.ahead = self.ahead[n:]
+            self.off += n  # an offset, not a slice: many small reads stay linear
             self.pos += n
             return head
         sink = io.BytesIO()
-        sink.write(self.ahead)
-        got, self.ahead = len(self.ahead), b""
+        sink.write(memoryview(self.ahead)[self.off:])
+        got, self.ahead, self.off = have, b"", 0
         while got < n:
             more = self._inflate(min(n - got, _BIG_READ))
             if not more:
@@ -208,8 +211,9 @@ class _Gunzip:
 
     def skip_zeros(self) -> None:
         while self.peek(1) == b"\0":
-            zeros = len(self.ahead) - len(self.ahead.lstrip(b"\0"))
-            self.ahead = self.ahead[zeros:]
+            m = _NONZERO.search(self.ahead, self.off)
+            zeros = (len(self.ahead) if m is None else m.start()) - self.off
+            self.off += zeros
             self.pos += zeros
 
 
