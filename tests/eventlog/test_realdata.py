@@ -147,3 +147,31 @@ def test_judgement_of_the_real_secure_boot_capture() -> None:
     assert off.state.pk == () and len(off.state.applications) == 1
     seabios = _judged("k612-boot-tcb-ima-ng-sha256", ReferenceState(secure_boot=True))
     assert [r.code for r in seabios.reasons] == ["secure_boot_unknown", "unauthenticated"]
+
+
+KEYLIME_MB = STAGES[0].path.parents[2] / "keylime" / "measured-boot"
+
+
+@pytest.mark.parametrize("own", ["k612-uefi-ovmf", "k612-uefi-ovmf-secureboot"])
+def test_keylime_generated_refstate(own: str) -> None:
+    """keylime-policy create measured-boot (Keylime 7.14.3) made a reference state from each
+    OVMF capture's log: imasim accepts the log it was made from and names what differs in
+    the other (Secure Boot, the keys Keylime allows, the PCR 0 firmware)."""
+    import json
+
+    from imasim.eventlog.judge import ReferenceState
+
+    other = {"k612-uefi-ovmf": "k612-uefi-ovmf-secureboot",
+             "k612-uefi-ovmf-secureboot": "k612-uefi-ovmf"}[own]
+    from dataclasses import replace
+
+    doc = json.loads((KEYLIME_MB / f"{own}-stage1.json").read_text())
+    ref = replace(ReferenceState.from_keylime(doc), require_authenticated=False)  # pcrs.json
+    assert ref.scrtm_and_bios is not None and ref.secure_boot is (own.endswith("secureboot"))
+    mine = _judged(own, ref)
+    assert [r.code for r in mine.reasons] == []
+    theirs = [r.code for r in _judged(other, ref).reasons]
+    if own.endswith("secureboot"):  # the non-SB log: off, other firmware, empty dbx
+        assert theirs == ["firmware_differs", "secure_boot_off", "dbx_missing"]
+    else:  # the SB log under a no-SB refstate (keys not checked): on, other firmware
+        assert theirs == ["firmware_differs", "secure_boot_on"]

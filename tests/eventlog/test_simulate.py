@@ -260,3 +260,32 @@ def test_seabios_log_has_no_uefi_state() -> None:
     v = verify_eventlog(log, PcrBanks.unauthenticated(replay(log).values))
     verdict = judge(v, ReferenceState(secure_boot=True, require_authenticated=False))
     assert [r.code for r in verdict.reasons] == ["secure_boot_unknown"]
+
+
+@pytest.mark.interop
+def test_debian_shim_grub_kernel_boot(tmp_path: Path) -> None:
+    """An OVMF-like Secure Boot of Debian's signed shim, GRUB and kernel: the log's PCR 4
+    digests are the images' Authenticode digests as pesign -h computes them, and a
+    reference of exactly those digests accepts the verified log."""
+    from pe.pe_support import debian_image
+
+    pesign = need("pesign")
+    images = [("/EFI/debian/shimx64.efi", "shimx64.efi.signed"),
+              ("/EFI/debian/grubx64.efi", "grubx64.efi.signed"), ("/boot/vmlinuz", "vmlinuz")]
+    boot = replace(uefi(), images=tuple(BootImage(p, debian_image(n)) for p, n in images))
+    m = Machine.create(cmdline="ima_policy=tcb", banks=BANKS, secure_boot=True,
+                       firmware=SimulatedFirmware("ovmf", boot, True))
+    m.boot()
+    assert m.firmware_log is not None
+    apps = [e for e in m.firmware_log.measurements
+            if e.event_type == EventType.EV_EFI_BOOT_SERVICES_APPLICATION]
+    pesigned = []
+    for _path, name in images:
+        f = tmp_path / name
+        f.write_bytes(debian_image(name))
+        out = subprocess.run([pesign, "-h", "-i", str(f)], capture_output=True, text=True,
+                             check=True).stdout
+        pesigned.append(bytes.fromhex(out.split()[-1]))
+    assert [e.digest(H.SHA256) for e in apps] == pesigned
+    ref = replace(reference(), boot_digests=frozenset(pesigned))
+    assert judge(verify_eventlog(m.firmware_log, quoted(m)), ref).ok

@@ -95,6 +95,10 @@ class MeasuredBootState:
     changed_events: tuple[int, ...]
     """Verified-PCR events whose data does not hash to their digest (tampered data)."""
     pcr7_verified: bool = False
+    s_crtm: tuple[Mapping[HashAlgorithm, bytes], ...] | None = None
+    """Digests of the EV_S_CRTM_VERSION events (None when PCR 0 is not verified)."""
+    platform_firmware: tuple[Mapping[HashAlgorithm, bytes], ...] | None = None
+    """Digests of the EV_EFI_PLATFORM_FIRMWARE_BLOB(2) events in PCR 0, in log order."""
 
 
 def _digests(ev: Event, banks: Iterable[HashAlgorithm]) -> dict[HashAlgorithm, bytes]:
@@ -117,12 +121,19 @@ def boot_state(v: VerifiedEventLog) -> MeasuredBootState:
     initrd: dict[HashAlgorithm, bytes] | None = None
     grub_cmdline: str | None = None
     changed: list[int] = []
+    scrtm: list[Mapping[HashAlgorithm, bytes]] = []
+    blobs: list[Mapping[HashAlgorithm, bytes]] = []
     for ev in v.events:
         binding = v.binding(ev)
         if binding is DataBinding.MISMATCH:
             changed.append(ev.number)
             continue
         et = ev.event_type
+        if ev.pcr == 0 and et == EventType.EV_S_CRTM_VERSION:
+            scrtm.append(_digests(ev, banks))
+        elif ev.pcr == 0 and et in (EventType.EV_EFI_PLATFORM_FIRMWARE_BLOB,
+                                    EventType.EV_EFI_PLATFORM_FIRMWARE_BLOB2):
+            blobs.append(_digests(ev, banks))
         try:
             if et == EventType.EV_EFI_VARIABLE_DRIVER_CONFIG and ev.pcr == 7:
                 var = parse_variable_data(ev.data)
@@ -155,7 +166,9 @@ def boot_state(v: VerifiedEventLog) -> MeasuredBootState:
         pk=lists.get("PK"), kek=lists.get("KEK"), db=lists.get("db"), dbx=lists.get("dbx"),
         authorities=tuple(authorities), applications=tuple(apps),
         load_options=load_options, initrd=initrd, grub_cmdline=grub_cmdline,
-        changed_events=tuple(changed), pcr7_verified=pcr7)
+        changed_events=tuple(changed), pcr7_verified=pcr7,
+        s_crtm=tuple(scrtm) if 0 in v.verified_pcrs else None,
+        platform_firmware=tuple(blobs) if 0 in v.verified_pcrs else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +206,8 @@ def _sig_entries(lists: tuple[SignatureList, ...] | None) -> set[tuple[str, byte
 class ReferenceState:
     """The expected measured boot. None (or empty) means "not checked".
 
-    ``pk``/``kek``/``db``: the exact (owner GUID, signature data) entries expected;
+    ``pk``/``kek``/``db``: the allowed (owner GUID, signature data) entries (every measured
+    entry must be one, as Keylime's ``KeySubset``);
     ``dbx_required``: entries dbx must contain (revocations that must be present);
     ``boot_digests``: allowed SHA-256 Authenticode digests of every boot application;
     ``initrd_digests``: allowed SHA-256 digests of the initrd; ``kernel_cmdline``: a
@@ -212,6 +226,9 @@ class ReferenceState:
     kernel_cmdline: str | None = None
     cmdline_exact: str | None = None
     require_authenticated: bool = True
+    scrtm_and_bios: tuple[tuple[Mapping[HashAlgorithm, bytes],
+                                tuple[Mapping[HashAlgorithm, bytes], ...]], ...] | None = None
+    """Allowed (S-CRTM version digest, platform firmware blob digests in order) pairs."""
 
     @classmethod
     def from_keylime(cls, doc: Mapping[str, Any]) -> ReferenceState:
@@ -220,12 +237,15 @@ class ReferenceState:
         Reads ``pk``, ``kek``, ``db`` and ``dbx`` (lists of ``{"SignatureOwner",
         "SignatureData"}``) and ``kernels`` (``shim_authcode_sha256``,
         ``grub_authcode_sha256``, ``kernel_authcode_sha256``, ``initrd_plain_sha256``,
-        ``kernel_cmdline``); Secure Boot is expected on, as Keylime's example policy does.
+        ``kernel_cmdline``), ``scrtm_and_bios`` and ``has_secureboot`` (Secure Boot is
+        expected on without it, as Keylime's example policy does).
         """
+        has_sb = bool(doc.get("has_secureboot", True))
+
         def entries(key: str) -> frozenset[tuple[str, bytes]] | None:
             raw = doc.get(key)
-            if raw is None:
-                return None
+            if raw is None or (not raw and not has_sb and key != "dbx"):
+                return None  # Keylime: no Secure Boot and nothing listed, not checked
             try:
                 return frozenset((str(Guid.parse(e["SignatureOwner"])),
                                   bytes.fromhex(str(e["SignatureData"]).removeprefix("0x")))
@@ -254,11 +274,48 @@ class ReferenceState:
                 raise ParseError(f"bad digest in kernels: {exc}", field="kernels") from None
             if "kernel_cmdline" in k:
                 cmdlines.append(str(k["kernel_cmdline"]))
-        return cls(secure_boot=True, pk=entries("pk"), kek=entries("kek"), db=entries("db"),
+        def digest(d: Any) -> dict[HashAlgorithm, bytes]:
+            if not isinstance(d, Mapping):
+                raise ParseError("a digest must be an object {alg: 0xhex}",
+                                 field="scrtm_and_bios")
+            try:
+                return {HashAlgorithm.from_name(a): bytes.fromhex(str(h).removeprefix("0x"))
+                        for a, h in d.items()}
+            except (ValueError, ImasimError) as exc:
+                raise ParseError(f"bad digest {d!r}: {exc}", field="scrtm_and_bios") from None
+
+        sab = doc.get("scrtm_and_bios")
+        allowed_sab = None
+        if sab is not None:
+            if not isinstance(sab, list) or not all(isinstance(x, Mapping) for x in sab):
+                raise ParseError("scrtm_and_bios must be a list of objects",
+                                 field="scrtm_and_bios")
+            try:
+                allowed_sab = tuple((digest(x["scrtm"]),
+                                     tuple(digest(p) for p in x["platform_firmware"]))
+                                    for x in sab)
+            except (KeyError, TypeError) as exc:
+                raise ParseError(f"bad scrtm_and_bios entry: {exc}",
+                                 field="scrtm_and_bios") from None
+        return cls(secure_boot=has_sb,
+                   scrtm_and_bios=allowed_sab, pk=entries("pk"), kek=entries("kek"),
+                   db=entries("db"),
                    dbx_required=entries("dbx") or frozenset(),
                    boot_digests=frozenset(boot) if boot else None,
                    initrd_digests=frozenset(initrd) if initrd else None,
                    kernel_cmdline="|".join(f"(?:{c})" for c in cmdlines) if cmdlines else None)
+
+
+def _same(got: tuple[Mapping[HashAlgorithm, bytes], ...],
+          want: tuple[Mapping[HashAlgorithm, bytes], ...]) -> bool:
+    """Same length, and each digest equal in every algorithm both name (at least one)."""
+    if len(got) != len(want):
+        return False
+    for g, w in zip(got, want, strict=True):
+        common = [a for a in w if a in g]
+        if not common or any(g[a] != w[a] for a in common):
+            return False
+    return True
 
 
 def judge(v: VerifiedEventLog, ref: ReferenceState) -> Verdict:
@@ -271,6 +328,13 @@ def judge(v: VerifiedEventLog, ref: ReferenceState) -> Verdict:
 
     for n in s.changed_events:
         fail("event_changed", f"event {n}: its data does not hash to its digest")
+    if ref.scrtm_and_bios is not None:
+        if s.s_crtm is None or s.platform_firmware is None:
+            fail("firmware_unknown", "PCR 0 is not verified")
+        elif not any(_same(s.s_crtm, (scrtm,)) and _same(s.platform_firmware, blobs)
+                     for scrtm, blobs in ref.scrtm_and_bios):
+            fail("firmware_differs", "the S-CRTM version or the platform firmware blobs "
+                 "measured in PCR 0 are not an allowed pair")
     if ref.secure_boot is not None:
         if s.secure_boot is None:
             fail("secure_boot_unknown", "PCR 7 is not verified or SecureBoot was not measured")
@@ -282,11 +346,11 @@ def judge(v: VerifiedEventLog, ref: ReferenceState) -> Verdict:
             continue
         if got is None or not s.pcr7_verified:
             fail(f"{name.lower()}_unknown", f"{name} was not measured in a verified PCR 7")
-        elif _sig_entries(got) != set(want):
+        elif not _sig_entries(got) <= set(want):
             extra = len(_sig_entries(got) - set(want))
-            missing = len(set(want) - _sig_entries(got))
             fail(f"{name.lower()}_differs",
-                 f"{name} differs from the reference ({extra} unexpected, {missing} missing)")
+                 f"{name} holds {extra} entr{'y' if extra == 1 else 'ies'} the reference "
+                 "does not allow")
     if ref.dbx_required:
         if s.dbx is None or not s.pcr7_verified:
             fail("dbx_unknown", "dbx was not measured in a verified PCR 7")
