@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                    "replay to the quoted PCRs")
     p.add_argument("--measured-boot", type=Path, metavar="REFSTATE",
                    help="judge the event log against a measured-boot reference state "
-                   "(Keylime's refstate JSON; Secure Boot expected on)")
+                   "(Keylime's measured-boot refstate JSON)")
     p.add_argument("--jobs", type=int, default=1,
                    help="processes replaying the banks in parallel (default 1)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -63,8 +63,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                    help='PCR values, {"sha256": {"0": "<hex>", ...}} (pcrs.json)')
     c.add_argument("--refstate", type=Path,
                    help="judge the measured boot against a reference state (Keylime's "
-                   "measured-boot refstate JSON: pk/kek/db/dbx, kernels[] digests, cmdline); "
-                   "Secure Boot is expected on")
+                   "measured-boot refstate JSON: has_secureboot, scrtm_and_bios, pk/kek/db/dbx, "
+                   "kernels[] digests and cmdline)")
     c.add_argument("--json", action="store_true", help="print the result as JSON")
     c.set_defaults(func=_check)
 
