@@ -181,20 +181,20 @@ def _firmware(args: argparse.Namespace) -> dict[str, Any]:
         if args.measured_boot is not None:
             raise UsageError("--measured-boot needs --eventlog")
         return {}
-    import json
-
     from ..errors import ParseError
     from ..eventlog import EventLog
     from ..eventlog.judge import ReferenceState
+    from ._io import explained, load_json, read_input
 
-    out: dict[str, Any] = {"eventlog": EventLog.parse(args.eventlog.read_bytes())}
+    what = "a TCG event log (binary_bios_measurements)"
+    data = read_input(args.eventlog, what, ("eventlog",))
+    with explained(args.eventlog, data, what):
+        out: dict[str, Any] = {"eventlog": EventLog.parse(data)}
     if args.measured_boot is not None:
-        try:
-            doc = json.loads(args.measured_boot.read_bytes())
-        except ValueError as exc:
-            raise ParseError(f"measured-boot reference state is not JSON: {exc}",
-                             field="measured-boot") from None
+        ref_what = "a measured-boot reference state (Keylime refstate JSON)"
+        doc = load_json(args.measured_boot, ref_what, ("json",))
         if not isinstance(doc, dict):
-            raise ParseError("the reference state must be a JSON object", field="measured-boot")
-        out["measured_boot"] = ReferenceState.from_keylime(doc)
+            raise ParseError(f"{args.measured_boot} is not a JSON object, expected {ref_what}")
+        with explained(args.measured_boot, b"", ref_what):
+            out["measured_boot"] = ReferenceState.from_keylime(doc)
     return out
