@@ -44,7 +44,7 @@ def _run(doc: dict[str, Any]) -> bool:
 def test_every_scenario_is_a_claim() -> None:
     linked = {name for row in _rows() for name in row}
     assert linked == {p.name for p in SCENARIOS.glob("*.toml")}
-    assert len(PAIRS) >= 13
+    assert len(PAIRS) >= 15
 
 
 @pytest.mark.parametrize("a, b", PAIRS, ids=[f"{a[:-5]}|{b[:-5]}" for a, b in PAIRS])
@@ -57,5 +57,8 @@ def test_the_claim_flips_with_the_configuration(a: str, b: str) -> None:
     assert strip == [{k: v for k, v in act.items() if k != "expect"} for act in db["actions"]]
     assert da["machine"] != db["machine"]
     assert _run(da) and _run(db)
-    assert not _run({**da, "machine": db["machine"]}), f"{a}'s claim holds without its config"
-    assert not _run({**db, "machine": da["machine"]}), f"{b}'s claim holds without its config"
+    # the other machine, with its name (test keys derive from the scenario's name)
+    assert not _run({**da, "machine": db["machine"], "name": db["name"]}), \
+        f"{a}'s claim holds without its configuration"
+    assert not _run({**db, "machine": da["machine"], "name": da["name"]}), \
+        f"{b}'s claim holds without its configuration"

@@ -61,6 +61,7 @@ from .ima.policy import (
 from .ima.replay import boot_aggregate
 from .ima.templates import lookup_template
 from .initkeys import integrity_load_keys
+from .policyfile import write_policy
 from .ipe.lsm import FileProperties, Ipe
 from .ipe.policy import Op
 from .ipe.verity import dm_verity_root_hash, fsverity_digest, verify_fsverity_signature

@@ -262,8 +262,8 @@ class Machine:
         return self._run(lambda t: k.measure_critical_data(t, label, event_name, data))
 
     def load_policy(self, text: str) -> None:
-        """Write a custom policy to securityfs: all rules or none."""
-        self._run(lambda t: k.load_policy(t, text))
+        """Write to securityfs's policy file: rules, or a path read under POLICY_CHECK."""
+        self._run(lambda t: k.write_policy(t, text))
 
     def ipe_load_policy_file(self, path: str, *, update: str | None = None,
                              activate: bool = False) -> None:

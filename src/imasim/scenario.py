@@ -79,7 +79,8 @@ from .ima.replay import MatchStatus, match
 from .ipe.lsm import Ipe
 from .ipe.verity import sign_fsverity
 from .kconfig import PRESETS, KernelConfig
-from .kernel import measure_firmware
+from .kernel import Firmware, measure_firmware
+from .kimage import firmware_booting, kernel_image
 from .keys.generate import derive_ec_key, make_certificate
 from .keys.key import Key
 from .machine import EXT4, PROC, RAMFS, TMPFS, AccessResult, Machine
@@ -118,7 +119,7 @@ _MACHINE_KEYS: Final[Mapping[str, _Kind]] = {
     "preset": str, "cmdline": str, "banks": "strs", "builtin_keys": "strs",
     "secure_boot": bool, "config": dict, "seed": str, "clock": float, "ipe": bool,
     "ipe_boot_policy": str, "ipe_unsigned_policy_by_rule": bool, "secondary_keys": "strs",
-    "firmware": str}
+    "firmware": str, "kernel_image": bool}
 _KEY_KEYS: Final[Mapping[str, _Kind]] = {"ca": bool, "issuer": str, "cn": str, "seed": str}
 _TOP_KEYS: Final[Mapping[str, _Kind]] = {"machine": dict, "keys": dict, "files": "files",
                                          "actions": list, "name": str, "description": str}
@@ -594,14 +595,17 @@ class _Runner:
             banks = [HashAlgorithm.from_name(b) for b in spec.get("banks", ["sha1", "sha256"])]
         except ImasimError as exc:
             raise _bad(str(exc), "machine.banks") from None
+        builtin = [self.kernel_key(k) for k in spec.get("builtin_keys", [])]
+        firmware: Firmware = (SimulatedFirmware(spec["firmware"]) if "firmware" in spec
+                              else measure_firmware)
+        if spec.get("kernel_image"):  # PCR 4 measures the kernel image, keys compiled in
+            firmware = firmware_booting(kernel_image([k.der or b"" for k in builtin]))
         m = Machine.create(config=cfg, cmdline=spec.get("cmdline", "ima_policy=tcb"),
                            banks=banks, secure_boot=bool(spec.get("secure_boot", False)),
-                           builtin_keys=[self.kernel_key(k)
-                                         for k in spec.get("builtin_keys", [])],
+                           builtin_keys=builtin,
                            entropy=SeededEntropy(str(spec.get("seed", "scenario")).encode()),
                            clock=FixedClock(float(spec.get("clock", 0.0))),
-                           firmware=(SimulatedFirmware(spec["firmware"]) if "firmware" in spec
-                                     else measure_firmware))
+                           firmware=firmware)
         if "ipe_boot_policy" in spec or spec.get("ipe"):
             m.enable_ipe(spec.get("ipe_boot_policy"), unsigned_policy_by_rule=bool(
                 spec.get("ipe_unsigned_policy_by_rule", False)))
