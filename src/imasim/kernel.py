@@ -61,7 +61,6 @@ from .ima.policy import (
 from .ima.replay import boot_aggregate
 from .ima.templates import lookup_template
 from .initkeys import integrity_load_keys
-from .policyfile import write_policy
 from .ipe.lsm import FileProperties, Ipe
 from .ipe.policy import Op
 from .ipe.verity import dm_verity_root_hash, fsverity_digest, verify_fsverity_signature
@@ -72,6 +71,7 @@ from .keys.keyring import KeyNeed, Keyring
 from .keys.layout import ProcKey
 from .keys.layout import proc_keys as layout_proc_keys
 from .keys.system import SystemKeyrings
+from .policyfile import write_policy
 from .sig.modsig import split_modsig
 from .sig.pkcs7 import Usage, verify_pkcs7
 from .state import (
@@ -101,6 +101,7 @@ __all__ = [
     "measure_buffer",
     "measure_firmware",
     "process",
+    "write_policy",
 ]
 
 class Firmware(Protocol):

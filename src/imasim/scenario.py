@@ -80,9 +80,9 @@ from .ipe.lsm import Ipe
 from .ipe.verity import sign_fsverity
 from .kconfig import PRESETS, KernelConfig
 from .kernel import Firmware, measure_firmware
-from .kimage import firmware_booting, kernel_image
 from .keys.generate import derive_ec_key, make_certificate
 from .keys.key import Key
+from .kimage import firmware_booting, kernel_image
 from .machine import EXT4, PROC, RAMFS, TMPFS, AccessResult, Machine
 from .sig.authenticode import sign_pe
 from .sig.modsig import sign_module

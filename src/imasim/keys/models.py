@@ -28,19 +28,22 @@ or a notebook can compare what each admits:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Literal
 
-from ..errors import UsageError
+from ..errors import KeyRejectedError, UsageError
 from .key import Key
 from .keyring import (
     EventLog,
     Keyring,
     restrict_link_by_key_or_keyring,
     restrict_link_by_key_or_keyring_chain,
+    restrict_link_by_signature,
     restrict_link_reject,
 )
 
-__all__ = ["linux_4_4_keyrings", "trust_model"]
+__all__ = ["Linux44Trust", "linux_4_4_keyrings", "linux_4_6_keyrings",
+           "restrict_link_by_ima_mok", "trust_model"]
 
 TrustModel = Literal["vendor", "owner-delegated", "owner-authorised"]
 
@@ -88,3 +91,106 @@ def trust_model(model: TrustModel, *, vendor_keys: Iterable[Key],
         rings[".ima"] = ima
         return rings
     raise UsageError(f"unknown trust model {model!r}")
+
+
+# -- when trust is decided: 4.4's KEY_FLAG_TRUSTED vs 4.6's restriction at link time --------
+def restrict_link_by_ima_mok(dest: Keyring, key: Key | Keyring,
+                             restriction_key: Keyring | Key | None, /) -> None:
+    """security/integrity/ima/ima_mok.c (4.6, the 2016 patch set "KEYS: Move the point of
+    trust determination to __key_link()"): a key enters ``.ima`` when a key of the
+    system keyring signed it, or, when none did (-ENOKEY), a key of ``.ima_mok``.
+    ``restriction_key`` is a keyring linking ``.system_keyring`` then ``.ima_mok`` (searched
+    in that order: a key the system keyring finds but that does not verify is refused
+    without asking .ima_mok, as restrict_link_by_builtin_trusted's -EKEYREJECTED is)."""
+    restrict_link_by_signature(dest, key, restriction_key)
+
+
+def linux_4_6_keyrings(vendor_keys: Iterable[Key], *, log: EventLog | None = None
+                       ) -> dict[str, Keyring]:
+    """``.system_keyring``, ``.ima_mok`` and ``.ima`` as the 2016 patch set (4.6) built
+    them: every restriction runs at key_link time. ``.ima_mok`` takes keys the system
+    keyring vouches for (restrict_link_by_builtin_trusted: not self-allowing, unlike 4.4's
+    flag), ``.ima`` keys that the system keyring or ``.ima_mok`` vouches for
+    (:func:`restrict_link_by_ima_mok`)."""
+    log = log if log is not None else EventLog()
+    system = Keyring(".system_keyring", log=log)
+    for k in vendor_keys:
+        system.add(k)
+    system.restrict(restrict_link_reject)
+    mok = Keyring(".ima_mok", log=log, restriction=restrict_link_by_signature,
+                  restriction_key=system)
+    vouchers = Keyring("system+ima_mok", log=log)
+    vouchers.link(system)
+    vouchers.link(mok)
+    ima = Keyring(".ima", log=log, restriction=restrict_link_by_ima_mok,
+                  restriction_key=vouchers)
+    return {".system_keyring": system, ".ima_mok": mok, ".ima": ima}
+
+
+@dataclass
+class Linux44Trust:
+    """Linux 4.4/4.5's KEY_FLAG_TRUSTED model: trust is decided once, when the key is
+    created (x509_key_preparse: x509_validate_trust against ``.system_keyring``, then,
+    with CONFIG_IMA_MOK_KEYRING, ``.ima_mok``) and kept as a flag on the key; a
+    KEY_FLAG_TRUSTED_ONLY keyring (``.ima``, ``.ima_mok``) admits a key only if the flag
+    is set, at add and at key_link alike, whatever the vouching keyrings hold by then.
+
+    So a key created while its CA was in ``.ima_mok`` stays trusted after the CA is
+    removed and can still be linked into ``.ima``; 4.6's restriction (re-run at every
+    link, :func:`linux_4_6_keyrings`) refuses it."""
+
+    rings: dict[str, Keyring]
+    #: KEY_FLAG_TRUSTED, by the key's ids (the flag lives on the kernel's key object)
+    trusted: dict[tuple[bytes, ...], bool] = field(default_factory=dict)
+
+    @classmethod
+    def boot(cls, vendor_keys: Iterable[Key], *, ima_mok: bool = True,
+             log: EventLog | None = None) -> Linux44Trust:
+        log = log if log is not None else EventLog()
+        system = Keyring(".system_keyring", log=log)
+        for k in vendor_keys:
+            system.add(k)
+        system.restrict(restrict_link_reject)
+        rings = {".system_keyring": system}
+        if ima_mok:
+            rings[".ima_mok"] = Keyring(".ima_mok", log=log)
+        rings[".ima"] = Keyring(".ima", log=log)
+        out = cls(rings)
+        for ring in rings.values():
+            if ring is not system:
+                ring.restrict(out._trusted_only)
+        return out
+
+    def _vouch(self, key: Key) -> bool:
+        """x509_validate_trust against the system keyring, then .ima_mok."""
+        for name in (".system_keyring", ".ima_mok"):
+            ring = self.rings.get(name)
+            if ring is None:
+                continue
+            try:
+                restrict_link_by_signature(ring, key, ring)
+                return True
+            except KeyRejectedError:
+                continue
+        return False
+
+    def _trusted_only(self, dest: Keyring, key: Key | Keyring,
+                      restriction_key: Keyring | Key | None, /) -> None:
+        """KEY_FLAG_TRUSTED_ONLY: the flag decides (-EPERM)."""
+        if isinstance(key, Keyring) or not self.trusted.get(key.ids, False):
+            what = key.name if isinstance(key, Keyring) else key.description
+            raise KeyRejectedError(f"{dest.name} is KEY_FLAG_TRUSTED_ONLY and "
+                                   f"{what!r} is not KEY_FLAG_TRUSTED (EPERM)")
+
+    def create(self, key: Key) -> Key:
+        """key_alloc of a certificate: KEY_FLAG_TRUSTED is decided now, for good."""
+        self.trusted.setdefault(key.ids, self._vouch(key))
+        return key
+
+    def add(self, ring: str, key: Key) -> None:
+        """add_key(2) into ``ring``: the key is created (its flag decided), then linked."""
+        self.rings[ring].add(self.create(key))
+
+    def link(self, ring: str, key: Key) -> None:
+        """keyctl link of an existing key: only its flag is tested."""
+        self.rings[ring].add(key)
