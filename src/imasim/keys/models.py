@@ -48,14 +48,20 @@ __all__ = ["Linux44Trust", "linux_4_4_keyrings", "linux_4_6_keyrings",
 TrustModel = Literal["vendor", "owner-delegated", "owner-authorised"]
 
 
-def linux_4_4_keyrings(vendor_keys: Iterable[Key], *, ima_mok: bool = True,
-                       log: EventLog | None = None) -> dict[str, Keyring]:
-    """``.system_keyring`` (closed after boot), ``.ima_mok`` and ``.ima`` as 4.4 built them."""
-    log = log if log is not None else EventLog()
+def _system_keyring(vendor_keys: Iterable[Key], log: EventLog) -> Keyring:
+    """``.system_keyring``: the vendor's built-in keys, closed after boot."""
     system = Keyring(".system_keyring", log=log)
     for k in vendor_keys:
         system.add(k)
     system.restrict(restrict_link_reject)
+    return system
+
+
+def linux_4_4_keyrings(vendor_keys: Iterable[Key], *, ima_mok: bool = True,
+                       log: EventLog | None = None) -> dict[str, Keyring]:
+    """``.system_keyring`` (closed after boot), ``.ima_mok`` and ``.ima`` as 4.4 built them."""
+    log = log if log is not None else EventLog()
+    system = _system_keyring(vendor_keys, log)
     rings = {".system_keyring": system}
     trusted = system
     if ima_mok:
@@ -113,10 +119,7 @@ def linux_4_6_keyrings(vendor_keys: Iterable[Key], *, log: EventLog | None = Non
     flag), ``.ima`` keys that the system keyring or ``.ima_mok`` vouches for
     (:func:`restrict_link_by_ima_mok`)."""
     log = log if log is not None else EventLog()
-    system = Keyring(".system_keyring", log=log)
-    for k in vendor_keys:
-        system.add(k)
-    system.restrict(restrict_link_reject)
+    system = _system_keyring(vendor_keys, log)
     mok = Keyring(".ima_mok", log=log, restriction=restrict_link_by_signature,
                   restriction_key=system)
     vouchers = Keyring("system+ima_mok", log=log)
