@@ -10,8 +10,10 @@ Where to start (each name is imported on first use, so ``import imasim`` stays c
 * :func:`imasim.replay` and :func:`imasim.match` -- the PCR values a list replays to, and
   whether (and how far) it matches given PCR values.
 * :func:`imasim.verify_quote` -- a TPM quote checked as ``tpm2_checkquote`` checks it.
-* :func:`imasim.attest.attest` -- quote + list + reference values in one call, giving
-  an :class:`imasim.AttestationReport` (``trusted``, ``failures``, ``to_json()``).
+* :mod:`imasim.verify` -- the verifier's front door: quote -> PCRs -> match -> attest,
+  each step taking only what the one before verified; ``imasim.verify.attest`` runs it
+  all and gives an :class:`imasim.AttestationReport` (``status``, ``failures``,
+  ``to_json()``).
 * The command line: ``imasim --help`` (``imasim demo`` runs the whole story).
 
 Top-level names are the safe layer; the codecs and the raw software TPM live in
@@ -87,6 +89,8 @@ def __getattr__(name: str) -> Any:
             value: Any = version("imasim")
         except PackageNotFoundError:  # pragma: no cover - running from a source tree
             value = "unknown"
+    elif name == "verify":
+        value = importlib.import_module("imasim.verify")
     elif name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
     else:
@@ -96,4 +100,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__all__) | {"verify"})

@@ -33,7 +33,7 @@ PRIVATE_KEY = frozenset({"pem:private key", "pem:rsa private key", "pem:ec priva
                          "der-key", "der"})
 
 __all__ = ["CERTIFICATE", "PRIVATE_KEY", "Kind", "describe", "display_name", "load_json",
-           "read_input", "read_list", "sniff", "stdout_broken", "write_output"]
+           "read_input", "read_list", "read_whole", "sniff", "stdout_broken", "write_output"]
 
 #: PCR numbers a measurement list can name (a TPM has 24; the kernel allows 0..23).
 _MAX_PCR = 24
@@ -393,6 +393,14 @@ def pipe_safe_stdout() -> Iterator[None]:
             sys.stdout, _current = real, None
 
 
+# -- the files of a quote (tpm2_quote -m/-s/-o, tpm2_createak -u): (expect, accept) -------
+QUOTE_MESSAGE = ("a quote message (TPMS_ATTEST, tpm2_quote -m)", ("tpm-attest",))
+QUOTE_SIGNATURE = ("a quote signature (TPMT_SIGNATURE or plain, tpm2_quote -s)", ("der",))
+AK_PUBLIC = ("an AK public key (PEM, DER or TPM2B_PUBLIC)",
+             ("pem:public key", "pem:rsa public key", "der-public-key", "der"))
+PCR_FILE = ("a PCR file (tpm2_quote -o)", ("data", "text"))
+
+
 # -- PCR values ---------------------------------------------------------------------------
 PCRS_JSON = 'PCR values as JSON ({"sha256": {"10": "<hex>"}})'
 
@@ -412,6 +420,16 @@ def read_pcrs(path: Path | str) -> Any:
 
 # -- measurement lists ---------------------------------------------------------------------
 LIST_KINDS = frozenset({"binary-list", "per-bank-list", "ascii-list", "json-list"})
+
+
+def read_whole(path: Path | str, expect: str = "a measurement list (binary, ASCII or "
+               "JSON)") -> bool:
+    """Must the list at ``path`` be read whole (stdin, ASCII, JSON), or can a binary list
+    stream from the file? Refuses missing, empty and wrong files as :func:`read_input`."""
+    if str(path) == "-":
+        return True
+    head = peek_input(path, expect, LIST_KINDS)
+    return sniff(head).name == "ascii-list" or head.lstrip()[:1] == b"{"
 
 
 def read_list(path: Path | str, *, byte_order: str | None = None,

@@ -10,7 +10,7 @@ from ..errors import ParseError, UsageError
 from ..tpm.marshal import PcrSelection, SigScheme
 from ..tpm.verify import write_pcr_file
 from ._args import add_json, hash_alg, hash_algs, hex_bytes, verdict
-from ._io import explained, read_input
+from ._io import AK_PUBLIC, PCR_FILE, QUOTE_MESSAGE, QUOTE_SIGNATURE, explained, read_input
 
 if TYPE_CHECKING:
     from ..tpm.soft_tpm import SoftTpm
@@ -277,18 +277,16 @@ def _checkquote(args: argparse.Namespace) -> int:
 
     pcrs = None
     if args.pcr:
-        data = read_input(args.pcr, "a PCR file (tpm2_quote -o)", ("data", "text"))
+        data = read_input(args.pcr, *PCR_FILE)
         if args.pcrs_format == "yaml" and not args.pcr_list:
             pcrs = parse_pcrread_yaml(data)
         else:
             pcrs = read_pcr_file(data, selection=args.pcr_list,
                                  form="serialized" if args.pcrs_format == "yaml"
                                  else args.pcrs_format)
-    message = read_input(args.message, "a quote message (TPMS_ATTEST)", ("tpm-attest",))
-    public = read_input(args.public, "an AK public key (PEM, DER or TPM2B_PUBLIC)",
-                        ("pem:public key", "pem:rsa public key", "der-public-key", "der"))
-    signature = read_signature(read_input(args.signature, "a quote signature "
-                                          "(TPMT_SIGNATURE)", ("der",)),
+    message = read_input(args.message, *QUOTE_MESSAGE)
+    public = read_input(args.public, *AK_PUBLIC)
+    signature = read_signature(read_input(args.signature, *QUOTE_SIGNATURE),
                                hash_alg=args.hash_algorithm)
 
     def check() -> tuple[str, dict[str, Any]]:

@@ -125,11 +125,9 @@ def _opened(args: argparse.Namespace) -> Any:
 def _run(args: argparse.Namespace, label: str, on_file: Callable[..., T],
          on_list: Callable[..., T]) -> T:
     args.command_label = label
-    from ._io import LIST_KINDS, peek_input, read_list, sniff
+    from ._io import read_list, read_whole
 
-    # stdin, ASCII and JSON lists are read whole; binary files stream
-    if str(args.file) == "-" or sniff(head := peek_input(
-            args.file, _LIST, LIST_KINDS)).name == "ascii-list" or head.lstrip()[:1] == b"{":
+    if read_whole(args.file):  # stdin, ASCII and JSON lists; binary files stream
         return on_list(read_list(args.file, byte_order=args.byte_order,
                                  digest_alg=args.digest_alg))
     with _opened(args) as (source, kind):
