@@ -142,11 +142,9 @@ def _check(args: argparse.Namespace) -> int:
 
         from ..errors import ParseError
         from ..eventlog.judge import ReferenceState, judge
+        from ._io import load_json
 
-        try:
-            doc = json.loads(args.refstate.read_bytes())
-        except ValueError as exc:
-            raise ParseError(f"reference state is not JSON: {exc}", field="refstate") from None
+        doc = load_json(args.refstate, "a measured-boot reference state (JSON)")
         if not isinstance(doc, dict):
             raise ParseError("reference state must be a JSON object", field="refstate")
         ref = replace(ReferenceState.from_keylime(doc), require_authenticated=False)
