@@ -52,6 +52,7 @@ from .ima.fields import DigestWithAlgo, FieldValue
 from .ima.policy import (
     MAY_READ,
     MAY_WRITE,
+    Action,
     Hook,
     ImaPolicy,
     MatchResult,
@@ -665,10 +666,17 @@ def load_policy(t: Txn, text: str) -> None:
 
 
 # -- kexec ---------------------------------------------------------------------------------
-def kexec_load(t: Txn, kernel: str, initrd: str | None, cmdline: str) -> AccessResult:
+def kexec_load(t: Txn, kernel: str, initrd: str | None, cmdline: str,
+               syscall: str = "kexec_file_load") -> AccessResult:
     """kexec_file_load: measure/appraise the image and initramfs, check the image's
     signature (KEXEC_SIG), measure the command line, and (kernels that copy at load)
-    copy the measurement list into the kexec buffer now."""
+    copy the measurement list into the kexec buffer now. ``syscall="kexec_load"``: the
+    classic kexec_load(2) (:func:`kexec_load_segments`)."""
+    if syscall == "kexec_load":
+        return kexec_load_segments(t, kernel, initrd, cmdline)
+    if syscall != "kexec_file_load":
+        raise UsageError(f"unknown kexec syscall {syscall!r} "
+                         "(kexec_file_load or kexec_load)")
     r = process(t, kernel, Hook.KEXEC_KERNEL_CHECK, MAY_READ)
     if not r.allowed:
         return r
@@ -699,6 +707,36 @@ def kexec_load(t: Txn, kernel: str, initrd: str | None, cmdline: str) -> AccessR
     return AccessResult(True, r.measured, r.appraised)
 
 
+def kexec_load_segments(t: Txn, kernel: str, initrd: str | None, cmdline: str
+                        ) -> AccessResult:
+    """The classic kexec_load(2): user space (kexec-tools) reads ``kernel`` and ``initrd``
+    and hands the kernel memory segments, so nothing can be measured, appraised or
+    signature-checked. kexec_load_check asks the LSMs first: IMA (ima_load_data,
+    LOADING_KEXEC_IMAGE) refuses with EACCES when the kernel has KEXEC_SIG and booted
+    with secure boot, or when appraisal is enforced and the policy appraises
+    KEXEC_KERNEL_CHECK (IMA_APPRAISE_KEXEC); then lockdown (LOCKDOWN_KEXEC) refuses with
+    EPERM. Otherwise the image loads unmeasured and without an IMA buffer: even with
+    CONFIG_IMA_KEXEC the next kernel starts a new list."""
+    if not t.boot.booted:
+        raise SimulationError("boot the machine first")
+    for path in (kernel, initrd):
+        if path is not None:
+            t.file(path)  # kexec-tools reads it: a missing file is its error
+    k = t.kernel
+    cfg = k.config
+    enforce = t.boot.boot_options.ima_appraise == "enforce" and cfg.ima_appraise
+    appraises_kexec = any(r.action is Action.APPRAISE and r.func is Hook.KEXEC_KERNEL_CHECK
+                          for r in t.boot.policy.rules)
+    if (cfg.kexec_sig and k.secure_boot) or (enforce and appraises_kexec):
+        return AccessResult(False, reason="impossible to appraise a kernel image without a "
+                            "file descriptor; try using kexec_file_load syscall (EACCES)")
+    if k.lockdown != "none":
+        return AccessResult(False, reason=f"Lockdown: kexec of unsigned images is "
+                            f"restricted; see man kernel_lockdown.7 ({k.lockdown}) (EPERM)")
+    t.boot = replace(t.boot, kexec=KexecImage(kernel, initrd, cmdline, None, ima_buffer=False))
+    return AccessResult(True)
+
+
 def kexec_execute(t: Txn, cmdline: str | None) -> None:
     """kexec -e: the TPM keeps its PCRs; the new kernel (a new boot generation) restores
     the carried list (CONFIG_IMA_KEXEC) and boots. A command line the new kernel refuses
@@ -710,13 +748,14 @@ def kexec_execute(t: Txn, cmdline: str | None) -> None:
     old = t.boot
     new_cmdline = cmdline if cmdline is not None else image.cmdline
     opts = BootOptions.from_cmdline(new_cmdline) if new_cmdline else old.boot_options
-    if cfg.ima_kexec:
+    carries = cfg.ima_kexec and image.ima_buffer
+    if carries:
         buf = image.carried if image.carried is not None else pack_kexec_buffer(old.entries)
         restored = tuple(restore_kexec_buffer(buf).entries)
     else:
         restored = ()
     record = KexecRecord(old.generation,
-                         KexecCopy.NOT_CARRIED if not cfg.ima_kexec else
+                         KexecCopy.NOT_CARRIED if not carries else
                          KexecCopy.LOAD if image.carried is not None else KexecCopy.EXECUTE,
                          len(restored), tuple(old.entries[len(restored):]))
     t.state = replace(t.state, kexec_log=(*t.state.kexec_log, record))

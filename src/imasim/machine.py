@@ -212,8 +212,7 @@ class Machine:
         fsys = replace(fs if isinstance(fs, Filesystem) else Filesystem(*fs), initramfs=True)
         return self._run(lambda t: k.add_members(t, parse_cpio(archive), fsys))
 
-    def extract_tar(self, archive: bytes, *, fs: Filesystem | tuple[str, int] = EXT4
-                    ) -> list[str]:
+    def extract_tar(self, archive: bytes, *, fs: Filesystem | tuple[str, int] = EXT4) -> list[str]:
         """Unpack a tar archive as ``tar --xattrs`` does (security.* xattrs kept)."""
         return self._run(lambda t: k.add_members(t, parse_tar(archive), fs))
 
@@ -287,9 +286,10 @@ class Machine:
         """``keyctl clear``: WRITE on the keyring (the kernel's own refuse: EACCES)."""
         k.keyctl_clear(self.keyrings.resolve(ring))
 
-    def kexec_load(self, kernel: str, initrd: str | None = None, cmdline: str = "") -> AccessResult:
-        """kexec_file_load: measure, appraise and verify the image; copy the list (or not)."""
-        return self._run(lambda t: k.kexec_load(t, kernel, initrd, cmdline))
+    def kexec_load(self, kernel: str, initrd: str | None = None, cmdline: str = "", *,
+                   syscall: str = "kexec_file_load") -> AccessResult:
+        """kexec_file_load, or ``syscall="kexec_load"`` (:func:`imasim.kernel.kexec_load`)."""
+        return self._run(lambda t: k.kexec_load(t, kernel, initrd, cmdline, syscall))
 
     def __repr__(self) -> str:
         return (f"<Machine kernel {'.'.join(map(str, self.config.version))} "

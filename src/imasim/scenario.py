@@ -311,11 +311,13 @@ OPS: Final[Mapping[str, OpSpec]] = {
                           "finit_module: MODULE_CHECK, then the module signature"),
     "load_firmware": OpSpec(_FILE_OP, frozenset({"path"}), _access("load_firmware"),
                             "request_firmware: FIRMWARE_CHECK"),
-    "kexec_load": OpSpec({"kernel": str, "initrd": str, "cmdline": str},
+    "kexec_load": OpSpec({"kernel": str, "initrd": str, "cmdline": str, "syscall": str},
                          frozenset({"kernel"}),
                          lambda r, m, run, a, w: m.kexec_load(
-                             a["kernel"], a.get("initrd"), a.get("cmdline", "")),
-                         "kexec_file_load of kernel (and initrd), measuring cmdline",
+                             a["kernel"], a.get("initrd"), a.get("cmdline", ""),
+                             syscall=a.get("syscall", "kexec_file_load")),
+                         "kexec_file_load of kernel (and initrd), measuring cmdline; "
+                         'syscall = "kexec_load": the classic call (nothing checked)',
                          "kernel"),
     "kexec_execute": OpSpec({"cmdline": str}, frozenset(),
                             _none(lambda r, m, run, a, w: m.kexec_execute(

@@ -83,18 +83,22 @@ class AccessResult:
 class KexecImage:
     """A kernel loaded by kexec_file_load, waiting for ``kexec -e``: its paths, the new
     command line, and the measurement list copied into its buffer at load time (None
-    when the list is copied at execute, or not carried at all)."""
+    when the list is copied at execute, or not carried at all). ``ima_buffer`` is False
+    for an image loaded by the classic kexec_load(2): only kexec_file_load adds the IMA
+    buffer (ima_add_kexec_buffer), so the next kernel starts a new list."""
 
     kernel: str
     initrd: str | None
     cmdline: str
     carried: bytes | None
+    ima_buffer: bool = True
 
 
 class KexecCopy(enum.StrEnum):
     """When a kexec copied the measurement list into the new kernel's buffer: at
     kexec_file_load (kernels up to 6.15: what is measured after it is lost), at execute
-    (ima_update_kexec_buffer), or not at all (no CONFIG_IMA_KEXEC)."""
+    (ima_update_kexec_buffer), or not at all (no CONFIG_IMA_KEXEC, or an image loaded by
+    the classic kexec_load, which has no IMA buffer)."""
 
     LOAD = "load"
     EXECUTE = "execute"
