@@ -410,3 +410,17 @@ def test_json_everywhere_indented_by_one(cmd: tuple[str, ...], ws: Path, tmp_pat
     assert isinstance(doc, dict | list) and doc
     second = out.splitlines()[1]
     assert second.startswith(" ") and not second.startswith("  "), second
+
+
+def test_a_damaged_list_gets_the_offset_and_a_text_file_is_named(
+        ws: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cut = tmp_path / "cut.bin"
+    cut.write_bytes((ws / "bad" / "truncated-list").read_bytes())
+    assert main(["log", "show", str(cut)]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith(f"imasim: bad input: {cut}: ") and "offset" in line, line
+    text = tmp_path / "notes.txt"
+    text.write_text("y\n" * 50)
+    assert main(["log", "show", str(text)]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert f"{text} is a text file, expected a measurement list" in line, line

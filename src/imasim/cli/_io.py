@@ -278,15 +278,18 @@ def peek_input(path: Path | str, expect: str, accept: Collection[str] | None = N
 
 
 @contextmanager
-def explained(path: Path | str, data: bytes, expect: str) -> Iterator[None]:
+def explained(path: Path | str, data: bytes, expect: str,
+              accept: Collection[str] = ()) -> Iterator[None]:
     """Re-raise a :class:`ParseError` (or :class:`PolicyError`) from parsing ``data`` with
-    the file named and, when
-    the sniffer recognises the file, what it is instead of ``expect``."""
+    the file named and, when the file is recognisably something else than ``expect``
+    (another kind; or text, when ``accept`` names the kinds expected), what it is."""
     try:
         yield
     except (ParseError, PolicyError) as exc:
         kind = sniff(data)
-        if kind.certain:
+        other = kind.name not in accept and (kind.certain or (bool(accept) and kind.name in (
+            "text", "toml")))
+        if other:
             raise ParseError(f"{display_name(path)} is {kind.description}, expected "
                              f"{expect} ({exc})") from None
         raise ParseError(f"{display_name(path)}: {exc}") from None
@@ -440,7 +443,7 @@ def read_list(path: Path | str, *, byte_order: str | None = None,
 
     data = read_input(path, expect, accept)
     kind = sniff(data)
-    with explained(path, data, expect):
+    with explained(path, data, expect, accept):
         if kind.name == "json-list":
             return parse_json_measurement_list(data)
         order = byte_order or kind.byte_order
