@@ -225,8 +225,10 @@ class ListAppraiser:
     [(0, 'unknown-path')]
     """
 
-    def __init__(self, reference: RuntimePolicy | None, keyring: Keyring | None = None) -> None:
+    def __init__(self, reference: RuntimePolicy | None, keyring: Keyring | None = None, *,
+                 record_boot_aggregates: bool = True) -> None:
         self.reference = reference
+        self._record = record_boot_aggregates
         self.failures: list[EntryVerdict] = []
         self.pcr_of: dict[int, int] = {}
         self.boot_aggregates: list[tuple[int, MeasurementEntry]] = []
@@ -243,7 +245,7 @@ class ListAppraiser:
 
     def __call__(self, index: int, e: MeasurementEntry) -> None:
         """Appraise entry ``index``; a failure is appended to :attr:`failures`."""
-        if not e.is_violation and e._safe_name() == "boot_aggregate":
+        if self._record and not e.is_violation and e._safe_name() == "boot_aggregate":
             self.boot_aggregates.append((index, e))
         if self.reference is None:
             return
@@ -652,6 +654,14 @@ def _evidence(quote_attest: bytes | None, quote_signature: bytes | None,
     return _Evidence(pcrs, False, None, None)
 
 
+def _allowing_violations(reference: RuntimePolicy | None, ignore: bool
+                         ) -> RuntimePolicy | None:
+    """``reference`` with ``allow_violations`` set when the caller ignores violations."""
+    if ignore and reference is not None and not reference.allow_violations:
+        return replace(reference, allow_violations=True)
+    return reference
+
+
 def _report(ev: _Evidence, result: MatchResult, appraiser: ListAppraiser, n: int, *,
             appraised: bool, ignore_violations: bool, kernel_version: tuple[int, int],
             name: Callable[[int], str] = lambda i: "", eventlog: EventLog | None = None,
@@ -738,10 +748,9 @@ def attest(
     n = len(entries)
     if ev.pcrs is None:
         return AttestationReport(False, ev.error, None, False, (), (), None, 0, n, ev.failure)
-    if ignore_violations and reference is not None and not reference.allow_violations:
-        reference = replace(reference, allow_violations=True)
+    reference = _allowing_violations(reference, ignore_violations)
     result = match(entries, ev.pcrs, digest_alg=digest_alg, ignore_pcrs=ignore_pcrs)
-    appraiser = ListAppraiser(reference, signature_keyring)
+    appraiser = ListAppraiser(reference, signature_keyring, record_boot_aggregates=False)
     for i, e in enumerate(entries[:result.verified_count]):
         appraiser(i, e)
     # every boot_aggregate, for the kexec note; only verified ones are checked
@@ -787,8 +796,7 @@ def attest_file(
                    quote_hash_alg)
     if ev.pcrs is None:
         return AttestationReport(False, ev.error, None, False, (), (), None, 0, 0, ev.failure)
-    if ignore_violations and reference is not None and not reference.allow_violations:
-        reference = replace(reference, allow_violations=True)
+    reference = _allowing_violations(reference, ignore_violations)
     appraiser = _FileAppraiser(reference)
     result = _match_and_appraise_file(source, ev.pcrs, appraiser, digest_alg=digest_alg,
                                       byte_order=byte_order, ignore_pcrs=ignore_pcrs,
