@@ -20,8 +20,9 @@ from typing import Final, Literal
 from .algorithms import HashAlgorithm
 from .errors import UnsupportedAlgorithmError, UsageError
 
-__all__ = ["COPY_AT_EXECUTE_SINCE", "PRESETS", "BootOptions", "KernelConfig",
-           "copies_list_at_execute"]
+__all__ = ["COPY_AT_EXECUTE_SINCE", "FORCE_KEXEC_SIG_MAINLINE", "FORCE_KEXEC_SIG_SINCE",
+           "PRESETS", "BootOptions", "KernelConfig", "copies_list_at_execute",
+           "forces_kexec_sig"]
 
 AppraiseMode = Literal["enforce", "fix", "log", "off"]
 
@@ -31,6 +32,10 @@ class KernelConfig:
     """Kconfig switches (names without the CONFIG_ prefix) and the version."""
 
     version: tuple[int, int] = (6, 1)
+    #: the patch level, the ``z`` of ``x.y.z`` (None: the series' first release, x.y.0):
+    #: stable trees received some changes after their first release
+    #: (:data:`FORCE_KEXEC_SIG_SINCE`)
+    sublevel: int | None = None
     ima_kexec: bool = False  # CONFIG_IMA_KEXEC
     ima_appraise: bool = True  # CONFIG_IMA_APPRAISE
     ima_appraise_modsig: bool = True  # CONFIG_IMA_APPRAISE_MODSIG
@@ -104,6 +109,12 @@ class KernelConfig:
         return self.ima_kexec_copy_at_execute
 
     @property
+    def arch_policy_forces_kexec_sig(self) -> bool:
+        """Whether the secure-boot IMA arch policy of this kernel calls
+        set_kexec_sig_enforced() when KEXEC_SIG is built (:func:`forces_kexec_sig`)."""
+        return forces_kexec_sig(self.version, self.sublevel)
+
+    @property
     def per_bank_lists(self) -> bool:
         return self.version >= (6, 10)
 
@@ -119,7 +130,8 @@ class KernelConfig:
         is not loaded yet, so its TPM bank gets padded SHA-1 digests. File-valued options
         (CONFIG_SYSTEM_BLACKLIST_HASH_LIST, CONFIG_IPE_BOOT_POLICY) must be empty: their
         content is not in the ``.config``. ``sublevel`` (the ``z`` of ``x.y.z``) decides
-        the patch-level behaviours that stable trees received (:data:`COPY_AT_EXECUTE_SINCE`);
+        the patch-level behaviours that stable trees received (:data:`COPY_AT_EXECUTE_SINCE`,
+        :data:`FORCE_KEXEC_SIG_SINCE`);
         without it a stable tree is taken at its first release.
 
         >>> c = KernelConfig.from_kconfig('CONFIG_IMA_KEXEC=y\n'
@@ -154,7 +166,8 @@ class KernelConfig:
         except UnsupportedAlgorithmError as exc:
             raise UsageError(f"CONFIG_IMA_DEFAULT_HASH: {exc}") from None
         return cls(
-            version=version, ima_kexec=on("IMA_KEXEC"), ima_appraise=on("IMA_APPRAISE"),
+            version=version, sublevel=sublevel, ima_kexec=on("IMA_KEXEC"),
+            ima_appraise=on("IMA_APPRAISE"),
             ima_appraise_modsig=on("IMA_APPRAISE_MODSIG"),
             ima_write_policy=on("IMA_WRITE_POLICY"),
             ima_default_template=opts.get("IMA_DEFAULT_TEMPLATE", "ima-ng"),
@@ -215,6 +228,38 @@ def copies_list_at_execute(version: tuple[int, int], sublevel: int | None = None
     return since is not None and (sublevel or 0) >= since
 
 
+#: Mainline release of "ima: force signature verification when CONFIG_KEXEC_SIG is
+#: configured" (Coiby Xu, commit af16df54b89d, merged for v5.19-rc7 in July 2022; "Fixes:
+#: 99d5cadfde2b", the v5.4 split of KEXEC_VERIFY_SIG that made an unverifiable image
+#: loadable unless KEXEC_SIG_FORCE). It adds set_kexec_sig_enforced() to
+#: kernel/kexec_file.c (kimage_validate_signature tests a sig_enforce flag instead of
+#: IS_ENABLED(CONFIG_KEXEC_SIG_FORCE)) and calls it from arch_get_ima_policy() when the
+#: firmware booted with secure boot and CONFIG_KEXEC_SIG is set.
+FORCE_KEXEC_SIG_MAINLINE: Final = (5, 19)
+
+#: The stable trees that received it (upstream af16df54b89d), each from the first
+#: sublevel with it: the stable review series of 2022-07-19 (5.10.132-rc1 patch in
+#: arch/x86/kernel/ima_arch.c, as 5.10 has no ima_efi.c; 5.15.56-rc1 patch 095/167;
+#: 5.18.13-rc1). 5.4.y did not take it; 5.11-5.14, 5.16 and 5.17 had reached their end.
+FORCE_KEXEC_SIG_SINCE: Final[dict[tuple[int, int], int]] = {
+    (5, 10): 132, (5, 15): 56, (5, 18): 13}
+
+
+def forces_kexec_sig(version: tuple[int, int], sublevel: int | None = None) -> bool:
+    """Whether kernel ``version.sublevel``'s IMA arch policy forces KEXEC_SIG under
+    secure boot: a patch-level property, as the stable trees took the change.
+
+    >>> forces_kexec_sig((5, 15), 55), forces_kexec_sig((5, 15), 56)
+    (False, True)
+    >>> forces_kexec_sig((5, 4), 300), forces_kexec_sig((5, 18)), forces_kexec_sig((5, 19))
+    (False, False, True)
+    """
+    if version >= FORCE_KEXEC_SIG_MAINLINE:
+        return True
+    since = FORCE_KEXEC_SIG_SINCE.get(version)
+    return since is not None and (sublevel or 0) >= since
+
+
 def _arch(opts: dict[str, str]) -> Literal["x86_64", "arm64", "s390x", "ppc64le"]:
     if opts.get("S390") == "y":
         return "s390x"
@@ -231,7 +276,7 @@ def _arch(opts: dict[str, str]) -> Literal["x86_64", "arm64", "s390x", "ppc64le"
 
 _BASE_HASHES: Final = frozenset({HashAlgorithm.SHA1, HashAlgorithm.SHA256})
 _CUSTOM: Final = KernelConfig(
-    version=(6, 1), ima_kexec=True, ima_appraise=False, ima_appraise_modsig=False,
+    version=(6, 1), sublevel=192, ima_kexec=True, ima_appraise=False, ima_appraise_modsig=False,
     ima_default_template="ima-sig", ima_queue_early_boot_keys=False,
     integrity_trusted_keyring=False, secondary_trusted_keyring=False,
     integrity_platform_keyring=False, module_sig=False, kexec_sig=False,
@@ -245,14 +290,15 @@ _CUSTOM: Final = KernelConfig(
 #: ``mainline-6.16-ima-kexec`` are no real build's: every switch imasim models on.
 PRESETS: Final[dict[str, KernelConfig]] = {
     # Debian 12 linux-image-6.1.0-56-amd64 (6.1.192): IMA_KEXEC unset, sha384/512 modules
-    "debian12-6.1": KernelConfig(version=(6, 1), ima_kexec=False, ima_write_policy=False,
-                                 ima_default_template="ima-sig", ima_appraise_modsig=False,
+    "debian12-6.1": KernelConfig(version=(6, 1), sublevel=192, ima_kexec=False,
+                                 ima_write_policy=False, ima_default_template="ima-sig",
+                                 ima_appraise_modsig=False,
                                  integrity_trusted_keyring=False,
                                  integrity_machine_keyring=True, init_hashes=_BASE_HASHES,
                                  ima_arch_policy=True, lock_down_in_efi_secure_boot=True),
     # Debian 12 linux-image-6.12.117+deb12: SHA-512 built in, per-bank lists, IPE,
     # .sed_opal; no IMA_KEXEC (its source would copy at execute: 6.12.94+)
-    "debian12-6.12": KernelConfig(version=(6, 12), ima_kexec=False,
+    "debian12-6.12": KernelConfig(version=(6, 12), sublevel=117, ima_kexec=False,
                                   ima_default_template="ima-sig", ima_appraise_modsig=False,
                                   integrity_trusted_keyring=False,
                                   integrity_machine_keyring=True, ima_arch_policy=True,
@@ -264,7 +310,8 @@ PRESETS: Final[dict[str, KernelConfig]] = {
     # a fragment): IMA_KEXEC and SHA-512 built in, but no appraisal, no module or kexec
     # signatures, no EVM, no EFI and no system keyrings at all
     "custom-6.1-ima-kexec": _CUSTOM,
-    "custom-6.12-ima-kexec": _CUSTOM.with_(version=(6, 12), ima_kexec_copy_at_execute=True),
+    "custom-6.12-ima-kexec": _CUSTOM.with_(version=(6, 12), sublevel=118,
+                                           ima_kexec_copy_at_execute=True),
     # not a real build: a 6.1 kernel with IMA_KEXEC and every other switch at its default
     # (appraisal, module and kexec signatures, trusted .ima/.evm keyrings, ...)
     "generic-6.1-ima-kexec": KernelConfig(version=(6, 1), ima_kexec=True),

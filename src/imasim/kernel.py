@@ -163,7 +163,8 @@ class Kernel:
     @property
     def kexec_sig_enforced(self) -> bool:
         """kexec's sig_enforce: CONFIG_KEXEC_SIG_FORCE or set_kexec_sig_enforced() by the
-        secure-boot arch policy (5.18+, EFI architectures only)."""
+        secure-boot arch policy (5.19, 5.10.132, 5.15.56, 5.18.13 and later; EFI
+        architectures only: :func:`imasim.kconfig.forces_kexec_sig`)."""
         return self.config.kexec_sig_force or self._arch.kexec_sig_enforced
 
     @property

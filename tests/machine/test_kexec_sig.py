@@ -209,3 +209,61 @@ def test_build_pe_images_are_accepted_by_the_real_tools(tmp_path: Path) -> None:
     r = subprocess.run([need("pesign"), "-h", "-i", str(tmp_path / "vmlinuz.efi")],
                        capture_output=True, text=True, check=False)
     assert authenticode_digest(image).hex() in r.stdout, r.stdout + r.stderr
+
+
+# "ima: force signature verification when CONFIG_KEXEC_SIG is configured" (af16df54b89d):
+# mainline 5.19; stable 5.10.132, 5.15.56, 5.18.13 (the 2022-07-19 review series); 5.4.y
+# never took it, and 5.11-5.14, 5.16, 5.17 had ended. (version, sublevel, forced)
+FORCE_ERAS = [
+    ((5, 4), 302, False), ((5, 10), 131, False), ((5, 10), 132, True),
+    ((5, 14), 21, False), ((5, 15), None, False), ((5, 15), 55, False),
+    ((5, 15), 56, True), ((5, 15), 190, True), ((5, 17), 15, False),
+    ((5, 18), 12, False), ((5, 18), 13, True), ((5, 19), None, True),
+    ((6, 1), None, True),
+]
+
+
+@pytest.mark.parametrize("version, sublevel, forced", FORCE_ERAS)
+def test_secure_boot_forces_kexec_sig_from_the_release_with_the_2022_change(
+        version: tuple[int, int], sublevel: int | None, forced: bool) -> None:
+    """Before the change, an x86_64 kernel with KEXEC_SIG booted with secure boot loads an
+    unsigned kernel (its arch policy does not appraise kexec images when KEXEC_SIG is
+    built); from it, KEXEC_SIG refuses it. A PE-signed kernel loads in every era."""
+    m = _machine(version=version, sublevel=sublevel, secure_boot=True, ima_arch_policy=True,
+                 kexec_sig=True, kexec_sig_force=False, lockdown="none")
+    assert m.kexec_sig_enforced is forced and m.module_sig_enforced
+    assert "appraise func=KEXEC_KERNEL_CHECK" not in m.policy.render()
+    ok, why = _load(m, _pe(None), "/boot/unsigned")
+    assert ok is not forced, why
+    assert forced is ("KEXEC_SIG" in why)
+    assert _load(m, _pe(pki()["leaf"]), "/boot/signed")[0]
+
+
+def test_the_force_is_a_patch_level_property_read_from_the_kconfig() -> None:
+    """The same .config of 5.15 read at two patch levels: the sublevel decides."""
+    text = "CONFIG_X86_64=y\nCONFIG_EFI=y\nCONFIG_KEXEC_SIG=y\nCONFIG_IMA_ARCH_POLICY=y\n"
+    old = KernelConfig.from_kconfig(text, version=(5, 15), sublevel=55)
+    new = KernelConfig.from_kconfig(text, version=(5, 15), sublevel=56)
+    assert (old.sublevel, new.sublevel) == (55, 56)
+    assert not old.arch_policy_forces_kexec_sig and new.arch_policy_forces_kexec_sig
+    # without a sublevel the series is taken at its first release
+    assert not KernelConfig.from_kconfig(text, version=(5, 15)).arch_policy_forces_kexec_sig
+    # the presets carry the real builds' patch levels
+    assert PRESETS["debian12-6.1"].sublevel == 192 and PRESETS["debian12-6.12"].sublevel == 117
+
+
+def test_arm64_has_no_arch_policy_before_5_11() -> None:
+    """'arm64/ima: add ima_arch support' (92a39be3b05a) came with 5.11: a 5.10 arm64 kernel
+    with secure boot gets no arch rules and forces nothing, even at 5.10.132 (whose
+    backport touched arch/x86/kernel/ima_arch.c only); 5.11+ arm64 has x86's rules."""
+    from imasim.ima.archpolicy import arch_rules
+
+    cfg = PRESETS["generic-6.1-ima-kexec"].with_(arch="arm64", ima_arch_policy=True)
+    old = arch_rules(cfg.with_(version=(5, 10), sublevel=132), secure_boot=True)
+    assert old.rules == "" and not old.kexec_sig_enforced and not old.module_sig_enforced
+    x86 = arch_rules(cfg.with_(arch="x86_64", version=(5, 10), sublevel=132),
+                     secure_boot=True)
+    assert x86.kexec_sig_enforced and "measure func=KEXEC_KERNEL_CHECK" in x86.rules
+    new = arch_rules(cfg.with_(version=(5, 15), sublevel=56), secure_boot=True)
+    assert new == arch_rules(cfg.with_(arch="x86_64", version=(5, 15), sublevel=56),
+                             secure_boot=True)
