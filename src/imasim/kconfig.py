@@ -229,7 +229,8 @@ def copies_list_at_execute(version: tuple[int, int], sublevel: int | None = None
 
 
 #: Mainline release of "ima: force signature verification when CONFIG_KEXEC_SIG is
-#: configured" (Coiby Xu, commit af16df54b89d, merged for v5.19-rc7 in July 2022; "Fixes:
+#: configured" (Coiby Xu, commit af16df54b89d; pulled as tag integrity-v5.19-fix, merge
+#: 4adfa865bb97 of 2022-07-14, between v5.19-rc6 and -rc7, so v5.18 lacks it; "Fixes:
 #: 99d5cadfde2b", the v5.4 split of KEXEC_VERIFY_SIG that made an unverifiable image
 #: loadable unless KEXEC_SIG_FORCE). It adds set_kexec_sig_enforced() to
 #: kernel/kexec_file.c (kimage_validate_signature tests a sig_enforce flag instead of
