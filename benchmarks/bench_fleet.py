@@ -38,15 +38,17 @@ def _dask(paths: list[Path], ref: ReferenceValues, challenges: dict[str, bytes],
 
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                       dashboard_address=":0", silence_logs=logging.ERROR) as cluster:
-        verify_on_dask(paths[:workers], ref, challenges, scheduler=cluster.scheduler_address)
+        verify_on_dask(paths[:workers], ref, challenges, scheduler=cluster.scheduler_address,
+                       require_eventlog=True)
         t0 = time.perf_counter()
-        out = verify_on_dask(paths, ref, challenges, scheduler=cluster.scheduler_address)
+        out = verify_on_dask(paths, ref, challenges, scheduler=cluster.scheduler_address,
+                             require_eventlog=True)
         return time.perf_counter() - t0, out
 
 
 def main(quick: bool = False) -> None:
     machines, entries, subset = (300, 200, 300) if quick else (10_000, 1000, 2000)
-    tamper = max(7, machines // 100)
+    tamper = max(9, machines // 100)
     d = Path(tempfile.mkdtemp(prefix="imasim-bench-fleet-"))
     logging.getLogger("distributed").setLevel(logging.ERROR)
     try:
@@ -72,7 +74,7 @@ def main(quick: bool = False) -> None:
 
         sub = paths[:subset]
         t0, c0 = time.perf_counter(), time.process_time()
-        verify_paths(sub, ref, challenges)
+        verify_paths(sub, ref, challenges, require_eventlog=True)
         one_wall, one_cpu = time.perf_counter() - t0, time.process_time() - c0
         w1, _ = _dask(sub, ref, challenges, 1)
         w2, _ = _dask(sub, ref, challenges, 2)

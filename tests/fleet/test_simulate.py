@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from imasim.algorithms import HashAlgorithm
 from imasim.attest import ReferenceValues
 from imasim.errors import PcrMismatchError, UsageError
+from imasim.eventlog import EventLog
+from imasim.eventlog.replay import verify_eventlog
 from imasim.fleet.io import bundle_paths, read_bundle, write_fleet
 from imasim.fleet.simulate import (
     TAMPER_KINDS,
@@ -20,15 +23,16 @@ from imasim.fleet.simulate import (
     simulate_machines,
 )
 from imasim.ima.codec import parse_measurement_list
+from imasim.ima.replay import check_boot_aggregate
 from imasim.tpm.verify import parse_pcr_file, verify_quote
 
-SPEC = FleetSpec(machines=21, tamper=7, seed=11, entries=120)
+SPEC = FleetSpec(machines=21, tamper=9, seed=11, entries=120)
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes() -> None:
     a, b = simulate_fleet(SPEC), simulate_fleet(SPEC)
     assert a == b
-    c = simulate_fleet(FleetSpec(machines=21, tamper=7, seed=12, entries=120))
+    c = simulate_fleet(FleetSpec(machines=21, tamper=9, seed=12, entries=120))
     assert all(x.measurement_list != y.measurement_list for x, y in zip(a.bundles, c.bundles,
                                                                         strict=True))
     # any subset of machines, in any order, gives the same machines
@@ -77,6 +81,37 @@ def test_every_kind_of_compromise_with_its_ground_truth() -> None:
         if t.tamper == "missing-kexec-carry-over":
             aggs = [i for i, e in enumerate(entries) if e.event_name == "boot_aggregate"]
             assert len(aggs) == 2
+        # the firmware's log: replays to the quoted PCRs 0-9 (but for a forged one),
+        # which give the list's boot_aggregate
+        if t.tamper == "missing-eventlog":
+            assert b.event_log is None
+            continue
+        assert b.event_log is not None
+        log = EventLog.parse(b.event_log)
+        pcrs = vq.pcrs
+        assert check_boot_aggregate(entries[0], pcrs, banks=[HashAlgorithm.SHA256])
+        if t.tamper == "forged-eventlog":
+            with pytest.raises(PcrMismatchError, match="PCR 4"):
+                verify_eventlog(log, pcrs)
+        else:
+            assert verify_eventlog(log, pcrs).verified_pcrs == set(range(10))
+
+
+def test_every_machine_has_its_own_firmware_log() -> None:
+    """An OVMF-like UEFI log per machine: the fleet's GRUB builds and kernels as boot
+    applications (PCR 4), the EFI stub's command line and the machine's own initrd (PCR
+    9), so PCR 9 and boot_aggregate differ from machine to machine."""
+    fleet = simulate_fleet(FleetSpec(machines=12, seed=3, entries=20))
+    logs = [EventLog.parse(b.event_log or b"") for b in fleet.bundles]
+    kinds = [[e.type_name for e in log.measurements] for log in logs]
+    assert all(k == kinds[0] for k in kinds)
+    assert kinds[0].count("EV_EFI_BOOT_SERVICES_APPLICATION") == 2
+    assert "EV_EVENT_TAG" in kinds[0] and kinds[0][0] == "EV_S_CRTM_VERSION"
+    apps = {tuple(e.digest(HashAlgorithm.SHA256) for e in log.measurements
+                  if e.type_name == "EV_EFI_BOOT_SERVICES_APPLICATION") for log in logs}
+    assert 2 <= len(apps) <= 6  # 2 GRUB builds x 3 kernels
+    aggs = {parse_measurement_list(b.measurement_list)[0].template_data for b in fleet.bundles}
+    assert len(aggs) == 12
 
 
 def test_policy_allows_the_pool_and_nothing_else() -> None:

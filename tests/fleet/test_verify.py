@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from imasim.algorithms import HashAlgorithm
 from imasim.attest import ReferenceValues, attest
 from imasim.cli import main
+from imasim.eventlog import EventLog
 from imasim.fleet.bundle import EvidenceBundle
 from imasim.fleet.io import write_bundle, write_fleet
 from imasim.fleet.simulate import TAMPER_KINDS, FleetSpec, simulate_fleet
@@ -58,7 +60,7 @@ def test_fleet_verify_on_a_local_cluster_equals_ground_truth(
     out = tmp_path / "verdicts"
     rc = main(["fleet", "verify", str(fleet_dir), "--policy", str(fleet_dir / "policy.json"),
                "--out", str(out), "--scheduler", cluster.scheduler_address,
-               "--batch-size", "7"])
+               "--batch-size", "7", "--require-eventlog"])
     assert rc == 1  # some machines are compromised
     got = {v["machine"]: v for v in json.loads((tmp_path / "verdicts.json").read_text())}
     truth = json.loads((fleet_dir / "ground-truth.json").read_text())
@@ -76,12 +78,39 @@ def test_fleet_verify_on_a_local_cluster_equals_ground_truth(
 
 @pytest.mark.parametrize("kind", list(TAMPER_KINDS))
 def test_each_compromise_is_caught_in_one_process(kind: str) -> None:
-    fleet = simulate_fleet(FleetSpec(machines=7, tamper=7, seed=9, entries=50))
+    fleet = simulate_fleet(FleetSpec(machines=9, tamper=9, seed=9, entries=50))
     ref = ReferenceValues.from_keylime_json(fleet.policy)
     for b, c, t in zip(fleet.bundles, fleet.challenges, fleet.truth, strict=True):
         if t.tamper == kind:
-            v = verify_bundle(b, ref, nonce=c)
+            v = verify_bundle(b, ref, nonce=c, require_eventlog=True)
             assert t.agrees(v.verdict, v.checks), v
+
+
+def test_firmware_log_compromises() -> None:
+    """A forged log fails its replay against the quoted PCRs whatever the verifier asks;
+    a missing one only when the verifier requires a log (nothing else can tell it); the
+    IMA side of both machines is clean, and boot_aggregate (from the quoted PCRs) holds."""
+    fleet = simulate_fleet(FleetSpec(machines=12, tamper=9, seed=9, entries=50))
+    ref = ReferenceValues.from_keylime_json(fleet.policy)
+    by = {t.tamper: (b, c) for b, c, t in zip(fleet.bundles, fleet.challenges, fleet.truth,
+                                              strict=True)}
+    forged, nonce = by["forged-eventlog"]
+    for required in (False, True):
+        v = verify_bundle(forged, ref, nonce=nonce, require_eventlog=required)
+        assert (v.trusted, v.checks) == (False, ("eventlog",))
+        assert "sha256 PCR 4" in v.reason and v.verified_entries == v.entries == 50
+    missing, nonce = by["missing-eventlog"]
+    assert verify_bundle(missing, ref, nonce=nonce).trusted
+    v = verify_bundle(missing, ref, nonce=nonce, require_eventlog=True)
+    assert (v.trusted, v.checks) == (False, ("no-eventlog",))
+    # the same bundles with the log of another machine of the fleet: refused too
+    other = by["unknown-binary"][0].event_log
+    swapped = replace(by[None][0], event_log=other)
+    v = verify_bundle(swapped, ref, nonce=by[None][1])
+    assert (v.trusted, v.checks) == (False, ("eventlog",))
+    # a log that is not one: malformed evidence, untrusted
+    v = verify_bundle(replace(by[None][0], event_log=b"\x00" * 40), ref, nonce=by[None][1])
+    assert (v.trusted, v.checks) == (False, ("malformed",))
 
 
 def test_replayed_quote_passes_only_when_the_bundle_nonce_is_trusted() -> None:
@@ -100,7 +129,7 @@ def test_cli_local_cluster_and_the_challenges_rule(fleet_dir: Path, tmp_path: Pa
     out = tmp_path / "v.parquet"
     base = ["fleet", "verify", str(fleet_dir), "--policy", str(fleet_dir / "policy.json"),
             "--out", str(out)]
-    assert main([*base, "--workers", "1", "--json"]) == 1
+    assert main([*base, "--workers", "1", "--json", "--require-eventlog"]) == 1
     summary = json.loads(capsys.readouterr().out)
     assert (summary["machines"], summary["untrusted"]) == (60, 21)
     assert (tmp_path / "v.json").is_file()
@@ -140,7 +169,8 @@ CAPTURES = ["boot-tcb-ima-ng-sha256/stage1", "custom-ima-kexec-carry/stage2",
             "kexec-carry/stage1"]
 
 
-def _capture_bundle(name: str) -> tuple[EvidenceBundle, bytes]:
+def _capture_bundle(name: str, event_log: bytes | None = None
+                    ) -> tuple[EvidenceBundle, bytes]:
     stage = REALKERNEL / name
     tpm = _capture_tpm(stage / "pcrs.json")
     ak = tpm.create_ak("ecc", seed=name.encode())
@@ -151,7 +181,8 @@ def _capture_bundle(name: str) -> tuple[EvidenceBundle, bytes]:
         machine=machine, quote_message=q.attest, quote_signature=q.signature,
         pcr_file=write_pcr_file(q.selection, [v for _, _, v in q.pcr_values]),
         ak_public=ak.public_pem, nonce=nonce,
-        measurement_list=(stage / "ima" / "binary_runtime_measurements").read_bytes()), nonce
+        measurement_list=(stage / "ima" / "binary_runtime_measurements").read_bytes(),
+        event_log=event_log), nonce
 
 
 def _policy_of(lists: list[bytes]) -> bytes:
@@ -167,24 +198,36 @@ def _policy_of(lists: list[bytes]) -> bytes:
                        "digests": {p: sorted(d) for p, d in digests.items()}}).encode()
 
 
+def _fleet_verify(cluster: Any, d: Path, bundles: list[tuple[EvidenceBundle, bytes]],
+                  *options: str) -> tuple[int, dict[str, Any], ReferenceValues]:
+    """``fleet verify`` on the cluster of a folder of these bundles (the policy allowing
+    their lists): the exit code, the verdicts by machine and the policy."""
+    policy = _policy_of([b.measurement_list for b, _ in bundles])
+    (d / "policy.json").write_bytes(policy)
+    (d / "challenges.json").write_text(json.dumps({b.machine: n.hex() for b, n in bundles}))
+    for b, _ in bundles:
+        write_bundle(d / "machines", b)
+    rc = main(["fleet", "verify", str(d), "--policy", str(d / "policy.json"),
+               "--out", str(d / "v"), "--scheduler", cluster.scheduler_address, *options])
+    got = {v["machine"]: v for v in json.loads((d / "v.json").read_text())}
+    return rc, got, ReferenceValues.from_keylime_json(policy)
+
+
+def _direct(b: EvidenceBundle, nonce: bytes, ref: ReferenceValues) -> Any:
+    """The attestation called directly on a bundle's files."""
+    _, values = parse_pcr_file(b.pcr_file)
+    return attest(quote_attest=b.quote_message, quote_signature=b.quote_signature,
+                  ak_public=b.ak_public, nonce=nonce, pcr_values=values,
+                  entries=parse_measurement_list(b.measurement_list), reference=ref,
+                  eventlog=None if b.event_log is None else EventLog.parse(b.event_log))
+
+
 def test_real_capture_bundles_verify_as_attest_judges_them(cluster: Any, tmp_path: Path
                                                            ) -> None:
     bundles = [_capture_bundle(n) for n in CAPTURES]
-    policy = _policy_of([b.measurement_list for b, _ in bundles])
-    (tmp_path / "policy.json").write_bytes(policy)
-    (tmp_path / "challenges.json").write_text(json.dumps({b.machine: n.hex()
-                                                          for b, n in bundles}))
-    for b, _ in bundles:
-        write_bundle(tmp_path / "machines", b)
-    rc = main(["fleet", "verify", str(tmp_path), "--policy", str(tmp_path / "policy.json"),
-               "--out", str(tmp_path / "v"), "--scheduler", cluster.scheduler_address])
-    got = {v["machine"]: v for v in json.loads((tmp_path / "v.json").read_text())}
-    ref = ReferenceValues.from_keylime_json(policy)
+    rc, got, ref = _fleet_verify(cluster, tmp_path, bundles)
     for b, nonce in bundles:
-        _, values = parse_pcr_file(b.pcr_file)
-        direct = attest(quote_attest=b.quote_message, quote_signature=b.quote_signature,
-                        ak_public=b.ak_public, nonce=nonce, pcr_values=values,
-                        entries=parse_measurement_list(b.measurement_list), reference=ref)
+        direct = _direct(b, nonce, ref)
         v = got[b.machine]
         assert v["verdict"] == ("trusted" if direct.trusted else "untrusted")
         assert direct.quote_valid and direct.boot_aggregate_ok
@@ -194,3 +237,42 @@ def test_real_capture_bundles_verify_as_attest_judges_them(cluster: Any, tmp_pat
         assert v["verified_entries"] == v["entries"] == len(
             parse_measurement_list(b.measurement_list))
     assert rc == 1
+
+
+OVMF = "k612-uefi-ovmf/stage1"
+OVMF_SB = "k612-uefi-ovmf-secureboot/stage1"
+
+
+def _bios(name: str) -> bytes:
+    return (REALKERNEL / name / "tpm0" / "binary_bios_measurements").read_bytes()
+
+
+def test_real_capture_with_its_firmware_log_verifies_as_attest_judges_it(
+        cluster: Any, tmp_path: Path) -> None:
+    """The UEFI (OVMF) captures: the bundle carries the machine's own
+    binary_bios_measurements, which replays to the PCRs its TPM held; the same capture
+    with the other capture's log (a forged log) fails on the firmware log alone."""
+    own = _capture_bundle(OVMF, _bios(OVMF))
+    sb = _capture_bundle(OVMF_SB, _bios(OVMF_SB))
+    forged_b, forged_n = _capture_bundle(OVMF, _bios(OVMF_SB))
+    forged = (replace(forged_b, machine="forged-log"), forged_n)
+    bare = (replace(own[0], machine="no-log", event_log=None), own[1])
+    bundles = [own, sb, forged, bare]
+    rc, got, ref = _fleet_verify(cluster, tmp_path, bundles, "--require-eventlog")
+    assert rc == 1
+    for b, nonce in bundles:
+        direct = _direct(b, nonce, ref)
+        v = got[b.machine]
+        assert direct.quote_valid and direct.boot_aggregate_ok
+        fw_ok = direct.firmware_log is not None and direct.firmware_log.ok
+        assert v["verdict"] == ("trusted" if direct.trusted else "untrusted")
+        # every capture holds a violation (see above); beside it, only the firmware log
+        extra = {"forged-log": ["eventlog"], "no-log": ["no-eventlog"]}.get(b.machine, [])
+        assert sorted(v["checks"]) == sorted(["violation", *extra]), v
+        if b.machine == "forged-log":
+            assert direct.firmware_log is not None and not fw_ok
+            assert "PcrMismatchError" in v["reason"], v
+        elif b.machine == "no-log":
+            assert direct.firmware_log is None
+        else:
+            assert fw_ok, direct.firmware_log

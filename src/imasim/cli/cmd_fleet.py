@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         f"verify and table need the fleet extra ({_EXTRA}).",
         epilog="examples:\n"
         "  imasim fleet simulate --machines 1000 --tamper 20 --seed 1 --out fleet/\n"
-        "  imasim fleet verify fleet/ --policy fleet/policy.json --out verdicts --workers 2\n"
+        "  imasim fleet verify fleet/ --policy fleet/policy.json --out verdicts --workers 2 "
+        "--require-eventlog\n"
         "exit codes: 0 success (every machine trusted), 1 a machine is not trusted, "
         "2 bad input or usage",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,7 +40,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
     s = fs.add_parser(
         "simulate", help="simulate N machines' evidence bundles (some compromised)",
-        description="Writes DIR/machines/<id>/ (one evidence bundle each), "
+        description="Writes DIR/machines/<id>/ (one evidence bundle each, with the "
+        "machine's firmware event log), "
         "DIR/policy.json (Keylime runtime policy of the fleet's software), "
         "DIR/challenges.json (the nonce the verifier sent each machine) and "
         "DIR/ground-truth.json. The same arguments give the same bytes.",
@@ -83,6 +85,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                    help="machine -> hex nonce JSON (default DIR/challenges.json)")
     n.add_argument("--bundle-nonces", action="store_true",
                    help="trust each bundle's nonce.bin (no record of the challenges)")
+    v.add_argument("--require-eventlog", action="store_true",
+                   help="a bundle without a firmware event log is not trusted (check "
+                   "no-eventlog); a log a bundle has is always checked against its quote")
     v.add_argument("--batch-size", type=int, help="bundles per Dask task (default: auto)")
     v.add_argument("--json", action="store_true", help="print the summary as JSON")
     v.set_defaults(func=_verify)
@@ -192,7 +197,8 @@ def _verify(args: argparse.Namespace) -> int:
     try:
         verdicts = verify_on_dask(paths, reference, challenges, workers=args.workers,
                                   scheduler=args.scheduler, batch_size=args.batch_size,
-                                  on_progress=progress.advance)
+                                  on_progress=progress.advance,
+                                  require_eventlog=args.require_eventlog)
     finally:
         progress.close()
     parquet, js = _verdict_paths(args.out)

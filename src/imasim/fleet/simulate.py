@@ -1,21 +1,25 @@
 """A simulated fleet: N machines of one kind running varied software, some compromised.
 
 Every machine is the same simulated kernel (the ``generic-6.1-ima-kexec`` preset,
-``ima_policy=tcb ima_hash=sha256``, TPM banks sha1 and sha256, firmware in PCRs 0-7)
-booted by :class:`imasim.machine.Machine`, which then executes ~``entries`` files of the
-packages it installed from a shared pool (each package in one of up to three versions).
-Each machine quotes sha256 PCRs 0-10 with its own ECC attestation key, qualified by the
-verifier's challenge.
+``ima_policy=tcb ima_hash=sha256``, TPM banks sha1 and sha256) booted by
+:class:`imasim.machine.Machine` on its own OVMF-like UEFI firmware
+(:class:`~imasim.eventlog.simulate.SimulatedFirmware`: one of the pool's GRUB builds and
+kernels as boot applications in PCR 4, and the EFI stub's command line and the machine's
+own initrd in PCR 9), which writes the machine's TCG event log
+(``binary_bios_measurements``) and extends its replay into PCRs 0-9, so every machine has
+its own boot_aggregate. The machine then executes ~``entries`` files of the packages it
+installed from a shared pool (each package in one of up to three versions). Each machine
+quotes sha256 PCRs 0-10 with its own ECC attestation key, qualified by the verifier's
+challenge.
 
-Booting a :class:`~imasim.machine.Machine` per machine costs ~0.2 s per 1,000 entries, so
-the fleet is derived from one booted machine instead: each pool file's record and
-template digests are computed once (with :func:`imasim.ima.builders.file_entry` in the
-machine's template, as the kernel stores them), a machine's list is those records in its
-execution order, its PCR 10 the replay of them, and its TPM the booted machine's state
-with that PCR 10
-(:meth:`SoftTpm.from_json`). :func:`machine_reference` runs one machine on a real
-``Machine`` instead, and the tests check the two agree byte for byte. The kexec case
-always runs on a real ``Machine``.
+Booting a machine (firmware, kernel, boot_aggregate) costs ~1 ms and is done per machine;
+executing 1,000 files on it would cost ~0.2 s, so the rest is derived: each pool file's
+record and template digests are computed once (with :func:`imasim.ima.builders.file_entry`
+in the machine's template, as the kernel stores them), a machine's list is its boot
+entries and those records in its execution order, its PCR 10 the replay of them, and its
+TPM the booted machine's state with that PCR 10 (:meth:`SoftTpm.from_json`).
+:func:`machine_reference` runs one machine on a real ``Machine`` instead, and the tests
+check the two agree byte for byte. The kexec case always runs on a real ``Machine``.
 
 Compromised machines (``tamper``) are compromised in one of :data:`TAMPER_KINDS`, spread
 round-robin, with the ground truth (:class:`GroundTruth`) of what a sound verifier must
@@ -42,9 +46,10 @@ from typing import Any, Final
 
 from ..algorithms import HashAlgorithm
 from ..errors import UsageError
+from ..eventlog.simulate import BootImage, SimulatedFirmware, UefiBoot
 from ..ima.builders import file_entry
-from ..ima.entry import MeasurementEntry
 from ..machine import Machine
+from ..sig.pefile import build_pe
 from ..tpm.marshal import PcrSelection
 from ..tpm.soft_tpm import SoftTpm
 from ..tpm.verify import write_pcr_file
@@ -88,6 +93,11 @@ TAMPER_KINDS: Final[dict[str, tuple[str, ...]]] = {
     "replayed-quote": ("quote",),
     # kexec'd on a kernel that copies the list at load
     "missing-kexec-carry-over": ("replay",),
+    # booted a kernel from no release and edited the firmware log to show a released one:
+    # the log no longer replays to the quoted PCR 4
+    "forged-eventlog": ("eventlog",),
+    # sent no firmware event log (what booted cannot be told)
+    "missing-eventlog": ("no-eventlog",),
 }
 
 _KEXEC_KERNEL: Final = "/boot/vmlinuz-6.1.0-next-amd64"
@@ -178,11 +188,12 @@ def _record(template: str, path: str, content: bytes) -> _Record:
 @dataclass(frozen=True, slots=True)
 class _Pool:
     packages: tuple[tuple[tuple[_Record, ...], ...], ...]  # package -> version -> files
-    base_entries: tuple[MeasurementEntry, ...]             # what the booted kernel recorded
-    base_state: str                                        # its TPM (SoftTpm.to_json)
+    base_count: int                                        # entries the booted kernel records
     policy: bytes
     kexec_files: tuple[tuple[str, bytes], ...]
     template: str
+    grubs: tuple[BootImage, ...]                           # the boot loaders in the fleet
+    kernels: tuple[tuple[str, BootImage], ...]             # (release, image) in the fleet
 
 
 def _rng(seed: int, *parts: object) -> random.Random:
@@ -200,7 +211,7 @@ _DIRS: Final = ("/usr/bin", "/usr/sbin", "/usr/lib/x86_64-linux-gnu", "/usr/libe
 def _pool(seed: int, npackages: int) -> _Pool:
     """The pool for ``seed`` (memoised per process: a pure function of its arguments)."""
     rng = _rng(seed, "pool")
-    m = _booted()
+    m = _booted(_firmware_of(UefiBoot(secure_boot=False)))
     template = m.template  # what the kernel records files with (the machine's template)
     packages = []
     digests: dict[str, set[str]] = {}
@@ -226,12 +237,40 @@ def _pool(seed: int, npackages: int) -> _Pool:
               "release": 0, "digests": {p: sorted(d) for p, d in sorted(digests.items())},
               "excludes": [], "keyrings": {}, "ima": {"ignored_keyrings": [],
                                                       "log_hash_alg": "sha1"}}
-    return _Pool(tuple(packages), tuple(m.measurements), m.tpm.to_json(),
-                 json.dumps(policy, indent=1).encode() + b"\n", kexec_files, template)
+    grubs = tuple(BootImage(_GRUB, build_pe(f"GRUB {v} {seed}".encode()))
+                  for v in ("2.06-13", "2.06-13+deb12u1"))
+    kernels = tuple((r, BootImage(f"/boot/vmlinuz-{r}", build_pe(f"Linux {r} {seed}".encode())))
+                    for r in ("6.1.0-25-amd64", "6.1.0-26-amd64", "6.1.0-27-amd64"))
+    return _Pool(tuple(packages), len(m.measurements),
+                 json.dumps(policy, indent=1).encode() + b"\n", kexec_files, template,
+                 grubs, kernels)
 
 
-def _booted() -> Machine:
-    m = Machine.create(preset=_PRESET, cmdline=CMDLINE)
+_GRUB: Final = "/EFI/debian/grubx64.efi"
+
+
+def _firmware_of(uefi: UefiBoot) -> SimulatedFirmware:
+    return SimulatedFirmware("ovmf", uefi=uefi)
+
+
+def _uefi(pool: _Pool, seed: int, mid: str, *, rogue: bool = False) -> UefiBoot:
+    """What machine ``mid``'s firmware boots: one of the fleet's GRUB builds and kernels
+    (``rogue``: a kernel of no release), its command line and its own initrd (initramfs
+    images are built on each machine)."""
+    rng = _rng(seed, "firmware", mid)
+    grub = pool.grubs[rng.randrange(len(pool.grubs))]
+    release, kernel = pool.kernels[rng.randrange(len(pool.kernels))]
+    if rogue:
+        kernel = BootImage(kernel.path, build_pe(b"not a released kernel " +
+                                                 _digest(seed, mid, "rogue")))
+    return UefiBoot(secure_boot=False, images=(grub, kernel),
+                    cmdline=f"BOOT_IMAGE=/boot/vmlinuz-{release} root=/dev/vda ro {CMDLINE}",
+                    initrd=f"initrd.img-{release} of {mid}\n".encode() + _digest(seed, mid,
+                                                                                  "initrd"))
+
+
+def _booted(firmware: SimulatedFirmware) -> Machine:
+    m = Machine.create(preset=_PRESET, cmdline=CMDLINE, firmware=firmware)
     m.boot()
     return m
 
@@ -240,7 +279,7 @@ def _booted() -> Machine:
 def _software(pool: _Pool, spec: FleetSpec, rng: random.Random) -> list[_Record]:
     """The files a machine executes, in order: whole packages (a random version each)
     until the list holds ``spec.entries`` entries."""
-    want = spec.entries - len(pool.base_entries)
+    want = spec.entries - pool.base_count
     order = list(range(len(pool.packages)))
     rng.shuffle(order)
     files: list[_Record] = []
@@ -264,23 +303,23 @@ def _replay(start: dict[HashAlgorithm, bytes], records: Sequence[_Record]
     return {H1: s1, H256: s256}
 
 
-def _tpm(pool: _Pool, pcr10: dict[HashAlgorithm, bytes]) -> SoftTpm:
-    state = json.loads(pool.base_state)
+def _tpm(base_state: str, pcr10: dict[HashAlgorithm, bytes]) -> SoftTpm:
+    state = json.loads(base_state)
     for alg, v in pcr10.items():
         state["pcrs"][alg.kernel_name][10] = v.hex()
     return SoftTpm.from_json(json.dumps(state))
 
 
-def _evidence(machine: str, tpm: SoftTpm, ak_seed: bytes, nonce: bytes, listed: bytes, *,
-              selection: PcrSelection = _QUOTED, pcr_file: bytes | None = None
-              ) -> EvidenceBundle:
+def _evidence(machine: str, tpm: SoftTpm, ak_seed: bytes, nonce: bytes, listed: bytes,
+              event_log: bytes | None, *, selection: PcrSelection = _QUOTED,
+              pcr_file: bytes | None = None) -> EvidenceBundle:
     ak = tpm.create_ak("ecc", seed=ak_seed)
     q = tpm.quote(ak, selection, nonce)
     if pcr_file is None:
         pcr_file = write_pcr_file(q.selection, [v for _, _, v in q.pcr_values])
     return EvidenceBundle(machine=machine, quote_message=q.attest, quote_signature=q.signature,
                           pcr_file=pcr_file, ak_public=ak.public_pem, nonce=nonce,
-                          measurement_list=listed)
+                          measurement_list=listed, event_log=event_log)
 
 
 def _odd(pool: _Pool, seed: int, machine: str, what: str) -> _Record:
@@ -296,12 +335,22 @@ def _machine(spec: FleetSpec, index: int, tamper: str | None
     challenge = _digest(spec.seed, mid, "challenge")[:20]
     ak_seed = _digest(spec.seed, mid, "ak")
     files = _software(pool, spec, rng)
-    base = b"".join(e.to_bytes() for e in pool.base_entries)
-    tpm0 = json.loads(pool.base_state)["pcrs"]
-    start = {a: bytes.fromhex(tpm0[a.kernel_name][10]) for a in (H1, H256)}
-    detail = ""
     if tamper == "missing-kexec-carry-over":
         return _kexec_machine(spec, pool, mid, files, challenge, ak_seed)
+    # the boot, on the machine's own firmware: its event log, boot_aggregate and PCRs 0-9
+    m = _booted(_firmware_of(_uefi(pool, spec.seed, mid, rogue=tamper == "forged-eventlog")))
+    base, base_state = m.measurements.to_bytes(), m.tpm.to_json()
+    event_log = _log_bytes(m)
+    tpm0 = json.loads(base_state)["pcrs"]
+    start = {a: bytes.fromhex(tpm0[a.kernel_name][10]) for a in (H1, H256)}
+    detail = ""
+    if tamper == "forged-eventlog":
+        # the log of the same boot with a released kernel where the rogue one was
+        event_log = _firmware_of(_uefi(pool, spec.seed, mid)).log(m.tpm.banks).encode()
+        detail = "booted a kernel of no release; the event log shows a released one"
+    elif tamper == "missing-eventlog":
+        event_log = None
+        detail = "sent no firmware event log"
     if tamper == "unknown-binary":
         files.insert(rng.randrange(len(files) + 1), _odd(pool, spec.seed, mid, "miner"))
         detail = "executed a binary from no package"
@@ -314,32 +363,32 @@ def _machine(spec: FleetSpec, index: int, tamper: str | None
     if tamper == "truncated-list":
         ran = [*files, _odd(pool, spec.seed, mid, "implant")]
         listed = files[:len(files) - rng.randint(0, 3)]
-        detail = f"cut the list after {len(pool.base_entries) + len(listed)} entries"
+        detail = f"cut the list after {pool.base_count + len(listed)} entries"
     elif tamper == "reordered-list":
         k = rng.randrange(len(files) - 1)
         listed = [*files[:k], files[k + 1], files[k], *files[k + 2:]]
-        detail = f"swapped entries {len(pool.base_entries) + k} and the next"
+        detail = f"swapped entries {pool.base_count + k} and the next"
     elif tamper == "forged-pcr-file":
         k = rng.randrange(len(files) + 1)
         ran = [*files[:k], _odd(pool, spec.seed, mid, "implant"), *files[k:]]
         detail = "quoted PCRs 0-9 only, PCR file claims PCR 10 of a list without the implant"
-    tpm = _tpm(pool, _replay(start, ran))
+    tpm = _tpm(base_state, _replay(start, ran))
     body = base + b"".join(r.raw for r in listed)
     if tamper == "forged-pcr-file":
         forged = _replay(start, listed)[H256]
         values = [tpm.read(H256, i) for i in range(10)] + [forged]
-        bundle = _evidence(mid, tpm, ak_seed, challenge, body,
+        bundle = _evidence(mid, tpm, ak_seed, challenge, body, event_log,
                            selection=PcrSelection({H256: list(range(10))}),
                            pcr_file=write_pcr_file(_QUOTED, values))
     elif tamper == "replayed-quote":
         k = rng.randrange(len(files) // 2, len(files))
         old_nonce = _digest(spec.seed, mid, "old challenge")[:20]
-        old = _tpm(pool, _replay(start, files[:k]))
+        old = _tpm(base_state, _replay(start, files[:k]))
         bundle = _evidence(mid, old, ak_seed, old_nonce,
-                           base + b"".join(r.raw for r in files[:k]))
-        detail = f"resent the bundle of an earlier round ({len(pool.base_entries) + k} entries)"
+                           base + b"".join(r.raw for r in files[:k]), event_log)
+        detail = f"resent the bundle of an earlier round ({pool.base_count + k} entries)"
     else:
-        bundle = _evidence(mid, tpm, ak_seed, challenge, body)
+        bundle = _evidence(mid, tpm, ak_seed, challenge, body, event_log)
     truth = GroundTruth(mid, tamper, "untrusted" if tamper else "trusted",
                         TAMPER_KINDS[tamper] if tamper else (), detail)
     return bundle, challenge, truth
@@ -349,7 +398,7 @@ def _kexec_machine(spec: FleetSpec, pool: _Pool, mid: str, files: list[_Record],
                    challenge: bytes, ak_seed: bytes) -> tuple[EvidenceBundle, bytes, GroundTruth]:
     """A real Machine: runs a third of its files, kexec-loads the next kernel, runs a
     third, executes the kexec (the list copied at load comes along), runs the rest."""
-    m = _booted()
+    m = _booted(_firmware_of(_uefi(pool, spec.seed, mid)))
     for path, content in pool.kexec_files:
         m.add_file(path, content)
     for r in files:
@@ -363,7 +412,8 @@ def _kexec_machine(spec: FleetSpec, pool: _Pool, mid: str, files: list[_Record],
     m.kexec_execute()
     for r in files[b:]:
         m.exec(r.path)
-    bundle = _evidence(mid, m.tpm, ak_seed, challenge, m.measurements.to_bytes())
+    bundle = _evidence(mid, m.tpm, ak_seed, challenge, m.measurements.to_bytes(),
+                       _log_bytes(m))
     lost = len(m.lost_measurements)
     return bundle, challenge, GroundTruth(
         mid, "missing-kexec-carry-over", "untrusted", ("replay",),
@@ -378,13 +428,18 @@ def machine_reference(spec: FleetSpec, index: int) -> tuple[EvidenceBundle, byte
     pool = _pool(spec.seed, spec.packages)
     mid = machine_id(index)
     files = _software(pool, spec, _rng(spec.seed, "machine", index))
-    m = _booted()
+    m = _booted(_firmware_of(_uefi(pool, spec.seed, mid)))
     for r in files:
         m.add_file(r.path, r.content)
         m.exec(r.path)
     challenge = _digest(spec.seed, mid, "challenge")[:20]
     return (_evidence(mid, m.tpm, _digest(spec.seed, mid, "ak"), challenge,
-                      m.measurements.to_bytes()), challenge)
+                      m.measurements.to_bytes(), _log_bytes(m)), challenge)
+
+
+def _log_bytes(m: Machine) -> bytes | None:
+    log = m.firmware_log
+    return None if log is None else log.encode()
 
 
 def _tampered(spec: FleetSpec) -> dict[int, str]:

@@ -24,7 +24,7 @@ import importlib
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +49,10 @@ class MachineVerdict:
     machine: str
     trusted: bool
     checks: tuple[str, ...]
-    """Failing checks: ``quote``, ``replay``, ``boot-aggregate``, ``malformed``,
-    ``no-challenge``, or an entry verdict (``unknown-path``, ``digest-mismatch``, ...)."""
+    """Failing checks: ``quote``, ``replay``, ``boot-aggregate``, ``eventlog`` (the
+    firmware event log does not replay to the quoted PCRs), ``no-eventlog`` (none sent,
+    one required), ``malformed``, ``no-challenge``, or an entry verdict
+    (``unknown-path``, ``digest-mismatch``, ...)."""
     entries: int
     """Entries in the list."""
     verified_entries: int
@@ -74,7 +76,8 @@ class MachineVerdict:
 def attest_bundle(bundle: EvidenceBundle, reference: ReferenceValues | None, *,
                   nonce: bytes) -> tuple[AttestationReport, int]:
     """The one call into imasim's attestation for a bundle: the report and the list's
-    entry count. (Every fleet verdict comes from here.)"""
+    entry count. (Every fleet verdict comes from here.) The bundle's firmware event log,
+    when it has one, goes in too: it must replay to the quoted PCRs."""
     from ..attest import attest
     from ..ima.codec import parse_measurement_list
     from ..tpm.verify import parse_pcr_file
@@ -82,9 +85,15 @@ def attest_bundle(bundle: EvidenceBundle, reference: ReferenceValues | None, *,
     _, values = parse_pcr_file(bundle.pcr_file)
     entries = parse_measurement_list(bundle.measurement_list,
                                      digest_alg=bundle.list_digest_alg)
+    eventlog = None
+    if bundle.event_log is not None:
+        from ..eventlog.codec import EventLog
+
+        eventlog = EventLog.parse(bundle.event_log)
     report = attest(quote_attest=bundle.quote_message, quote_signature=bundle.quote_signature,
                     ak_public=bundle.ak_public, nonce=nonce, pcr_values=values,
-                    entries=entries, reference=reference, digest_alg=bundle.list_digest_alg)
+                    entries=entries, reference=reference, digest_alg=bundle.list_digest_alg,
+                    eventlog=eventlog)
     return report, len(entries)
 
 
@@ -103,6 +112,10 @@ def _verdict(machine: str, report: AttestationReport, entries: int) -> MachineVe
                            else "the quote covers no PCR the list extends")
         if not report.boot_aggregate_ok:
             checks.append("boot-aggregate")
+        fw = report.firmware_log
+        if fw is not None and not fw.ok:
+            checks.append("eventlog")
+            reasons.append(f"firmware event log: {fw.error}")
     for f in report.failures:
         name = "boot-aggregate" if f.verdict.value == "boot-aggregate-mismatch" \
             else f.verdict.value
@@ -115,20 +128,29 @@ def _verdict(machine: str, report: AttestationReport, entries: int) -> MachineVe
 
 
 def verify_bundle(bundle: EvidenceBundle, reference: ReferenceValues | None, *,
-                  nonce: bytes | None = None) -> MachineVerdict:
+                  nonce: bytes | None = None, require_eventlog: bool = False
+                  ) -> MachineVerdict:
     """Judge one bundle; ``nonce`` is the verifier's challenge (``None``: trust the
-    bundle's ``nonce.bin``). Malformed evidence is untrusted (check ``malformed``)."""
+    bundle's ``nonce.bin``). Malformed evidence is untrusted (check ``malformed``); with
+    ``require_eventlog``, so is a bundle without a firmware event log (``no-eventlog``:
+    nothing tells what booted)."""
     try:
         report, n = attest_bundle(bundle, reference,
                                   nonce=bundle.nonce if nonce is None else nonce)
     except ImasimError as exc:
         return MachineVerdict(bundle.machine, False, ("malformed",), 0, 0, 0,
                               f"{type(exc).__name__}: {exc}")
-    return _verdict(bundle.machine, report, n)
+    v = _verdict(bundle.machine, report, n)
+    if require_eventlog and bundle.event_log is None:
+        reason = "no firmware event log (one is required)"
+        v = replace(v, trusted=False, checks=(*v.checks, "no-eventlog"),
+                    reason=f"{v.reason}; {reason}" if v.reason else reason)
+    return v
 
 
 def verify_paths(paths: Sequence[str | Path], reference: ReferenceValues | None,
-                 challenges: Mapping[str, bytes] | None) -> list[MachineVerdict]:
+                 challenges: Mapping[str, bytes] | None, *, require_eventlog: bool = False
+                 ) -> list[MachineVerdict]:
     """Read and judge a batch of bundles (one Dask task). A bundle that cannot be read
     is ``malformed`` under its file name; one whose machine has no challenge,
     ``no-challenge``."""
@@ -149,7 +171,8 @@ def verify_paths(paths: Sequence[str | Path], reference: ReferenceValues | None,
                 out.append(MachineVerdict(bundle.machine, False, ("no-challenge",), 0, 0, 0,
                                           "the verifier has no challenge for this machine"))
                 continue
-        out.append(verify_bundle(bundle, reference, nonce=nonce))
+        out.append(verify_bundle(bundle, reference, nonce=nonce,
+                                 require_eventlog=require_eventlog))
     return out
 
 
@@ -163,7 +186,8 @@ def _batches(paths: Sequence[Path], workers: int, batch_size: int | None
 def verify_on_dask(paths: Sequence[Path], reference: ReferenceValues | None,
                    challenges: Mapping[str, bytes] | None, *, workers: int = 2,
                    scheduler: str | None = None, batch_size: int | None = None,
-                   on_progress: Callable[[int], None] | None = None) -> list[MachineVerdict]:
+                   on_progress: Callable[[int], None] | None = None,
+                   require_eventlog: bool = False) -> list[MachineVerdict]:
     """:func:`verify_paths` over batches of ``paths`` on Dask distributed, verdicts sorted
     by machine. Without ``scheduler``, a ``LocalCluster`` of ``workers`` processes (one
     thread each) is started and stopped; with it, the cluster at that address is used
@@ -187,7 +211,8 @@ def verify_on_dask(paths: Sequence[Path], reference: ReferenceValues | None,
         futures = []
         for batch in _batches(list(paths), nworkers, batch_size):
             futures.append(client.submit(verify_paths, [str(p) for p in batch], ref,
-                                         challenges, pure=False))
+                                         challenges, require_eventlog=require_eventlog,
+                                         pure=False))
         out: list[MachineVerdict] = []
         for fut in dd.as_completed(futures):
             res = fut.result()
