@@ -32,27 +32,30 @@ if TYPE_CHECKING:
 __all__ = ["integrity_load_keys"]
 
 
-def integrity_load_keys(t: Txn) -> tuple[str, ...]:
-    """Load the configured certificates; the kernel's log lines, in order."""
+def integrity_load_keys(t: Txn, *, initramfs_root: bool = False) -> tuple[str, ...]:
+    """Load the configured certificates; the kernel's log lines, in order. With
+    ``initramfs_root`` (rootfs holds the rdinit program, so prepare_namespace did not
+    mount the disk) only files unpacked from the initramfs are there to read."""
     cfg = t.kernel.config
     log: list[str] = []
     if cfg.ima_x509_path:  # None or "": CONFIG_IMA_LOAD_X509 unset
-        log += _load(t, cfg.ima_x509_path, ".ima")
+        log += _load(t, cfg.ima_x509_path, ".ima", initramfs_root)
         if cfg.evm_x509_path:
-            log += _load(t, cfg.evm_x509_path, ".evm")
+            log += _load(t, cfg.evm_x509_path, ".evm", initramfs_root)
     elif cfg.evm_x509_path:
-        log += _load(t, cfg.evm_x509_path, ".evm")
+        log += _load(t, cfg.evm_x509_path, ".evm", initramfs_root)
     return tuple(log)
 
 
-def _load(t: Txn, path: str, ring_name: str) -> list[str]:
+def _load(t: Txn, path: str, ring_name: str, initramfs_root: bool) -> list[str]:
     from . import kernel
 
     rings = t.kernel.keyrings
     ring = rings.ima if ring_name == ".ima" else rings.evm
     if ring.name not in {s.name for s in rings.layout}:
         return [f"integrity: Problem loading X.509 certificate -22 ({ring_name} missing)"]
-    if path not in t.state.files:
+    f = t.files.get(path)
+    if f is None or (initramfs_root and not f.fs.initramfs):
         return [f"integrity: Unable to open file: {path} (-2)"]
     opts = t.boot.boot_options
     t.boot = replace(t.boot, boot_options=replace(opts, ima_appraise="off"))

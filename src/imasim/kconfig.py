@@ -96,6 +96,9 @@ class KernelConfig:
     #: CONFIG_IMA_APPRAISE_SIGNED_INIT: the appraise_tcb policy's fowner rule requires a
     #: signature (appraise_type=imasig) instead of a hash
     ima_appraise_signed_init: bool = False
+    #: CONFIG_INITRAMFS_FORCE: populate_rootfs ignores the initrd the boot loader (or
+    #: kexec) passes and keeps only the initramfs built into the kernel image
+    initramfs_force: bool = False
     #: hashes IMA can allocate when it initialises (a TPM bank outside this set is
     #: extended with zero-padded SHA-1 digests; Debian's 6.1 has sha384 as a module)
     init_hashes: frozenset[HashAlgorithm] = field(default_factory=lambda: frozenset({
@@ -204,7 +207,8 @@ class KernelConfig:
             efi=on("EFI"),
             ima_x509_path=opts.get("IMA_X509_PATH") if on("IMA_LOAD_X509") else None,
             evm_x509_path=opts.get("EVM_X509_PATH") if on("EVM_LOAD_X509") else None,
-            ima_appraise_signed_init=on("IMA_APPRAISE_SIGNED_INIT"))
+            ima_appraise_signed_init=on("IMA_APPRAISE_SIGNED_INIT"),
+            initramfs_force=on("INITRAMFS_FORCE"))
 
 
 #: Stable trees that received "ima: kexec: move IMA log copy from kexec load to execute"

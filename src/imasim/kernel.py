@@ -24,11 +24,12 @@ from types import MappingProxyType
 from typing import Protocol, TypeVar, cast
 
 from .algorithms import HashAlgorithm
-from .archive import ArchiveMember
+from .archive import ArchiveMember, parse_cpio
 from .env import Clock
 from .errors import (
     ImasimError,
     KeyNotFoundError,
+    ParseError,
     PolicyError,
     SimulationError,
     UnsupportedAlgorithmError,
@@ -50,6 +51,7 @@ from .ima.archpolicy import ArchPolicy
 from .ima.entry import MeasurementEntry
 from .ima.fields import DigestWithAlgo, FieldValue
 from .ima.policy import (
+    MAY_EXEC,
     MAY_READ,
     MAY_WRITE,
     Action,
@@ -72,6 +74,8 @@ from .keys.keyring import KeyNeed, Keyring
 from .keys.layout import ProcKey
 from .keys.layout import proc_keys as layout_proc_keys
 from .keys.system import SystemKeyrings
+from .kimage import embedded_initramfs
+from .kinit import InitStep, default_modules, init_steps, modprobe_path, rdinit
 from .policyfile import write_policy
 from .sig.modsig import split_modsig
 from .sig.pkcs7 import Usage, verify_pkcs7
@@ -87,7 +91,10 @@ from .state import (
     QueuedKey,
 )
 from .tpm.soft_tpm import SoftTpm
-from .vfs import EXT4, VOLATILE_MAGICS, DmVerity, Filesystem, FsVerity, SimFile
+from .vfs import EXT4, TMPFS, VOLATILE_MAGICS, DmVerity, Filesystem, FsVerity, SimFile
+
+#: CONFIG_MODPROBE_PATH: what request_module runs
+MODPROBE = "/sbin/modprobe"
 
 __all__ = [
     "Firmware",
@@ -607,11 +614,37 @@ def _process_queued_keys(t: Txn) -> None:
 
 
 # -- boot and policy -----------------------------------------------------------------------
-def boot(t: Txn) -> None:
-    """IMA init: the boot_aggregate, the builtin keys (queued), then the boot policy. An
-    unknown ima_policy= or ima_template= refuses the boot before anything is measured."""
+def boot(t: Txn, builtin_initramfs: bytes = b"", initrd: bytes | None = None) -> None:
+    """kernel_init_freeable's integrity steps in the kernel's order for its version
+    (:func:`imasim.kinit.init_steps`): populate_rootfs (``builtin_initramfs``, then
+    ``initrd``), IMA init, prepare_namespace, integrity_load_keys, load_default_modules;
+    what each did goes to ``BootState.boot_log``. An unknown ima_policy= or ima_template=
+    refuses the boot before anything is measured."""
     if t.boot.booted:
         raise SimulationError("the machine is already booted")
+    cfg = t.kernel.config
+    cmdline = t.boot.boot_options.cmdline
+    log: list[str] = []
+    initramfs_root = False  # rootfs holds the rdinit program: no prepare_namespace
+    for step in init_steps(cfg.version):
+        if step is InitStep.POPULATE_ROOTFS:
+            log += populate_rootfs(t, builtin_initramfs, initrd)
+        elif step is InitStep.INIT_IMA:
+            _init_ima(t)
+        elif step is InitStep.PREPARE_NAMESPACE:
+            init = t.files.get(rdinit(cmdline))
+            initramfs_root = init is not None and init.fs.initramfs
+            log.append(f"prepare_namespace: skipped, rootfs has {rdinit(cmdline)}"
+                       if initramfs_root else "prepare_namespace: root file system mounted")
+        elif step is InitStep.INTEGRITY_LOAD_KEYS:
+            log += integrity_load_keys(t, initramfs_root=initramfs_root)
+        else:
+            log += load_default_modules(t, initramfs_root=initramfs_root)
+    t.boot = replace(t.boot, boot_log=tuple(log))
+
+
+def _init_ima(t: Txn) -> None:
+    """init_ima: the boot_aggregate, the builtin keys (queued), then the boot policy."""
     k = t.kernel
     opts = t.boot.boot_options
     desc = lookup_template(k.template(opts))
@@ -623,7 +656,56 @@ def boot(t: Txn) -> None:
     for key in k.keyrings.builtin.keys:  # load_system_certificate_list
         key_check(t, k.keyrings.builtin.name, key)
     t.boot = replace(t.boot, policy=policy, policy_written=False)
-    integrity_load_keys(t)  # the root file system is ready: CONFIG_IMA_X509_PATH & co.
+
+
+def populate_rootfs(t: Txn, builtin: bytes, initrd: bytes | None) -> list[str]:
+    """init/initramfs.c do_populate_rootfs: unpack the initramfs built into the kernel
+    (a bad one panics: the boot is refused), then the external initrd over it, unless
+    CONFIG_INITRAMFS_FORCE; a file of the same name is replaced (do_name opens it with
+    O_TRUNC). A bad external initrd is logged and skipped whole (the kernel keeps what
+    it unpacked before the error)."""
+    fs = Filesystem(*TMPFS, initramfs=True)
+    log = []
+    if builtin:
+        try:
+            add_members(t, parse_cpio(builtin), fs)
+        except ParseError as exc:
+            raise SimulationError(f"Kernel panic: Failed to decompress INTERNAL initramfs: "
+                                  f"{exc}") from None
+        log.append("populate_rootfs: unpacked the built-in initramfs")
+    if initrd is None:
+        return log
+    if t.kernel.config.initramfs_force:
+        return [*log, "populate_rootfs: external initrd ignored (CONFIG_INITRAMFS_FORCE)"]
+    try:
+        members = parse_cpio(initrd)
+    except ParseError as exc:
+        return [*log, f"Initramfs unpacking failed: {exc}"]
+    add_members(t, members, fs)
+    return [*log, "populate_rootfs: Unpacking initramfs..."]
+
+
+def load_default_modules(t: Txn, *, initramfs_root: bool = False) -> list[str]:
+    """load_default_modules: request_module for each of :func:`imasim.kinit.default_modules`.
+    The kernel runs CONFIG_MODPROBE_PATH (/sbin/modprobe: BPRM_CHECK) which finds the
+    module (:func:`imasim.kinit.modprobe_path`) and loads it (finit_module: MODULE_CHECK,
+    then the module signature), on the root the kernel has now (only the initramfs when
+    it kept it). A refusal is logged and the boot goes on."""
+    log = []
+    visible = [p for p, f in t.files.items() if f.fs.initramfs or not initramfs_root]
+    for name in default_modules(t.boot.boot_options.cmdline, t.kernel.config.version):
+        where = f"load_default_modules: request_module({name})"
+        path = modprobe_path(name, visible)
+        if MODPROBE not in visible or path is None:
+            log.append(f"{where}: {MODPROBE if path else name} not found (-ENOENT)")
+            continue
+        r = process(t, MODPROBE, Hook.BPRM_CHECK, MAY_EXEC)
+        if not r.allowed:
+            log.append(f"{where}: {MODPROBE} refused: {r.reason}")
+            continue
+        r = load_module(t, path)
+        log.append(f"{where}: {path} " + ("loaded" if r.allowed else f"refused: {r.reason}"))
+    return log
 
 
 def _add_boot_aggregate(t: Txn, template: str) -> None:
@@ -704,8 +786,20 @@ def kexec_load(t: Txn, kernel: str, initrd: str | None, cmdline: str,
     carried = None
     if cfg.ima_kexec and not cfg.copies_list_at_execute:
         carried = pack_kexec_buffer(t.entries)
-    t.boot = replace(t.boot, kexec=KexecImage(kernel, initrd, cmdline, carried))
+    t.boot = replace(t.boot, kexec=_kexec_image(t, kernel, initrd, cmdline, carried))
     return AccessResult(True, r.measured, r.appraised)
+
+
+def _kexec_image(t: Txn, kernel: str, initrd: str | None, cmdline: str,
+                 carried: bytes | None, ima_buffer: bool = True) -> KexecImage:
+    """The loaded image: the bytes the next kernel unpacks (its built-in initramfs, the
+    initrd) as read now; an image that is not imasim's stand-in PE has no built-in one."""
+    try:
+        builtin = embedded_initramfs(t.file(kernel).content)
+    except ParseError:
+        builtin = b""
+    return KexecImage(kernel, initrd, cmdline, carried, ima_buffer, builtin,
+                      None if initrd is None else t.file(initrd).content)
 
 
 def kexec_load_segments(t: Txn, kernel: str, initrd: str | None, cmdline: str
@@ -734,7 +828,7 @@ def kexec_load_segments(t: Txn, kernel: str, initrd: str | None, cmdline: str
     if k.lockdown != "none":
         return AccessResult(False, reason=f"Lockdown: kexec of unsigned images is "
                             f"restricted; see man kernel_lockdown.7 ({k.lockdown}) (EPERM)")
-    t.boot = replace(t.boot, kexec=KexecImage(kernel, initrd, cmdline, None, ima_buffer=False))
+    t.boot = replace(t.boot, kexec=_kexec_image(t, kernel, initrd, cmdline, None, False))
     return AccessResult(True)
 
 
@@ -761,7 +855,7 @@ def kexec_execute(t: Txn, cmdline: str | None) -> None:
                          len(restored), tuple(old.entries[len(restored):]))
     t.state = replace(t.state, kexec_log=(*t.state.kexec_log, record))
     t.new_boot(BootState(generation=old.generation + 1, boot_options=opts, entries=restored))
-    boot(t)
+    boot(t, image.builtin_initramfs, image.initrd_data)
 
 
 def measure_critical_data(t: Txn, label: str, event_name: str, data: bytes) -> bool:
@@ -918,10 +1012,12 @@ def build_kernel(config: KernelConfig, tpm: SoftTpm, builtin_keys: tuple[Key, ..
 
 def powered_on(state: MachineState, cmdline: str) -> MachineState:
     """The state after a power cycle: a new first boot generation with the bootloader's
-    command line; the files on disk stay, those on tmpfs/ramfs/proc are gone."""
+    command line; the files on disk stay, those on tmpfs/ramfs/proc are gone (and new
+    inode numbers follow the disk's again)."""
     files = {p: f for p, f in state.files.items() if f.fs.magic not in VOLATILE_MAGICS}
     return MachineState(boot=BootState(boot_options=BootOptions.from_cmdline(cmdline)),
-                        files=MappingProxyType(files), next_ino=state.next_ino,
+                        files=MappingProxyType(files),
+                        next_ino=max((f.ino for f in files.values()), default=0) + 1,
                         context=state.context)
 
 

@@ -23,21 +23,67 @@ imasim's default firmware does, but PCR 4 with the kernel image it boots.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
 
-from .kernel import Firmware
+from .errors import ParseError
 from .sig.authenticode import authenticode_digest
-from .sig.pefile import build_pe
+from .sig.pefile import build_pe, parse_pe
 from .tpm.soft_tpm import SoftTpm
 
-__all__ = ["firmware_booting", "kernel_image"]
+if TYPE_CHECKING:
+    from .kernel import Firmware
+
+__all__ = ["INITRAMFS_TRAILER", "embedded_initramfs", "firmware_booting", "kernel_image"]
+
+#: the end of a stand-in kernel image's section that has a built-in initramfs: the
+#: cpio's size (u32, little endian) and this magic. It stands for the linker symbols
+#: __initramfs_start/__initramfs_size (usr/initramfs_data.S) of a real vmlinux.
+INITRAMFS_TRAILER: Final = b"IMASIMRD"
+_SIZE = struct.Struct("<I")
 
 
-def kernel_image(builtin_certificates: Sequence[bytes], *, code: bytes = b"imasim kernel"
-                 ) -> bytes:
-    """A PE kernel image whose section holds ``code`` and then the built-in certificate
-    list (the DER certificates back to back, as system_certificate_list is)."""
-    return build_pe(code + b"".join(builtin_certificates))
+def kernel_image(builtin_certificates: Sequence[bytes], *, code: bytes = b"imasim kernel",
+                 initramfs: bytes = b"") -> bytes:
+    """A PE kernel image whose section holds ``code``, then the built-in certificate
+    list (the DER certificates back to back, as system_certificate_list is), then, with
+    ``initramfs`` (CONFIG_INITRAMFS_SOURCE: a cpio built into the image), that archive
+    and the :data:`INITRAMFS_TRAILER`. Everything in it is under the image's signature
+    and digest: one byte of the built-in initramfs changes both.
+
+    >>> from imasim.archive import ArchiveMember, write_cpio
+    >>> cpio = write_cpio([ArchiveMember("init", b"#!/bin/sh", 0o100755)])
+    >>> embedded_initramfs(kernel_image([], initramfs=cpio)) == cpio
+    True
+    >>> embedded_initramfs(kernel_image([]))
+    b''
+    """
+    tail = initramfs + _SIZE.pack(len(initramfs)) + INITRAMFS_TRAILER if initramfs else b""
+    return build_pe(code + b"".join(builtin_certificates) + tail)
+
+
+def embedded_initramfs(image: bytes) -> bytes:
+    """The initramfs built into a :func:`kernel_image` (b"" when it has none, or when
+    ``image`` is not a PE image at all); a trailer whose size points outside the
+    section is a :class:`~imasim.errors.ParseError`."""
+    if image[:2] != b"MZ":
+        return b""
+    pe = parse_pe(image)
+    if not pe.sections:
+        return b""
+    sec = pe.sections[0]
+    size = min(sec.virtual_size, sec.size_of_raw_data)
+    data = bytes(pe.raw[sec.pointer_to_raw_data:sec.pointer_to_raw_data + size])
+    end = len(data) - len(INITRAMFS_TRAILER)
+    if end < 4 or data[end:] != INITRAMFS_TRAILER:
+        return b""
+    (n,) = _SIZE.unpack_from(data, end - 4)
+    if n > end - 4:
+        raise ParseError("built-in initramfs larger than the image section",
+                         offset=sec.pointer_to_raw_data + end - 4, field="initramfs_size",
+                         expected=f"<= {end - 4}", actual=n)
+    return data[end - 4 - n:end - 4]
 
 
 def firmware_booting(image: bytes) -> Firmware:

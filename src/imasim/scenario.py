@@ -11,6 +11,7 @@ through a callback, so the core stays sans-I/O)::
     builtin_keys = ["ca"]                # keys compiled into .builtin_trusted_keys
     secure_boot = false
     config = { kexec_sig_force = true }  # Kconfig overrides (KernelConfig field names)
+    policy = "appraise func=KEXEC_INITRAMFS_CHECK appraise_type=imasig"  # written at boot
 
     [keys.ca]                            # deterministic P-256 test keys, by name
     ca = true
@@ -21,7 +22,9 @@ through a callback, so the core stays sans-I/O)::
     path = "/usr/bin/app"
     content = "app v1"                   # or content_hex, or source = "relative/file"
     ima_sign = "vendor"                  # security.ima signature (evmctl ima_sign)
-    # also: ima_hash = true, modsig = "key", pe_sign = "key", mode, uid, gid, fs
+    # also: ima_hash = true, modsig = "key", pe_sign = "key", mode, uid, gid, fs,
+    # certificate = "key" (its DER), cpio = [files] (an initramfs archive of them),
+    # initramfs = [files] (a kernel image with them built in, CONFIG_INITRAMFS_SOURCE)
 
     [[actions]]
     op = "exec"
@@ -114,12 +117,12 @@ _Kind = type | str
 _FILE_KEYS: Final[Mapping[str, _Kind]] = {
     "path": str, "content": str, "content_hex": str, "source": str, "ima_sign": str,
     "ima_hash": bool, "modsig": str, "pe_sign": str, "mode": int, "uid": int, "gid": int,
-    "fs": str, "selinux": str, "certificate": str}
+    "fs": str, "selinux": str, "certificate": str, "initramfs": "files", "cpio": "files"}
 _MACHINE_KEYS: Final[Mapping[str, _Kind]] = {
     "preset": str, "cmdline": str, "banks": "strs", "builtin_keys": "strs",
     "secure_boot": bool, "config": dict, "seed": str, "clock": float, "ipe": bool,
     "ipe_boot_policy": str, "ipe_unsigned_policy_by_rule": bool, "secondary_keys": "strs",
-    "firmware": str, "kernel_image": bool}
+    "firmware": str, "kernel_image": bool, "policy": str}
 _KEY_KEYS: Final[Mapping[str, _Kind]] = {"ca": bool, "issuer": str, "cn": str, "seed": str}
 _TOP_KEYS: Final[Mapping[str, _Kind]] = {"machine": dict, "keys": dict, "files": "files",
                                          "actions": list, "name": str, "description": str}
@@ -178,6 +181,9 @@ def _check_files(files: Sequence[Mapping[str, Any]], keys: Mapping[str, Any],
             raise _bad(f"unknown file system {f['fs']!r}; one of {sorted(_FS)}", f"{w}.fs")
         if "source" in f:
             _check_source(f["source"], w)
+        for k in ("initramfs", "cpio"):  # archives of files: a built-in or external one
+            if k in f:
+                _check_files(f[k], keys, f"{w}.{k}")
 
 
 Handler = Callable[["_Runner", Machine, "ScenarioRun", Mapping[str, Any], str],
@@ -277,6 +283,23 @@ def _ipe_load(r: _Runner, m: Machine, run: ScenarioRun, a: Mapping[str, Any], w:
         ipe.activate(p.name)
 
 
+def _tamper(r: _Runner, m: Machine, run: ScenarioRun, a: Mapping[str, Any], w: str
+            ) -> None:
+    find, new = str(a["find"]).encode(), str(a["replace"]).encode()
+    data = _file(m, a["path"])
+    if find not in data:
+        raise UsageError(f"tamper: {a['find']!r} is not in {a['path']}")
+    m.write_file(a["path"], data.replace(find, new, 1))
+
+
+def _file_is(r: _Runner, m: Machine, a: Mapping[str, Any], w: str) -> AccessResult:
+    f = m.files.get(a["path"])
+    if f is None:
+        return AccessResult(False, reason="no such file")
+    same = f.content == r.content(a, w)
+    return AccessResult(same, reason="" if same else "different content")
+
+
 _FILE_OP: Final[Mapping[str, _Kind]] = {"path": str}
 _HOOK: Final[Mapping[str, _Kind]] = {"path": str, "uid": int, "context": str}
 _CONTENT: Final[Mapping[str, _Kind]] = {"content": str, "content_hex": str, "source": str}
@@ -359,6 +382,16 @@ OPS: Final[Mapping[str, OpSpec]] = {
                           _none(lambda r, m, run, a, w: _ipe(m).set_enforce(
                               a.get("value", True))),
                           "IPE's enforce switch", "value"),
+    "tamper": OpSpec({"path": str, "find": str, "replace": str},
+                     frozenset({"path", "find", "replace"}), _none(_tamper),
+                     "replace the first find with replace (as long) in a file's bytes, as "
+                     "an attacker writing the disk would (xattrs and signatures stay)"),
+    "module_loaded": OpSpec(_FILE_OP, frozenset({"path"}),
+                            lambda r, m, run, a, w: _check(m, "module_loaded", a),
+                            "allow when the module at path is loaded (this boot)"),
+    "file_is": OpSpec({"path": str, **_CONTENT}, frozenset({"path"}),
+                      lambda r, m, run, a, w: _file_is(r, m, a, w),
+                      "allow when the file at path holds exactly content"),
     "replay": OpSpec({}, frozenset(), lambda r, m, run, a, w: _check(m, "replay", a),
                      "allow when the list replays to the TPM's PCRs (what a verifier sees)"),
     "measured": OpSpec({"name": str}, frozenset({"name"}),
@@ -378,6 +411,9 @@ def _check(m: Machine, op: str, a: Mapping[str, Any]) -> AccessResult:
     if op == "replay":
         status = match(lst, m.pcr_values()).status
         return AccessResult(status is MatchStatus.MATCH, reason=status.value)
+    if op == "module_loaded":
+        loaded = str(a.get("path")) in m.loaded_modules
+        return AccessResult(loaded, reason="" if loaded else "not loaded")
     if op == "measured":
         found = any(e.event_name == str(a.get("name")) for e in lst)
         return AccessResult(found, reason="" if found else "not in the list")
@@ -442,7 +478,11 @@ def _validate(data: Mapping[str, Any]) -> None:
             if name not in keys:
                 raise _bad(f"{k} names an unknown key {name!r}", f"machine.{k}")
     _check_files(data.get("files", []), keys, "files")
-    for i, a in enumerate(data.get("actions", [])):
+    acts = data.get("actions", [])
+    if "policy" in machine and acts and isinstance(acts[0], dict) and acts[0].get("op") == "boot":
+        raise _bad("policy is loaded after the automatic boot; drop the first boot action",
+                   "machine.policy")
+    for i, a in enumerate(acts):
         where = f"actions[{i}]"
         spec = OPS.get(str(a.get("op"))) if isinstance(a, dict) else None
         if spec is None:
@@ -458,6 +498,10 @@ def _validate(data: Mapping[str, Any]) -> None:
         for k in ("key", "signed_by"):
             if k in a and a[k] not in keys:
                 raise _bad(f"op {op!r}: {k} names an unknown key {a[k]!r}", f"{where}.{k}")
+        if op == "tamper" and (not a["find"] or
+                               len(a["find"].encode()) != len(a["replace"].encode())):
+            raise _bad("tamper: find and replace must be non-empty and as long",
+                       f"{where}.replace")
         if "files" in a:
             _check_files(a["files"], keys, f"{where}.files")
         if "source" in a:
@@ -567,9 +611,15 @@ class _Runner:
     def file(self, spec: Mapping[str, Any], where: str) -> tuple[bytes, dict[str, bytes]]:
         """The file's final bytes (signed as asked) and its security xattrs."""
         data = self.content(spec, where)
+        if "cpio" in spec:  # an external initramfs: a cpio newc of the files
+            data = write_cpio(self.members({"files": spec["cpio"]}, f"{where}.cpio"))
+        if "initramfs" in spec:  # a kernel image with them built in (INITRAMFS_SOURCE)
+            data = kernel_image([], code=data, initramfs=write_cpio(
+                self.members({"files": spec["initramfs"]}, f"{where}.initramfs")))
         if "pe_sign" in spec:
             key, cert = self._keys[spec["pe_sign"]]
-            data = sign_pe(build_pe(data), key=key, certificate=cert)
+            data = sign_pe(data if "initramfs" in spec else build_pe(data), key=key,
+                           certificate=cert)
         if "modsig" in spec:
             key, cert = self._keys[spec["modsig"]]
             data = sign_module(data, key=key, certificate=cert)
@@ -648,6 +698,8 @@ def run_scenario(s: Scenario) -> ScenarioRun:
     actions: Sequence[Mapping[str, Any]] = s.data.get("actions", [])
     if not actions or actions[0].get("op") != "boot":
         m.boot()
+        if "policy" in s.data.get("machine", {}):  # what user space writes first
+            m.load_policy(s.data["machine"]["policy"])
     for i, a in enumerate(actions):
         run.results.append(_act(r, m, run, i, a))
     lst = m.measurements
@@ -659,6 +711,7 @@ def run_scenario(s: Scenario) -> ScenarioRun:
         "pcrs.json": json.dumps({a.kernel_name: {str(i): v.hex() for i, v in b.items()}
                                  for a, b in m.pcr_values().items()}, indent=1).encode(),
         "policy.txt": m.policy.render().encode(),
+        "boot.log": "".join(f"{line}\n" for line in m.state.boot.boot_log).encode(),
     })
     if m.ipe is not None:
         run.artifacts["ipe-audit.log"] = "".join(f"{a}\n" for a in m.ipe.audit).encode()

@@ -85,13 +85,18 @@ class KexecImage:
     command line, and the measurement list copied into its buffer at load time (None
     when the list is copied at execute, or not carried at all). ``ima_buffer`` is False
     for an image loaded by the classic kexec_load(2): only kexec_file_load adds the IMA
-    buffer (ima_add_kexec_buffer), so the next kernel starts a new list."""
+    buffer (ima_add_kexec_buffer), so the next kernel starts a new list. The new kernel
+    unpacks ``builtin_initramfs`` and then ``initrd_data`` (populate_rootfs)."""
 
     kernel: str
     initrd: str | None
     cmdline: str
     carried: bytes | None
     ima_buffer: bool = True
+    #: the cpio built into the kernel image (CONFIG_INITRAMFS_SOURCE), read at load
+    builtin_initramfs: bytes = b""
+    #: the external initrd's bytes as read at load (None: no initrd)
+    initrd_data: bytes | None = None
 
 
 class KexecCopy(enum.StrEnum):
@@ -151,6 +156,9 @@ class BootState:
     process_keys: bool = False
     evm_x509: bool = False
     evm_hmac_key: bytes | None = None
+    #: what each step of the boot did (imasim.kinit: populate_rootfs, prepare_namespace,
+    #: integrity_load_keys, load_default_modules), as kernel log lines
+    boot_log: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

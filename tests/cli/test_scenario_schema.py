@@ -31,6 +31,14 @@ from imasim.scenario import OPS, ScenarioError, parse_scenario
     ("[[actions]]\nop = 'extract_tar'\nfiles = [{ path = '/a', source = 'x/../../y' }]\n",
      "actions[0].files[0].source", ["inside"]),
     ("nam = 'x'\n", "scenario.nam", ["unknown key"]),
+    ("[[actions]]\nop = 'tamper'\npath = '/x'\nfind = 'ab'\nreplace = 'abc'\n",
+     "actions[0].replace", ["as long"]),
+    ("[machine]\npolicy = 'measure func=BPRM_CHECK'\n[[actions]]\nop = 'boot'\n",
+     "machine.policy", ["automatic boot"]),
+    ("[[files]]\npath = '/k'\ninitramfs = [{ path = '/init', contnet = 'x' }]\n",
+     "files[0].initramfs[0].contnet", ["unknown key"]),
+    ("[[files]]\npath = '/i'\ncpio = [{ path = 'init' }]\n", "files[0].cpio[0]",
+     ["absolute"]),
 ])
 def test_a_scenario_off_the_schema_is_refused_naming_the_place(
         text: str, where: str, words: list[str], tmp_path: Path,

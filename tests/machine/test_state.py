@@ -17,9 +17,11 @@ from hypothesis.stateful import (
 )
 
 from imasim.algorithms import HashAlgorithm as H
+from imasim.archive import ArchiveMember, write_cpio
 from imasim.errors import ImasimError, ParseError, PolicyError, SimulationError
 from imasim.ima.policy import MAY_READ, MAY_WRITE
 from imasim.keys.keyring import Keyring
+from imasim.kimage import kernel_image
 from imasim.machine import Machine, MachineSnapshot
 from imasim.sig import sign_module
 from imasim.sig.authenticode import sign_pe
@@ -45,6 +47,13 @@ def _files() -> dict[str, tuple[bytes, dict[str, bytes]]]:
         "/boot/vmlinuz": (sign_pe(build_pe(b"kernel"), key=leaf.key,
                                   certificate=leaf.cert), {}),
         "/boot/unsigned": (b"MZ unsigned kernel", {}),
+        # a kernel with a built-in initramfs, an external one, and a bad one
+        "/boot/vmlinuz-initramfs": (sign_pe(kernel_image([], initramfs=write_cpio(
+            [ArchiveMember("init", b"#!/bin/sh\n", 0o100755)])), key=leaf.key,
+            certificate=leaf.cert), {}),
+        "/boot/initrd.img": (write_cpio([ArchiveMember("init", b"initrd init", 0o100755),
+                                         ArchiveMember("etc/x", b"x", 0o100644)]), {}),
+        "/boot/initrd.bad": (b"070701 not a cpio", {}),
     }
 
 
@@ -160,10 +169,13 @@ class Transitions(RuleBasedStateMachine):
     def boot(self) -> None:
         self.attempt("boot")
 
-    @rule(load=st.sampled_from(CMDLINES[1:]), execute=st.sampled_from(CMDLINES))
-    def kexec(self, load: str, execute: str | None) -> None:
-        """A load and an execute in a row, so the new kernel's refusals are reached."""
-        self.attempt("kexec_load", "/boot/vmlinuz", cmdline=load)
+    @rule(load=st.sampled_from(CMDLINES[1:]), execute=st.sampled_from(CMDLINES),
+          kernel=st.sampled_from(["/boot/vmlinuz", "/boot/vmlinuz-initramfs"]),
+          initrd=st.sampled_from([None, "/boot/initrd.img", "/boot/initrd.bad"]))
+    def kexec(self, load: str, execute: str | None, kernel: str, initrd: str | None) -> None:
+        """A load and an execute in a row, so the new kernel's refusals are reached (and
+        its populate_rootfs of the built-in and the external initramfs)."""
+        self.attempt("kexec_load", kernel, initrd, cmdline=load)
         self.attempt("kexec_execute", cmdline=execute)
 
     @rule(path=st.sampled_from(PATHS), op=st.sampled_from(["exec", "mmap", "read_file",

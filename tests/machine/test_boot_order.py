@@ -1,0 +1,185 @@
+"""kernel_init_freeable's order (imasim.kinit): populate_rootfs, init_ima,
+prepare_namespace, integrity_load_keys, load_default_modules; the 2014 signed-init
+thread's "we load keys after mounting rootfs and before calling load_default_modules()"."""
+
+from __future__ import annotations
+
+import pytest
+
+from imasim.algorithms import HashAlgorithm as H
+from imasim.archive import ArchiveMember, write_cpio
+from imasim.errors import ImasimError, ParseError
+from imasim.kconfig import PRESETS, KernelConfig
+from imasim.kimage import INITRAMFS_TRAILER, embedded_initramfs, kernel_image
+from imasim.kinit import InitStep, default_modules, init_steps, modprobe_path
+from imasim.machine import Machine
+from imasim.sig.authenticode import sign_pe
+from imasim.sig.xattr import sign_xattr
+from pki import pki
+
+KEY = "/etc/keys/x509_ima.der"
+MOD = "/lib/modules/kernel/block/deadline-iosched.ko"
+BASE = PRESETS["generic-6.1-ima-kexec"].with_(ima_x509_path=KEY)
+
+
+def _sig(content: bytes) -> dict[str, bytes]:
+    leaf = pki()["leaf"]
+    return {"security.ima": sign_xattr(H.SHA256.hash(content), key=leaf.key,
+                                       keyid=leaf.as_key().key_id_v2)}
+
+
+def _machine(cfg: KernelConfig, cmdline: str = "ima_appraise_tcb elevator=deadline",
+             modprobe: bool = True) -> Machine:
+    m = Machine.create(config=cfg, cmdline=cmdline, builtin_keys=[pki()["root"].as_key()])
+    m.add_file(KEY, pki()["leaf"].der, mode=0o100644)
+    if modprobe:
+        m.add_file("/sbin/modprobe", b"modprobe", xattrs=_sig(b"modprobe"))
+    m.add_file(MOD, b"\x7fELF deadline", xattrs=_sig(b"\x7fELF deadline"))
+    return m
+
+
+def test_steps_by_version() -> None:
+    assert InitStep.INTEGRITY_LOAD_KEYS not in init_steps((3, 18))
+    s = init_steps((3, 19))
+    assert s.index(InitStep.INTEGRITY_LOAD_KEYS) < s.index(InitStep.LOAD_DEFAULT_MODULES)
+    assert s.index(InitStep.PREPARE_NAMESPACE) < s.index(InitStep.INTEGRITY_LOAD_KEYS)
+    assert s.index(InitStep.POPULATE_ROOTFS) < s.index(InitStep.INIT_IMA)
+    assert InitStep.LOAD_DEFAULT_MODULES not in init_steps((5, 0))
+    assert default_modules("elevator=cfq elevator=deadline", (4, 19)) == ("deadline-iosched",)
+    assert default_modules("root=/dev/vda", (4, 19)) == ()
+    assert modprobe_path("deadline-iosched", ["/lib/modules/x/deadline_iosched.ko",
+                                              "/usr/deadline-iosched.ko"]) == \
+        "/lib/modules/x/deadline_iosched.ko"
+
+
+def test_keys_before_default_modules_since_3_19() -> None:
+    m = _machine(BASE.with_(version=(3, 19)))
+    m.boot()
+    assert m.loaded_modules == (MOD,)
+    log = m.state.boot.boot_log
+    keys = next(i for i, line in enumerate(log) if line.startswith("integrity: Loaded"))
+    mods = next(i for i, line in enumerate(log) if line.startswith("load_default_modules"))
+    assert keys < mods and log[mods].endswith("loaded")
+
+
+def test_before_3_19_the_default_module_is_appraised_without_a_key() -> None:
+    m = _machine(BASE.with_(version=(3, 18)))
+    m.boot()
+    assert m.loaded_modules == () and m.keyrings.ima.keys == ()
+    assert m.state.boot.boot_log[-1].endswith("/sbin/modprobe refused: invalid-signature")
+
+
+def test_an_unsigned_module_is_refused_after_the_key_too() -> None:
+    m = _machine(BASE.with_(version=(4, 19)))
+    m.add_file(MOD, b"\x7fELF deadline, changed")  # the old security.ima stays
+    m.boot()
+    assert m.loaded_modules == () and m.keyrings.ima.keys
+    assert "refused" in m.state.boot.boot_log[-1]
+
+
+def test_no_modprobe_no_module_and_6_1_has_no_default_modules() -> None:
+    m = _machine(BASE.with_(version=(4, 19)), modprobe=False)
+    m.boot()
+    assert m.loaded_modules == ()
+    assert m.state.boot.boot_log[-1].endswith("/sbin/modprobe not found (-ENOENT)")
+    m = _machine(BASE)  # 6.1: elevator= requests nothing
+    m.boot()
+    assert m.loaded_modules == ()
+    assert not any("load_default_modules" in line for line in m.state.boot.boot_log)
+
+
+# -- the built-in and the external initramfs through kexec ----------------------------------
+INIT_SIGNED = b"#!/bin/sh\n# built in\n"
+INIT_INITRD = b"#!/bin/sh\n# initrd\n"
+
+
+def _cpio(**files: bytes) -> bytes:
+    return write_cpio([ArchiveMember(p, c, 0o100755) for p, c in files.items()])
+
+
+def _kexec_machine(cfg: KernelConfig) -> Machine:
+    leaf = pki()["leaf"]
+    m = Machine.create(config=cfg.with_(kexec_sig_force=True), cmdline="ima_policy=tcb",
+                       builtin_keys=[pki()["root"].as_key()])
+    m.keyrings.secondary.add(leaf.as_key())
+    image = kernel_image([], initramfs=_cpio(init=INIT_SIGNED))
+    m.add_file("/boot/vmlinuz", sign_pe(image, key=leaf.key, certificate=leaf.cert))
+    m.add_file("/boot/initrd.img", _cpio(init=INIT_INITRD, extra=b"x"))
+    m.boot()
+    return m
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_populate_rootfs_unpacks_the_initrd_over_the_built_in_one(force: bool) -> None:
+    m = _kexec_machine(PRESETS["generic-6.1-ima-kexec"].with_(initramfs_force=force))
+    assert m.kexec_load("/boot/vmlinuz", "/boot/initrd.img").allowed
+    m.kexec_execute()
+    init = m.files["/init"]
+    assert init.content == (INIT_SIGNED if force else INIT_INITRD)
+    assert init.fs.initramfs and ("/extra" in m.files) is not force
+
+
+def test_the_image_is_read_at_load() -> None:
+    m = _kexec_machine(PRESETS["generic-6.1-ima-kexec"])
+    assert m.kexec_load("/boot/vmlinuz", "/boot/initrd.img").allowed
+    m.write_file("/boot/initrd.img", _cpio(init=b"evil"))  # after the load: too late
+    m.kexec_execute()
+    assert m.files["/init"].content == INIT_INITRD
+
+
+def test_a_bad_external_initrd_is_logged_a_bad_built_in_one_refuses_the_kexec() -> None:
+    m = _kexec_machine(PRESETS["generic-6.1-ima-kexec"])
+    m.add_file("/boot/initrd.bad", b"not a cpio")
+    assert m.kexec_load("/boot/vmlinuz", "/boot/initrd.bad").allowed
+    m.kexec_execute()
+    assert m.files["/init"].content == INIT_SIGNED
+    assert any(line.startswith("Initramfs unpacking failed") for line in
+               m.state.boot.boot_log)
+    leaf = pki()["leaf"]
+    bad = kernel_image([], initramfs=b"garbage, not a cpio")
+    m.add_file("/boot/bad", sign_pe(bad, key=leaf.key, certificate=leaf.cert))
+    assert m.kexec_load("/boot/bad").allowed
+    before = m.snapshot()
+    with pytest.raises(ImasimError, match="INTERNAL initramfs"):
+        m.kexec_execute()
+    assert m.snapshot() == before
+
+
+def test_keys_come_from_the_initramfs_when_it_has_init() -> None:
+    """With /init in rootfs prepare_namespace is skipped: integrity_load_keys reads
+    CONFIG_IMA_X509_PATH from the initramfs, not from the disk."""
+    leaf = pki()["leaf"]
+    cfg = BASE.with_(kexec_sig_force=True)
+    m = Machine.create(config=cfg, cmdline="ima_policy=tcb",
+                       builtin_keys=[pki()["root"].as_key()])
+    m.keyrings.secondary.add(leaf.as_key())
+    m.add_file(KEY, leaf.der)  # on the disk only
+    for name, files in (("without", {"init": INIT_SIGNED}),
+                        ("with", {"init": INIT_SIGNED, KEY[1:]: leaf.der})):
+        image = sign_pe(kernel_image([], initramfs=_cpio(**files)), key=leaf.key,
+                        certificate=leaf.cert)
+        m.add_file(f"/boot/{name}", image)
+    m.boot()
+    assert m.keyrings.ima.keys  # first boot: no initramfs, the disk is root
+    m.kexec_load("/boot/without")
+    m.kexec_execute()
+    assert m.keyrings.ima.keys == ()
+    assert "prepare_namespace: skipped, rootfs has /init" in m.state.boot.boot_log
+    m.kexec_load("/boot/with")
+    m.kexec_execute()
+    assert m.keyrings.ima.keys
+
+
+def test_embedded_initramfs_trailer() -> None:
+    cpio = _cpio(init=b"x")
+    image = kernel_image([b"cert"], initramfs=cpio)
+    assert embedded_initramfs(image) == cpio
+    assert embedded_initramfs(b"not a PE") == b""
+    bad = kernel_image([], code=b"\xff\xff\xff\x7f" + INITRAMFS_TRAILER)
+    with pytest.raises(ParseError) as exc:
+        embedded_initramfs(bad)
+    assert exc.value.field == "initramfs_size"
+    # the digest covers the built-in initramfs: one byte changes it
+    other = kernel_image([b"cert"], initramfs=_cpio(init=b"y"))
+    from imasim.sig.authenticode import authenticode_digest
+    assert authenticode_digest(image, H.SHA256) != authenticode_digest(other, H.SHA256)
