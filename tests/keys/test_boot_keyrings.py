@@ -36,6 +36,7 @@ KERNELS = {
     "6.12.117+deb12-amd64": ("debian12-6.12", "debian-6.12.117-build-key.der"),
     "6.12.118+deb12-amd64": ("debian12-6.12", "debian-6.12.118-build-key.der"),
     "6.1.192": ("custom-6.1-ima-kexec", None),
+    "6.12.118": ("custom-6.12-ima-kexec", None),
 }
 
 

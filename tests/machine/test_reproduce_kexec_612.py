@@ -1,0 +1,198 @@
+"""The custom 6.12 build's kexec, simulated on its preset, reproduces the real captures.
+
+k612-custom-ima-kexec-late-measure and k612-custom-ima-kexec-critical-data
+(tests/vectors/realkernel/): Debian's linux-source-6.12 6.12.118 built by the capture
+harness (``build-custom-kernel.sh 6.12``: tinyconfig plus CONFIG_IMA_KEXEC=y; its
+.config is realkernel/custom-6.12-kconfig.txt, which the preset ``custom-6.12-ima-kexec``
+equals, tests/machine/test_presets.py), booted under qemu with swtpm. The guest ran a
+workload, ``kexec -s -l`` of the same kernel, a new script (after-load.sh) between the
+load and ``kexec -e``, dumped the list, and jumped; the second kernel ran the workload
+again. The first capture's policy is ``ima_policy=tcb``; the second writes a policy with
+KEXEC_KERNEL_CHECK, KEXEC_INITRAMFS_CHECK, KEXEC_CMDLINE and CRITICAL_DATA rules.
+
+The simulation gets the captured firmware PCRs 0-9, the same command lines and policy, the
+files whose bytes the capture keeps (the harness's scripts and data, ``files/``), an
+empty file for the violation, and a stand-in of the same path for each binary whose bytes
+are not kept (busybox, kexec and its libraries, the kernel image and initramfs). It must
+give every entry of known input byte for byte (both boot_aggregates, the scripts, the
+violation and its file, kexec-cmdline), every other entry with the capture's PCR,
+template, event name and flags, in the capture's order, and the kexec where the real
+kernel did it: the list copied at execute, so after-load.sh is a carried entry. The same
+workload on the custom 6.1 build (copy at load) loses it: the capture pins the 6.12 copy
+point, not only imasim's model of it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from imasim.algorithms import HashAlgorithm as H
+from imasim.ima import MeasurementEntry
+from imasim.ima.codec import parse_measurement_list
+from imasim.ima.policy import MAY_WRITE
+from imasim.ima.replay import match
+from imasim.machine import Machine
+from imasim.tpm.soft_tpm import SoftTpm
+from imasim.vfs import RAMFS
+from realdata import REALKERNEL, stage
+
+BANKS = (H.SHA1, H.SHA256, H.SHA384)
+CAPTURES = ["k612-custom-ima-kexec-late-measure", "k612-custom-ima-kexec-critical-data"]
+KERNEL, INITRD = "/kexec/vmlinuz", "/kexec/initrd2.img"
+LATE = "/opt/rk/after-load.sh"
+
+
+def _tpm_at(pcrs: dict[H, dict[int, bytes]]) -> SoftTpm:
+    """The TPM as SeaBIOS and the direct kernel boot left it: PCRs 0-9 of the capture."""
+    state = json.loads(SoftTpm(BANKS).to_json())
+    for alg, values in pcrs.items():
+        for i in range(10):
+            state["pcrs"][alg.kernel_name][i] = values[i].hex()
+    return SoftTpm.from_json(json.dumps(state))
+
+
+def _known(capture: str) -> dict[str, bytes]:
+    """The files whose bytes the capture keeps, by guest path."""
+    root = REALKERNEL / capture / "files"
+    return {"/" + str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
+            if p.is_file()}
+
+
+def _workload(m: Machine, real: list[MeasurementEntry], known: dict[str, bytes], *,
+              reads_kexec_files: bool, kexec_cmdline: str) -> None:
+    """Do what the guest did to make each of ``real``'s entries, in its order."""
+    done: set[str] = set()
+    for e in real:
+        name = e.event_name
+        if name in done or name in ("boot_aggregate", "kexec-cmdline"):
+            continue  # made by the step that made an earlier entry
+        done.add(name)
+        content = known.get(name, b"stand-in for " + name.encode())
+        if e.is_violation:
+            # `exec 3>>viol; cat viol`: read while open for write (open_writers), then close
+            m.add_file(name, b"", fs=RAMFS)
+            assert m.open(name, MAY_WRITE)
+            m.read_file(name)
+            m.close(name, MAY_WRITE)
+        elif name == KERNEL:
+            # kexec-tools reads the image and initramfs itself, then kexec_file_load
+            for path in (KERNEL, INITRD):
+                m.add_file(path, b"stand-in for " + path.encode(), fs=RAMFS)
+                if reads_kexec_files:
+                    m.read_file(path)
+            done.add(INITRD)
+            assert m.kexec_load(KERNEL, INITRD, kexec_cmdline).allowed
+        elif name.endswith(".txt"):
+            m.add_file(name, content, fs=RAMFS)
+            m.read_file(name)
+        else:
+            m.add_file(name, content, fs=RAMFS)
+            is_lib = ".so" in name
+            assert (m.mmap(name) if is_lib else m.exec(name)).allowed
+
+
+def _simulate(capture: str, preset: str) -> tuple[Machine, list[MeasurementEntry],
+                                                  list[MeasurementEntry]]:
+    s1, s2 = stage(capture, "stage1"), stage(capture, "stage2")
+    real1, real2 = list(s1.entries()), list(s2.entries())
+    cmdline1 = (s1.path / "cmdline.txt").read_text().strip()
+    cmdline2 = (s2.path / "cmdline.txt").read_text().strip()
+    policy_file = REALKERNEL / capture / "ima-policy.txt"
+    policy = None if policy_file.read_text().startswith("builtin policy") else \
+        policy_file.read_text()
+    known = _known(capture)
+    m = Machine.create(preset=preset, cmdline=cmdline1, banks=BANKS, tpm=_tpm_at(s1.pcrs()),
+                       firmware_pcrs=False)
+    m.boot()
+    if policy is not None:
+        m.load_policy(policy)  # /init writes it first, so /init itself is not measured
+    _workload(m, real1, known, reads_kexec_files=policy is None, kexec_cmdline=cmdline2)
+    sim1 = list(m.measurements)
+    m.kexec_execute()
+    if policy is not None:
+        m.load_policy(policy)  # the new kernel: a new policy file, written once more
+    _workload(m, real2[len(real1) + 1:], known, reads_kexec_files=policy is None,
+              kexec_cmdline=cmdline2)
+    return m, sim1, list(m.measurements)
+
+
+def _exact(e: MeasurementEntry, known: dict[str, bytes]) -> bool:
+    """Whether ``e``'s input is known, so the simulation must give its bytes."""
+    return e.is_violation or e.event_name in known or e.event_name in (
+        "boot_aggregate", "kexec-cmdline") or e.event_name.startswith("/opt/rk/viol-")
+
+
+def _assert_reproduces(sim: list[MeasurementEntry], real: list[MeasurementEntry],
+                       known: dict[str, bytes]) -> None:
+    assert len(sim) == len(real)
+    for i, (a, b) in enumerate(zip(sim, real, strict=True)):
+        if _exact(b, known):
+            assert a.to_bytes() == b.to_bytes(), (i, b.event_name)
+        else:
+            assert (a.pcr, a.template_name, a.event_name, a.is_violation) == \
+                (b.pcr, b.template_name, b.event_name, b.is_violation), i
+            assert [type(f) for f in a.fields.values()] == [type(f) for f in b.fields.values()]
+
+
+@pytest.mark.parametrize("capture", CAPTURES)
+def test_the_6_12_build_copies_at_execute_and_imasim_reproduces_both_lists(capture: str
+                                                                           ) -> None:
+    s1, s2 = stage(capture, "stage1"), stage(capture, "stage2")
+    real1, real2 = list(s1.entries()), list(s2.entries())
+    known = _known(capture)
+    # the real kernel: the whole stage-1 list, after-load.sh included, is carried
+    assert real1[-1].event_name == LATE
+    assert s2.binary.startswith(s1.binary)
+    assert real2[len(real1)].event_name == "boot_aggregate"
+
+    m, sim1, sim2 = _simulate(capture, "custom-6.12-ima-kexec")
+    _assert_reproduces(sim1, real1, known)
+    _assert_reproduces(sim2, real2, known)
+    (rec,) = m.kexec_log
+    assert rec.copied_at == "execute" and rec.carried == len(real1) and rec.lost == ()
+    # the simulated TPM holds what the simulated list replays to, as the real one does
+    assert match(sim2, m.pcr_values()).matched
+    assert match(real2, s2.pcrs()).matched
+
+
+@pytest.mark.parametrize("capture", CAPTURES)
+def test_carried_entries_of_known_input_are_restored_in_every_bank(capture: str) -> None:
+    """After restore the 6.12 kernel writes each carried entry into every per-bank list
+    with that bank's hash over its template data; the simulation's template digests of
+    the same entries are those bytes."""
+    s2 = stage(capture, "stage2")
+    known = _known(capture)
+    _, sim1, _ = _simulate(capture, "custom-6.12-ima-kexec")
+    for alg, path in s2.per_bank_files():
+        carried = list(parse_measurement_list(path.read_bytes(), digest_alg=alg))[:len(sim1)]
+        for a, b in zip(sim1, carried, strict=True):
+            if _exact(b, known) and not b.is_violation:
+                assert a.template_hash(alg) == b.template_digest, (alg, b.event_name)
+
+
+@pytest.mark.parametrize("capture", CAPTURES)
+def test_a_build_that_copies_at_load_would_not_give_these_captures(capture: str) -> None:
+    real1 = list(stage(capture, "stage1").entries())
+    real2 = list(stage(capture, "stage2").entries())
+    m, sim1, sim2 = _simulate(capture, "custom-6.1-ima-kexec")
+    (rec,) = m.kexec_log
+    assert rec.copied_at == "load" and [e.event_name for e in rec.lost] == [LATE]
+    _assert_reproduces(sim1, real1, _known(capture))
+    # the carried part lacks after-load.sh: the second list is one entry short and its
+    # entry at the real boot_aggregate's place is the new kernel's boot_aggregate too early
+    assert len(sim2) == len(real2) - 1
+    assert LATE not in [e.event_name for e in sim2[len(real1) - 1:len(real1)]]
+    assert sim2[len(real1) - 1].event_name == "boot_aggregate"
+
+
+def test_the_files_kept_are_the_ones_measured() -> None:
+    """files/ holds the guest's bytes: their sha256 is the digest in the real list."""
+    for capture in CAPTURES:
+        digests = {e.event_name: e.fields["d-ng"] for e in stage(capture).entries()}
+        for path, content in _known(capture).items():
+            if path in digests:
+                assert digests[path].digest == H.SHA256.hash(content), path
+    assert Path(REALKERNEL / CAPTURES[0] / "files" / "init").stat().st_size > 0
