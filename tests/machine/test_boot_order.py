@@ -4,6 +4,9 @@ thread's "we load keys after mounting rootfs and before calling load_default_mod
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from imasim.algorithms import HashAlgorithm as H
@@ -183,3 +186,34 @@ def test_embedded_initramfs_trailer() -> None:
     other = kernel_image([b"cert"], initramfs=_cpio(init=b"y"))
     from imasim.sig.authenticode import authenticode_digest
     assert authenticode_digest(image, H.SHA256) != authenticode_digest(other, H.SHA256)
+
+
+@pytest.mark.interop
+def test_the_built_in_initramfs_against_sbverify_and_gnu_cpio(tmp_path: Path) -> None:
+    """sbverify accepts the signed image with a built-in initramfs and refuses it after
+    one byte of its /init changed, as imasim's KEXEC_SIG does; GNU cpio unpacks the
+    archive embedded_initramfs finds to the /init the next kernel's rootfs gets."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from tools import need
+
+    leaf = pki()["leaf"]
+    m = _kexec_machine(PRESETS["generic-6.1-ima-kexec"])
+    image = m.files["/boot/vmlinuz"].content
+    tampered = image.replace(b"built in", b"built-in")
+    (tmp_path / "leaf.pem").write_bytes(leaf.cert.public_bytes(Encoding.PEM))
+    for name, data in (("good.efi", image), ("bad.efi", tampered)):
+        (tmp_path / name).write_bytes(data)
+    verdicts = [subprocess.run([need("sbverify"), "--cert", str(tmp_path / "leaf.pem"),
+                                str(tmp_path / n)], capture_output=True, check=False
+                               ).returncode == 0 for n in ("good.efi", "bad.efi")]
+    m.add_file("/boot/bad", tampered)
+    assert verdicts == [m.kexec_load("/boot/vmlinuz").allowed,
+                        m.kexec_load("/boot/bad").allowed] == [True, False]
+    out = tmp_path / "rootfs"
+    out.mkdir()
+    subprocess.run([need("cpio"), "-idm", "--quiet"], input=embedded_initramfs(image),
+                   cwd=out, check=True)
+    assert m.kexec_load("/boot/vmlinuz").allowed
+    m.kexec_execute()
+    assert (out / "init").read_bytes() == m.files["/init"].content == INIT_SIGNED
