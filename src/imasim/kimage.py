@@ -86,14 +86,18 @@ def embedded_initramfs(image: bytes) -> bytes:
     return data[end - 4 - n:end - 4]
 
 
-def firmware_booting(image: bytes) -> Firmware:
+def firmware_booting(image: bytes, *, initrd: bytes | None = None) -> Firmware:
     """A firmware that measures PCRs 0-3 and 5-7 as imasim's default one does and extends
     PCR 4 with ``image``'s Authenticode digest in each bank (what UEFI's LoadImage
-    measures for the boot loader's kernel)."""
+    measures for the boot loader's kernel), and PCR 9 with ``initrd``'s digest when the
+    boot loader passes one (the Linux EFI stub's "Linux initrd" event, GRUB's PCR 9). An
+    initramfs built into ``image`` is in PCR 4; an external one only in PCR 9."""
     def measure(tpm: SoftTpm) -> None:
         for pcr in range(8):
             if pcr == 4:
                 tpm.extend(4, {alg: authenticode_digest(image, alg) for alg in tpm.banks})
             else:
                 tpm.event(pcr, f"imasim firmware measurement {pcr}".encode())
+        if initrd is not None:
+            tpm.extend(9, {alg: alg.hash(initrd) for alg in tpm.banks})
     return measure

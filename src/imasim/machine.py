@@ -159,9 +159,9 @@ class Machine:
         """The machine's state as one comparable value (see :class:`MachineSnapshot`)."""
         return k.snapshot(self._k, self._state)
 
-    def boot(self) -> None:
-        """IMA init: (restore a kexec buffer,) boot_aggregate, then the boot policy."""
-        self._run(k.boot)
+    def boot(self, initramfs: bytes = b"", initrd: bytes | None = None) -> None:
+        """kernel_init_freeable's steps (imasim.kinit): rootfs gets both cpio archives."""
+        self._run(lambda t: k.boot(t, initramfs, initrd))
 
     def kexec_execute(self, *, cmdline: str | None = None) -> None:
         """kexec -e: a new kernel on the same TPM restores the carried list and boots."""

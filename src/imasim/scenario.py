@@ -122,7 +122,8 @@ _MACHINE_KEYS: Final[Mapping[str, _Kind]] = {
     "preset": str, "cmdline": str, "banks": "strs", "builtin_keys": "strs",
     "secure_boot": bool, "config": dict, "seed": str, "clock": float, "ipe": bool,
     "ipe_boot_policy": str, "ipe_unsigned_policy_by_rule": bool, "secondary_keys": "strs",
-    "firmware": str, "kernel_image": bool, "policy": str}
+    "firmware": str, "kernel_image": bool, "policy": str, "initramfs": "files",
+    "initrd": "files"}
 _KEY_KEYS: Final[Mapping[str, _Kind]] = {"ca": bool, "issuer": str, "cn": str, "seed": str}
 _TOP_KEYS: Final[Mapping[str, _Kind]] = {"machine": dict, "keys": dict, "files": "files",
                                          "actions": list, "name": str, "description": str}
@@ -306,7 +307,7 @@ _CONTENT: Final[Mapping[str, _Kind]] = {"content": str, "content_hex": str, "sou
 
 #: every scenario op: its keys, the required ones, and what it does
 OPS: Final[Mapping[str, OpSpec]] = {
-    "boot": OpSpec({}, frozenset(), _none(lambda r, m, run, a, w: m.boot()),
+    "boot": OpSpec({}, frozenset(), _none(lambda r, m, run, a, w: m.boot(*r.boot_archives())),
                    "IMA init (done first automatically unless the first action is one)"),
     "load_policy": OpSpec({"text": str}, frozenset({"text"}),
                           _none(lambda r, m, run, a, w: m.load_policy(a["text"])),
@@ -478,6 +479,8 @@ def _validate(data: Mapping[str, Any]) -> None:
             if name not in keys:
                 raise _bad(f"{k} names an unknown key {name!r}", f"machine.{k}")
     _check_files(data.get("files", []), keys, "files")
+    for k in ("initramfs", "initrd"):
+        _check_files(machine.get(k, []), keys, f"machine.{k}")
     acts = data.get("actions", [])
     if "policy" in machine and acts and isinstance(acts[0], dict) and acts[0].get("op") == "boot":
         raise _bad("policy is loaded after the automatic boot; drop the first boot action",
@@ -651,7 +654,9 @@ class _Runner:
         firmware: Firmware = (SimulatedFirmware(spec["firmware"]) if "firmware" in spec
                               else measure_firmware)
         if spec.get("kernel_image"):  # PCR 4 measures the kernel image, keys compiled in
-            firmware = firmware_booting(kernel_image([k.der or b"" for k in builtin]))
+            builtin_cpio, initrd = self.boot_archives()
+            firmware = firmware_booting(kernel_image([k.der or b"" for k in builtin],
+                                                     initramfs=builtin_cpio), initrd=initrd)
         m = Machine.create(config=cfg, cmdline=spec.get("cmdline", "ima_policy=tcb"),
                            banks=banks, secure_boot=bool(spec.get("secure_boot", False)),
                            builtin_keys=builtin,
@@ -664,6 +669,16 @@ class _Runner:
         for k in spec.get("secondary_keys", []):
             m.keyrings.secondary.add(self.kernel_key(k))
         return m
+
+    def boot_archives(self) -> tuple[bytes, bytes | None]:
+        """The machine's ``initramfs`` (built into its kernel image) and ``initrd`` (the
+        boot loader's), as cpio newc archives for populate_rootfs."""
+        spec = self.data.get("machine", {})
+        builtin = write_cpio(self.members({"files": spec["initramfs"]}, "machine.initramfs")
+                             ) if "initramfs" in spec else b""
+        initrd = write_cpio(self.members({"files": spec["initrd"]}, "machine.initrd")
+                            ) if "initrd" in spec else None
+        return builtin, initrd
 
     def signed_policy(self, a: Mapping[str, Any], where: str) -> bytes:
         """An IPE policy text, PKCS#7-signed with attached content when ``signed_by``."""
@@ -697,7 +712,7 @@ def run_scenario(s: Scenario) -> ScenarioRun:
                    fs=_FS[f.get("fs", "ext4")])
     actions: Sequence[Mapping[str, Any]] = s.data.get("actions", [])
     if not actions or actions[0].get("op") != "boot":
-        m.boot()
+        m.boot(*r.boot_archives())
         if "policy" in s.data.get("machine", {}):  # what user space writes first
             m.load_policy(s.data["machine"]["policy"])
     for i, a in enumerate(actions):

@@ -217,3 +217,62 @@ def test_the_built_in_initramfs_against_sbverify_and_gnu_cpio(tmp_path: Path) ->
     assert m.kexec_load("/boot/vmlinuz").allowed
     m.kexec_execute()
     assert (out / "init").read_bytes() == m.files["/init"].content == INIT_SIGNED
+
+
+def test_the_first_boot_unpacks_both_and_reads_the_key_from_the_initramfs() -> None:
+    leaf, stranger = pki()["leaf"], pki()["stranger"]
+    m = Machine.create(config=BASE, cmdline="ima_policy=tcb",
+                       builtin_keys=[pki()["root"].as_key()])
+    m.add_file(KEY, stranger.der)  # the disk's: not read, the initramfs is root
+    m.boot(_cpio(init=INIT_SIGNED, **{KEY[1:]: leaf.der}), _cpio(extra=b"x"))
+    assert m.files["/init"].fs.initramfs and "/extra" in m.files
+    assert [k.description for k in m.keyrings.ima.keys] == [leaf.as_key().description]
+    log = m.state.boot.boot_log
+    assert log[:3] == ("populate_rootfs: unpacked the built-in initramfs",
+                       "populate_rootfs: Unpacking initramfs...",
+                       "prepare_namespace: skipped, rootfs has /init")
+
+
+def test_built_in_initramfs_is_in_pcr_4_an_initrd_in_pcr_9() -> None:
+    from imasim.kimage import firmware_booting
+    from imasim.tpm.soft_tpm import SoftTpm
+
+    def pcrs(image: bytes, initrd: bytes | None) -> tuple[bytes, bytes]:
+        tpm = SoftTpm()
+        firmware_booting(image, initrd=initrd)(tpm)
+        return tpm.read(H.SHA256, 4), tpm.read(H.SHA256, 9)
+
+    a, b = _cpio(init=b"a"), _cpio(init=b"b")
+    plain = kernel_image([])
+    assert pcrs(kernel_image([], initramfs=a), None)[0] != \
+        pcrs(kernel_image([], initramfs=b), None)[0]
+    (p4a, p9a), (p4b, p9b) = pcrs(plain, a), pcrs(plain, b)
+    assert p4a == p4b == pcrs(plain, None)[0] and p9a != p9b
+    assert pcrs(plain, None)[1] == bytes(32)
+
+
+def test_a_scenario_machine_with_an_initramfs_and_an_initrd() -> None:
+    from imasim.scenario import parse_scenario, run_scenario
+
+    run = run_scenario(parse_scenario('''
+[machine]
+kernel_image = true
+initramfs = [{ path = "/init", content = "built in" }]
+initrd = [{ path = "/init", content = "initrd" }, { path = "/etc/fstab", content = "x" }]
+[[actions]]
+op = "file_is"
+path = "/init"
+content = "initrd"
+expect = "allow"
+[[actions]]
+op = "power_cycle"
+[[actions]]
+op = "boot"
+[[actions]]
+op = "file_is"
+path = "/etc/fstab"
+content = "x"
+expect = "allow"
+'''))
+    assert run.ok, run.to_dict()
+    assert run.artifacts["boot.log"].startswith(b"populate_rootfs: unpacked the built-in")
