@@ -288,13 +288,13 @@ class _FileAppraiser(ListAppraiser):
         head = u32(f0) + prefix
         out: set[bytes] = set()
         add = out.add
-        allowed = self.reference.digests_bytes if self.reference is not None else {}
-        for path, digests in allowed.items():
+        table = self.reference.digests_bytes.raw_items() if self.reference is not None else ()
+        for path, digests in table:
             if path == "boot_aggregate":
                 continue  # seen by appraise_raw, so attest_file can check it
-            if path.isascii():
+            try:
                 name = path.encode()
-            else:
+            except UnicodeEncodeError:  # a lone surrogate: what a non-UTF-8 name decodes to
                 try:
                     name = path.encode("utf-8", "surrogateescape")
                 except UnicodeEncodeError:
@@ -302,6 +302,10 @@ class _FileAppraiser(ListAppraiser):
                 if name.decode("utf-8", "surrogateescape") != path:
                     continue  # no record's name decodes to this path
             tail = u32(len(name) + 1) + name + b"\0"
+            if isinstance(digests, bytes):
+                if len(digests) == size:
+                    add(head + digests + tail)
+                continue
             for d in digests:
                 if len(d) == size:
                     add(head + d + tail)

@@ -31,7 +31,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -46,6 +46,7 @@ from .keys.key import Key
 
 __all__ = [
     "KEYLIME_GENERATOR_LEGACY_ALLOWLIST",
+    "DigestTable",
     "RuntimePolicy",
     "buffer_public_key",
     "create_runtime_policy",
@@ -55,37 +56,130 @@ KEYLIME_GENERATOR_LEGACY_ALLOWLIST: Final = 3  # RUNTIME_POLICY_GENERATOR.Legacy
 _LOG_HASH_ALGS: Final = ("sha1", "sha256", "sha384", "sha512")
 
 
-def _digest_map(doc: Any, section: str
-                ) -> tuple[dict[str, frozenset[str]], dict[str, frozenset[bytes]]]:
-    """A ``{name: [hex, ...]}`` section as Keylime's schema allows it (40-128 hex digits,
-    at least one per name; upper-case digits are taken and lower-cased), as hex strings
-    and as bytes, in one pass (a policy may list hundreds of thousands of paths)."""
-    if not isinstance(doc, dict):
-        raise ParseError(f"{section!r} must be an object of name -> [digest]", field=section)
-    out: dict[str, frozenset[str]] = {}
-    raw: dict[str, frozenset[bytes]] = {}
-    fromhex = bytes.fromhex
-    try:
+class DigestTable(Mapping[str, frozenset[bytes]]):
+    """A policy section's name -> allowed digests (bytes), read-only.
+
+    A name with one digest (nearly every name of a policy made from a file tree) is
+    stored as that one bytes object and read as a one-element frozenset: a policy of
+    100,000 paths is then one dict of bytes, made in one pass over the JSON.
+
+    >>> t = DigestTable.from_hex({"/bin/sh": ["AB" * 20], "/bin/x": ["00" * 32, "11" * 32]})
+    >>> t["/bin/sh"] == {bytes.fromhex("ab" * 20)}, len(t["/bin/x"]), "/bin/y" in t
+    (True, 2, False)
+    >>> sorted(t.hex()["/bin/sh"])
+    ['abababababababababababababababababababab']
+    """
+
+    __slots__ = ("_d",)
+
+    def __init__(self, table: Mapping[str, bytes | frozenset[bytes]] | None = None) -> None:
+        self._d: dict[str, bytes | frozenset[bytes]] = dict(table or {})
+
+    @classmethod
+    def from_hex(cls, doc: Any, section: str = "digests") -> DigestTable:
+        """A ``{name: [hex, ...]}`` section as Keylime's schema allows it (40-128 hex
+        digits, at least one per name, either case): every bad name or digest is a
+        :class:`~imasim.errors.ParseError` naming the section."""
+        if not isinstance(doc, Mapping):
+            raise ParseError(f"{section!r} must be an object of name -> [digest]",
+                             field=section)
+        out: dict[str, bytes | frozenset[bytes]] = {}
+        fromhex = bytes.fromhex
         for name, digests in doc.items():
-            if type(digests) is not list or not digests:
-                raise ParseError(f"{section}[{name!r}] must be a non-empty list of digests",
+            # the usual case, checked inline: one digest of hex digits only (fromhex
+            # also takes spaces, which the length test refuses)
+            if type(digests) is list and len(digests) == 1:
+                d = digests[0]
+                if type(d) is str and 40 <= len(d) <= 128:
+                    try:
+                        b = fromhex(d)
+                    except ValueError:
+                        b = b""
+                    if 2 * len(b) == len(d):
+                        out[name] = b
+                        continue
+            out[name] = cls._digests(name, digests, section)
+        t = cls()
+        t._d = out
+        return t
+
+    @staticmethod
+    def _digests(name: Any, digests: Any, section: str) -> frozenset[bytes]:
+        if not isinstance(name, str):
+            raise ParseError(f"{section} name {name!r} is not a string", field=section)
+        if not isinstance(digests, list | tuple | frozenset | set) or not digests:
+            raise ParseError(f"{section}[{name!r}] must be a non-empty list of digests",
+                             field=section)
+        out = []
+        for d in digests:
+            if type(d) is not str or not 40 <= len(d) <= 128:
+                raise ParseError(f"{section}[{name!r}] holds {d!r}, not 40-128 hex digits",
                                  field=section)
-            for d in digests:
-                if type(d) is not str or not 40 <= len(d) <= 128:
-                    raise ParseError(f"{section}[{name!r}] holds {d!r}, not 40-128 hex "
-                                     "digits", field=section)
-            if len(digests) == 1:
-                d = digests[0].lower()
-                out[name] = frozenset((d,))
-                raw[name] = frozenset((fromhex(d),))
-            else:
-                out[name] = frozenset(d.lower() for d in digests)
-                raw[name] = frozenset(map(fromhex, out[name]))
-    except ValueError as exc:
-        if isinstance(exc, ParseError):
-            raise
-        raise ParseError(f"bad digest in {section}: {exc}", field=section) from None
-    return out, raw
+            try:
+                b = bytes.fromhex(d)
+            except ValueError as exc:
+                raise ParseError(f"bad digest in {section}: {exc}", field=section) from None
+            if 2 * len(b) != len(d):
+                raise ParseError(f"{section}[{name!r}] holds {d!r}, not 40-128 hex digits",
+                                 field=section)
+            out.append(b)
+        return frozenset(out)
+
+    def __getitem__(self, name: str) -> frozenset[bytes]:
+        v = self._d[name]
+        return frozenset((v,)) if isinstance(v, bytes) else v
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._d
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._d)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __repr__(self) -> str:
+        return f"<DigestTable of {len(self._d)} names>"
+
+    def allows(self, name: str, digest: bytes | None) -> bool | None:
+        """Is ``digest`` allowed for ``name`` (None: the name is not in the table)?"""
+        v = self._d.get(name)
+        if v is None:
+            return None
+        return v == digest if isinstance(v, bytes) else digest in v
+
+    def raw_items(self) -> Iterable[tuple[str, bytes | frozenset[bytes]]]:
+        """(name, one digest or a frozenset of them), as stored: for callers that build
+        their own index over a large table without a frozenset per name."""
+        return self._d.items()
+
+    def hex(self) -> Mapping[str, frozenset[str]]:
+        """The same table with lower-case hex digests, as Keylime writes them."""
+        return _HexView(self)
+
+
+class _HexView(Mapping[str, frozenset[str]]):
+    """A DigestTable read as hex strings (made on access)."""
+
+    __slots__ = ("_t",)
+
+    def __init__(self, table: DigestTable) -> None:
+        self._t = table
+
+    def __getitem__(self, name: str) -> frozenset[str]:
+        return frozenset(d.hex() for d in self._t[name])
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._t
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._t)
+
+    def __len__(self) -> int:
+        return len(self._t)
+
+    def __repr__(self) -> str:
+        return repr(dict(self.items()))
 
 
 def _keys_from_keylime(text: str) -> tuple[Key, ...]:
@@ -154,28 +248,18 @@ class RuntimePolicy:
     verification_keys: tuple[Key, ...] = ()
     release: int = 0
     _pattern: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
-    digests_bytes: Mapping[str, frozenset[bytes]] = field(default_factory=dict, compare=False,
-                                                          repr=False)
-    keyrings_bytes: Mapping[str, frozenset[bytes]] = field(default_factory=dict,
-                                                           compare=False, repr=False)
-    ima_buf_bytes: Mapping[str, frozenset[bytes]] = field(default_factory=dict, compare=False,
-                                                          repr=False)
+    digests_bytes: DigestTable = field(default_factory=DigestTable, compare=False, repr=False)
+    keyrings_bytes: DigestTable = field(default_factory=DigestTable, compare=False, repr=False)
+    ima_buf_bytes: DigestTable = field(default_factory=DigestTable, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        def to_bytes(section: str, m: Mapping[str, frozenset[str]]
-                     ) -> dict[str, frozenset[bytes]]:
-            try:
-                return {p: frozenset(bytes.fromhex(d) for d in ds) for p, ds in m.items()}
-            except ValueError as exc:
-                raise ParseError(f"bad digest in {section}: {exc}", field=section) from None
-
-        # from_keylime_json passes the bytes maps it made in the same pass
-        if len(self.digests_bytes) != len(self.digests):
-            object.__setattr__(self, "digests_bytes", to_bytes("digests", self.digests))
-        if len(self.keyrings_bytes) != len(self.keyrings):
-            object.__setattr__(self, "keyrings_bytes", to_bytes("keyrings", self.keyrings))
-        if len(self.ima_buf_bytes) != len(self.ima_buf):
-            object.__setattr__(self, "ima_buf_bytes", to_bytes("ima-buf", self.ima_buf))
+        # from_keylime_json passes the tables it made in the same pass
+        for section, hexes, attr in (("digests", self.digests, "digests_bytes"),
+                                     ("keyrings", self.keyrings, "keyrings_bytes"),
+                                     ("ima-buf", self.ima_buf, "ima_buf_bytes")):
+            if not isinstance(getattr(self, attr), DigestTable) or \
+                    len(getattr(self, attr)) != len(hexes):
+                object.__setattr__(self, attr, DigestTable.from_hex(hexes, section))
         if self.excludes:
             try:
                 object.__setattr__(self, "_pattern",
@@ -234,15 +318,15 @@ class RuntimePolicy:
         vkeys = doc.get("verification-keys", "")
         if not isinstance(vkeys, str):
             raise ParseError("'verification-keys' must be a string", field="verification-keys")
-        digests, digests_raw = _digest_map(doc.get("digests", {}), "digests")
-        keyrings, keyrings_raw = _digest_map(doc.get("keyrings", {}), "keyrings")
-        ima_buf, ima_buf_raw = _digest_map(doc.get("ima-buf", {}), "ima-buf")
+        digests_raw = DigestTable.from_hex(doc.get("digests", {}), "digests")
+        keyrings_raw = DigestTable.from_hex(doc.get("keyrings", {}), "keyrings")
+        ima_buf_raw = DigestTable.from_hex(doc.get("ima-buf", {}), "ima-buf")
         return cls(
-            digests=digests,
+            digests=digests_raw.hex(),
             excludes=tuple(excludes),
             ignored_keyrings=frozenset(ignored),
-            keyrings=keyrings,
-            ima_buf=ima_buf,
+            keyrings=keyrings_raw.hex(),
+            ima_buf=ima_buf_raw.hex(),
             log_hash_alg=HashAlgorithm.from_name(alg),
             verification_keys=_keys_from_keylime(vkeys),
             release=release,
