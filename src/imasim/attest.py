@@ -49,7 +49,6 @@ from .ima.replay import (
     check_boot_aggregate,
     match,
 )
-from .keys.keyring import Keyring
 from .runtime_policy import RuntimePolicy, buffer_public_key
 from .tpm.pcrs import PcrBanks
 from .tpm.verify import PublicKey, verify_quote
@@ -58,6 +57,7 @@ if TYPE_CHECKING:  # imported when a firmware log is given (the CLI's start-up s
     from .eventlog.check import FirmwareLogCheck
     from .eventlog.codec import EventLog
     from .eventlog.judge import ReferenceState
+    from .keys.keyring import Keyring
 
 __all__ = [
     "AttestationReport",
@@ -232,12 +232,23 @@ class ListAppraiser:
         self.failures: list[EntryVerdict] = []
         self.pcr_of: dict[int, int] = {}
         self.boot_aggregates: list[tuple[int, MeasurementEntry]] = []
-        self._ring = Keyring("verification-keys")
-        for k in reference.verification_keys if reference is not None else ():
-            self._ring.add(k)
-        if keyring is not None:
-            self._ring.link(keyring)
-        self._has_keys = bool(self._ring.keys) or keyring is not None
+        # the keyring module (and cryptography.x509) is imported only once a key exists
+        self._ring: Keyring | None = None
+        keys = reference.verification_keys if reference is not None else ()
+        if keys or keyring is not None:
+            ring = self._keys()
+            for k in keys:
+                ring.add(k)
+            if keyring is not None:
+                ring.link(keyring)
+
+    def _keys(self) -> Keyring:
+        """The keyring of verification keys, made on first use."""
+        if self._ring is None:
+            from .keys.keyring import Keyring
+
+            self._ring = Keyring("verification-keys")
+        return self._ring
 
     def _fail(self, v: EntryVerdict, pcr: int) -> None:
         self.failures.append(v)
@@ -249,7 +260,7 @@ class ListAppraiser:
             self.boot_aggregates.append((index, e))
         if self.reference is None:
             return
-        v = appraise_entry(index, e, self.reference, self._ring if self._has_keys else None)
+        v = appraise_entry(index, e, self.reference, self._ring)
         if v is not None:
             self._fail(v, e.pcr)
             return
@@ -257,9 +268,9 @@ class ListAppraiser:
             buf = e.fields.get("buf")
             key = buffer_public_key(buf) if isinstance(buf, bytes) else None
             if key is not None and not self.reference.is_ignored_keyring(e.event_name):
-                if self._ring.find_asymmetric_key(key.ids[0], key.ids[1]) is None:
-                    self._ring.add(key)
-                self._has_keys = True
+                ring = self._keys()
+                if ring.find_asymmetric_key(key.ids[0], key.ids[1]) is None:
+                    ring.add(key)
 
 
 def appraise_list(entries: Iterable[MeasurementEntry], reference: RuntimePolicy | None,

@@ -33,16 +33,17 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from .algorithms import HashAlgorithm
 from .errors import ParseError
 from .ima.entry import MeasurementEntry
-from .keys.key import Key
+
+if TYPE_CHECKING:  # imported when keys are read (the CLI's start-up stays small)
+    from .keys.key import Key
 
 __all__ = [
     "KEYLIME_GENERATOR_LEGACY_ALLOWLIST",
@@ -186,6 +187,7 @@ def _keys_from_keylime(text: str) -> tuple[Key, ...]:
     """Keylime's ImaKeyring JSON string (``{"keyids": [...], "pubkeys": [b64 DER]}``)."""
     if not text:
         return ()
+    from .keys.key import Key
     try:
         obj = json.loads(text)
         if isinstance(obj, str):
@@ -367,6 +369,10 @@ def buffer_public_key(buf: bytes) -> Key | None:
     measures the key's payload, which for an asymmetric key is the certificate DER."""
     if not buf.startswith(b"\x30"):
         return None
+    from cryptography import x509
+
+    from .keys.key import Key
+
     try:
         cert = x509.load_der_x509_certificate(buf)
         pub = cert.public_key()
