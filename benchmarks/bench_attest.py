@@ -25,12 +25,12 @@ import json
 import os
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _mem import child_usage
 from bench_replay import ALLOWED, allowed_digest, allowed_path, allowlist_list
 
 from imasim.algorithms import HashAlgorithm as H
@@ -70,11 +70,8 @@ def _list_with_boot_aggregate(n: int, tpm: SoftTpm) -> bytes:
 
 
 def _cpu(cmd: list[str]) -> tuple[float, int, float]:
-    """CPU seconds (user+sys) and exit code of one child process, and its own peak RSS (MB)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return usage.ru_utime + usage.ru_stime, proc.returncode, usage.ru_maxrss / 1024
+    """CPU seconds (user+sys), exit code and peak RSS (MB) of one child process."""
+    return child_usage(cmd)
 
 
 def main(quick: bool = False) -> None:
