@@ -355,7 +355,7 @@ def replay_and_appraise_file(
     banks: Sequence[HashAlgorithm] = (HashAlgorithm.SHA1, HashAlgorithm.SHA256),
     padded_banks: Iterable[HashAlgorithm] = (),
     digest_alg: HashAlgorithm = HashAlgorithm.SHA1,
-    chunk_size: int = 8 << 20,
+    chunk_size: int = 1 << 20,
 ) -> tuple[ReplayResult, tuple[EntryVerdict, ...]]:
     """:func:`~imasim.ima.replay.replay_file` and :func:`appraise_list` in one pass.
 

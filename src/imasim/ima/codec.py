@@ -472,7 +472,7 @@ def iter_record_chunks(
     byte_order: str = "little",
     digest_alg: HashAlgorithm = HashAlgorithm.SHA1,
     limits: Limits = DEFAULT_LIMITS,
-    chunk_size: int = 8 << 20,
+    chunk_size: int = 1 << 20,
 ) -> Iterator[MeasurementList]:
     """Read a binary list from a file as a series of validated :class:`MeasurementList`
     chunks of whole records (bounded memory; errors carry absolute offsets)."""
@@ -512,7 +512,8 @@ class _ChunkReader:
         if not self.eof:
             chunk = self.source.read(self.chunk_size)
             self.eof = not chunk
-            self.buf += chunk
+            # chunks of 1 MiB: reused by the allocator (larger ones are fresh pages per read)
+            self.buf = self.buf + chunk if self.buf else chunk
         return bool(self.buf)
 
     def consume(self, pos: int) -> None:

@@ -676,7 +676,7 @@ class _Input:
     def __init__(self, *, entries: Iterable[MeasurementEntry] | None = None,
                  digest_alg: HashAlgorithm = HashAlgorithm.SHA1, order: ByteOrder = "little",
                  source: BinaryIO | None = None, head: bytes = b"",
-                 chunk_size: int = 8 << 20) -> None:
+                 chunk_size: int = 1 << 20) -> None:
         self.entries = entries
         self.digest_alg = digest_alg
         self.order: ByteOrder = order
@@ -872,7 +872,7 @@ def replay_file(
     padded_banks: Iterable[HashAlgorithm] = (),
     digest_alg: HashAlgorithm | None = None,
     byte_order: str | None = None,
-    chunk_size: int = 8 << 20,
+    chunk_size: int = 1 << 20,
     jobs: int = 1,
     limits: Limits = DEFAULT_LIMITS,
 ) -> ReplayResult:
@@ -1245,7 +1245,7 @@ def match_file(
     digest_alg: HashAlgorithm | None = None,
     byte_order: str | None = None,
     ignore_pcrs: Iterable[int] = (),
-    chunk_size: int = 8 << 20,
+    chunk_size: int = 1 << 20,
     jobs: int = 1,
     limits: Limits = DEFAULT_LIMITS,
 ) -> MatchResult:
@@ -1267,7 +1267,7 @@ def _match_and_appraise_file(source: BinaryIO, quoted: PcrBanks | PcrValues,
                              banks: Sequence[HashAlgorithm] | None = None,
                              digest_alg: HashAlgorithm | None = None,
                              byte_order: str | None = None, ignore_pcrs: Iterable[int] = (),
-                             chunk_size: int = 8 << 20, jobs: int = 1,
+                             chunk_size: int = 1 << 20, jobs: int = 1,
                              limits: Limits = DEFAULT_LIMITS) -> MatchResult:
     """match_file, calling ``appraiser`` on every entry in the same pass (the caller keeps
     the verdicts of verified entries: ``result.is_verified(index, pcr)``)."""
