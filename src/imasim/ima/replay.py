@@ -311,10 +311,10 @@ def _compile_loop(banks: tuple[HashAlgorithm, ...], padded: tuple[bool, ...],
 
     def step(fast: bool) -> str:
         if appraise and fast:
-            on_viol = "if fast_set is not None: entry_appraise(index, pcr, dig, data)"
-            on_bad = ("if fast_set is not None and data not in fast_set: "
-                      "raw_appraise(index, pcr, dig, data)")
-            on_good = ("elif fast_set is not None and data not in fast_set:\n"
+            # with an appraiser the shape always holds a set (empty when nothing is known)
+            on_viol = "entry_appraise(index, pcr, dig, data)"
+            on_bad = "if data not in fast_set: raw_appraise(index, pcr, dig, data)"
+            on_good = ("elif data not in fast_set:\n"
                        "    raw_appraise(index, pcr, dig, data)")
         else:
             on_viol = on_bad = "pass"
