@@ -48,10 +48,11 @@ def rebuild(e: MeasurementEntry, ima_hash: HashAlgorithm) -> MeasurementEntry:
 
 
 def ima_hash_of(st: Stage) -> HashAlgorithm:
-    """The ima_hash of a boot: the algorithm of the first non-legacy d-ng digest."""
+    """The ima_hash of a boot: the algorithm of the first non-legacy d-ng digest of a
+    file (boot_aggregate's is the bank's: sha256 when ima_hash=sha512 has no bank)."""
     for e in st.entries():
         d = e.file_digest
-        if d is not None and e.template_name != "ima":
+        if d is not None and e.template_name != "ima" and e.event_name != "boot_aggregate":
             return HashAlgorithm.from_name(d.algo)
     return HashAlgorithm.SHA1
 

@@ -1,25 +1,33 @@
 """The custom 6.12 build's kexec, simulated on its preset, reproduces the real captures.
 
-k612-custom-ima-kexec-late-measure and k612-custom-ima-kexec-critical-data
-(tests/vectors/realkernel/): Debian's linux-source-6.12 6.12.118 built by the capture
-harness (``build-custom-kernel.sh 6.12``: tinyconfig plus CONFIG_IMA_KEXEC=y; its
-.config is realkernel/custom-6.12-kconfig.txt, which the preset ``custom-6.12-ima-kexec``
-equals, tests/machine/test_presets.py), booted under qemu with swtpm. The guest ran a
-workload, ``kexec -s -l`` of the same kernel, a new script (after-load.sh) between the
-load and ``kexec -e``, dumped the list, and jumped; the second kernel ran the workload
-again. The first capture's policy is ``ima_policy=tcb``; the second writes a policy with
-KEXEC_KERNEL_CHECK, KEXEC_INITRAMFS_CHECK, KEXEC_CMDLINE and CRITICAL_DATA rules.
+k612-custom-ima-kexec-late-measure, k612-custom-ima-kexec-critical-data and k612-custom-
+ima-kexec-template-mix (tests/vectors/realkernel/): Debian's linux-source-6.12 6.12.118
+built by the capture harness (``build-custom-kernel.sh 6.12``: tinyconfig plus
+CONFIG_IMA_KEXEC=y; its .config is realkernel/custom-6.12-kconfig.txt, which the preset
+``custom-6.12-ima-kexec`` equals, tests/machine/test_presets.py), booted under qemu with
+swtpm. The guest ran a workload, ``kexec -s -l`` of the same kernel (in the first two,
+then a new script, after-load.sh, between the load and ``kexec -e``), dumped the list, and
+jumped; the second kernel ran the workload again. The first capture's policy is
+``ima_policy=tcb``; the second writes a policy with KEXEC_KERNEL_CHECK,
+KEXEC_INITRAMFS_CHECK, KEXEC_CMDLINE and CRITICAL_DATA rules; the third one with a
+template per hook (ima-sig, ima-ng, the legacy ima, ima-buf for KEY_CHECK and for
+KEXEC_CMDLINE in PCR 11) and ima_hash=sha512, whose legacy entries stop the next kernel's
+restore.
 
 The simulation gets the captured firmware PCRs 0-9, the same command lines and policy, the
 files whose bytes the capture keeps (the harness's scripts and data, ``files/``), an
-empty file for the violation, and a stand-in of the same path for each binary whose bytes
-are not kept (busybox, kexec and its libraries, the kernel image and initramfs). It must
-give every entry of known input byte for byte (both boot_aggregates, the scripts, the
-violation and its file, kexec-cmdline), every other entry with the capture's PCR,
-template, event name and flags, in the capture's order, and the kexec where the real
-kernel did it: the list copied at execute, so after-load.sh is a carried entry. The same
-workload on the custom 6.1 build (copy at load) loses it: the capture pins the 6.12 copy
-point, not only imasim's model of it.
+empty file for the violation, the test certificate the guest added to ``_ima``, and a
+stand-in of the same path for each binary whose bytes are not kept (busybox, kexec and its
+libraries, the kernel image and initramfs). Each entry is made by the operation the guest
+did (exec, the dynamic loader's mmap or read, a read, keyctl, kexec_file_load); where the
+policy gives each hook its own template, the template tells which. It must give every
+entry of known input byte for byte (both boot_aggregates, the scripts and data, the
+violation and its file, the key, kexec-cmdline), every other entry with the capture's PCR,
+template, event name and fields, in the capture's order, and the kexec as the real kernel
+did it: the list copied at execute, so after-load.sh is a carried entry, and a restore
+that stops at the first legacy entry. The same workload on the custom 6.1 build (copy at
+load) loses after-load.sh: the captures pin the 6.12 copy point, not only imasim's model
+of it.
 """
 
 from __future__ import annotations
@@ -34,15 +42,18 @@ from imasim.ima import MeasurementEntry
 from imasim.ima.codec import parse_measurement_list
 from imasim.ima.policy import MAY_WRITE
 from imasim.ima.replay import match
+from imasim.keys import Key
 from imasim.machine import Machine
 from imasim.tpm.soft_tpm import SoftTpm
 from imasim.vfs import RAMFS
 from realdata import REALKERNEL, stage
 
 BANKS = (H.SHA1, H.SHA256, H.SHA384)
-CAPTURES = ["k612-custom-ima-kexec-late-measure", "k612-custom-ima-kexec-critical-data"]
+LATE_CAPTURES = ["k612-custom-ima-kexec-late-measure", "k612-custom-ima-kexec-critical-data"]
+CAPTURES = [*LATE_CAPTURES, "k612-custom-ima-kexec-template-mix"]
 KERNEL, INITRD = "/kexec/vmlinuz", "/kexec/initrd2.img"
 LATE = "/opt/rk/after-load.sh"
+CERT = "/etc/rk/ima-test-cert.der"
 
 
 def _tpm_at(pcrs: dict[H, dict[int, bytes]]) -> SoftTpm:
@@ -57,12 +68,36 @@ def _tpm_at(pcrs: dict[H, dict[int, bytes]]) -> SoftTpm:
 def _known(capture: str) -> dict[str, bytes]:
     """The files whose bytes the capture keeps, by guest path."""
     root = REALKERNEL / capture / "files"
-    return {"/" + str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
-            if p.is_file()}
+    known = {"/" + str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*")
+             if p.is_file()}
+    cert = REALKERNEL / capture / "keys" / "ima-test-cert.der"
+    if cert.is_file():  # the harness copies it to /etc/rk for keyctl
+        known[CERT] = cert.read_bytes()
+    return known
+
+
+def _carried(real2: list[MeasurementEntry]) -> int:
+    """How many entries the second kernel restored: those before its boot_aggregate."""
+    return next(i for i, e in enumerate(real2) if i and e.event_name == "boot_aggregate")
+
+
+_OPS = {"BPRM_CHECK": "exec", "FILE_MMAP": "mmap", "MMAP_CHECK": "mmap", "FILE_CHECK": "read"}
+
+
+def _ops_by_template(policy: str | None) -> dict[str, str]:
+    """The file operation a policy's ``template=`` names: the template of exactly one of
+    its execve / mmap / read rules (the guest's operation shows in the entry's template)."""
+    ops: dict[str, set[str]] = {}
+    for line in (policy or "").splitlines():
+        words = dict(w.split("=", 1) for w in line.split()[1:] if "=" in w)
+        if line.startswith("measure ") and words.get("func") in _OPS and "template" in words:
+            ops.setdefault(words["template"], set()).add(_OPS[words["func"]])
+    return {t: next(iter(o)) for t, o in ops.items() if len(o) == 1}
 
 
 def _workload(m: Machine, real: list[MeasurementEntry], known: dict[str, bytes], *,
-              reads_kexec_files: bool, kexec_cmdline: str) -> None:
+              reads_kexec_files: bool, kexec_cmdline: str, by_template: dict[str, str]
+              ) -> None:
     """Do what the guest did to make each of ``real``'s entries, in its order."""
     done: set[str] = set()
     for e in real:
@@ -77,6 +112,9 @@ def _workload(m: Machine, real: list[MeasurementEntry], known: dict[str, bytes],
             assert m.open(name, MAY_WRITE)
             m.read_file(name)
             m.close(name, MAY_WRITE)
+        elif name == "_ima":
+            # keyctl newring _ima @u; keyctl padd asymmetric "" %:_ima < the certificate
+            m.add_key("_ima", Key.from_certificate(known[CERT]))
         elif name == KERNEL:
             # kexec-tools reads the image and initramfs itself, then kexec_file_load
             for path in (KERNEL, INITRD):
@@ -85,13 +123,14 @@ def _workload(m: Machine, real: list[MeasurementEntry], known: dict[str, bytes],
                     m.read_file(path)
             done.add(INITRD)
             assert m.kexec_load(KERNEL, INITRD, kexec_cmdline).allowed
-        elif name.endswith(".txt"):
-            m.add_file(name, content, fs=RAMFS)
-            m.read_file(name)
         else:
             m.add_file(name, content, fs=RAMFS)
-            is_lib = ".so" in name
-            assert (m.mmap(name) if is_lib else m.exec(name)).allowed
+            op = by_template.get(e.template_name) or (
+                "read" if name.endswith((".txt", ".der", ".ko")) else
+                "mmap" if ".so" in name else "exec")
+            r = m.read_file(name) if op == "read" else m.mmap(name) if op == "mmap" else \
+                m.exec(name)
+            assert r.allowed
 
 
 def _simulate(capture: str, preset: str) -> tuple[Machine, list[MeasurementEntry],
@@ -103,26 +142,27 @@ def _simulate(capture: str, preset: str) -> tuple[Machine, list[MeasurementEntry
     policy_file = REALKERNEL / capture / "ima-policy.txt"
     policy = None if policy_file.read_text().startswith("builtin policy") else \
         policy_file.read_text()
-    known = _known(capture)
+    opts = {"known": _known(capture), "kexec_cmdline": cmdline2,
+            "reads_kexec_files": policy is None or "func=FILE_CHECK" in policy,
+            "by_template": _ops_by_template(policy)}
     m = Machine.create(preset=preset, cmdline=cmdline1, banks=BANKS, tpm=_tpm_at(s1.pcrs()),
                        firmware_pcrs=False)
     m.boot()
     if policy is not None:
         m.load_policy(policy)  # /init writes it first, so /init itself is not measured
-    _workload(m, real1, known, reads_kexec_files=policy is None, kexec_cmdline=cmdline2)
+    _workload(m, real1, **opts)  # type: ignore[arg-type]
     sim1 = list(m.measurements)
     m.kexec_execute()
     if policy is not None:
         m.load_policy(policy)  # the new kernel: a new policy file, written once more
-    _workload(m, real2[len(real1) + 1:], known, reads_kexec_files=policy is None,
-              kexec_cmdline=cmdline2)
+    _workload(m, real2[_carried(real2) + 1:], **opts)  # type: ignore[arg-type]
     return m, sim1, list(m.measurements)
 
 
 def _exact(e: MeasurementEntry, known: dict[str, bytes]) -> bool:
     """Whether ``e``'s input is known, so the simulation must give its bytes."""
     return e.is_violation or e.event_name in known or e.event_name in (
-        "boot_aggregate", "kexec-cmdline") or e.event_name.startswith("/opt/rk/viol-")
+        "boot_aggregate", "kexec-cmdline", "_ima") or e.event_name.startswith("/opt/rk/viol-")
 
 
 def _assert_reproduces(sim: list[MeasurementEntry], real: list[MeasurementEntry],
@@ -137,7 +177,7 @@ def _assert_reproduces(sim: list[MeasurementEntry], real: list[MeasurementEntry]
             assert [type(f) for f in a.fields.values()] == [type(f) for f in b.fields.values()]
 
 
-@pytest.mark.parametrize("capture", CAPTURES)
+@pytest.mark.parametrize("capture", LATE_CAPTURES)
 def test_the_6_12_build_copies_at_execute_and_imasim_reproduces_both_lists(capture: str
                                                                            ) -> None:
     s1, s2 = stage(capture, "stage1"), stage(capture, "stage2")
@@ -158,7 +198,7 @@ def test_the_6_12_build_copies_at_execute_and_imasim_reproduces_both_lists(captu
     assert match(real2, s2.pcrs()).matched
 
 
-@pytest.mark.parametrize("capture", CAPTURES)
+@pytest.mark.parametrize("capture", LATE_CAPTURES)
 def test_carried_entries_of_known_input_are_restored_in_every_bank(capture: str) -> None:
     """After restore the 6.12 kernel writes each carried entry into every per-bank list
     with that bank's hash over its template data; the simulation's template digests of
@@ -173,7 +213,7 @@ def test_carried_entries_of_known_input_are_restored_in_every_bank(capture: str)
                 assert a.template_hash(alg) == b.template_digest, (alg, b.event_name)
 
 
-@pytest.mark.parametrize("capture", CAPTURES)
+@pytest.mark.parametrize("capture", LATE_CAPTURES)
 def test_a_build_that_copies_at_load_would_not_give_these_captures(capture: str) -> None:
     real1 = list(stage(capture, "stage1").entries())
     real2 = list(stage(capture, "stage2").entries())
@@ -188,11 +228,35 @@ def test_a_build_that_copies_at_load_would_not_give_these_captures(capture: str)
     assert sim2[len(real1) - 1].event_name == "boot_aggregate"
 
 
+def test_a_legacy_entry_stops_the_restore_in_the_real_kernel_and_in_imasim() -> None:
+    """The template-mix capture (ima_hash=sha512): the new kernel keeps the 3 entries
+    before the first legacy 'ima' one; the simulation's kexec does the same, and every
+    entry of both boots is reproduced (a sha512 d-ng, the sha256 boot_aggregate of the
+    bank IMA chose, the key as ima-buf, kexec-cmdline in PCR 11)."""
+    capture = "k612-custom-ima-kexec-template-mix"
+    s1, s2 = stage(capture, "stage1"), stage(capture, "stage2")
+    real1, real2 = list(s1.entries()), list(s2.entries())
+    known = _known(capture)
+    assert _carried(real2) == 3 and real1[3].template_name == "ima"
+    m, sim1, sim2 = _simulate(capture, "custom-6.12-ima-kexec")
+    _assert_reproduces(sim1, real1, known)
+    _assert_reproduces(sim2, real2, known)
+    (rec,) = m.kexec_log
+    assert rec.copied_at == "execute" and rec.carried == 3
+    assert list(rec.lost) == sim1[3:]  # extended into the TPM, gone from the list
+    assert {e.pcr for e in real1} == {10, 11} and real1[-1].event_name == "kexec-cmdline"
+    assert not match(sim2, m.pcr_values()).matched
+    assert match(sim1 + sim2[3:], m.pcr_values()).matched
+    assert match(real1 + real2[3:], s2.pcrs()).matched
+
+
 def test_the_files_kept_are_the_ones_measured() -> None:
     """files/ holds the guest's bytes: their sha256 is the digest in the real list."""
     for capture in CAPTURES:
-        digests = {e.event_name: e.fields["d-ng"] for e in stage(capture).entries()}
+        digests = {e.event_name: e.file_digest for e in stage(capture).entries()
+                   if not e.is_violation}
         for path, content in _known(capture).items():
-            if path in digests:
-                assert digests[path].digest == H.SHA256.hash(content), path
+            d = digests.get(path)
+            if d is not None:
+                assert d.digest == H.from_name(d.algo).hash(content), path
     assert Path(REALKERNEL / CAPTURES[0] / "files" / "init").stat().st_size > 0

@@ -10,7 +10,9 @@ from realdata import stage, stages
 
 #: the second boots of Debian kernels without CONFIG_IMA_KEXEC start a fresh list
 NOT_CARRIED = {"kexec-carry/stage2", "template-mix-sha512/stage2"}
-WHOLE_HISTORY = [s for s in stages() if s.id not in NOT_CARRIED]
+#: a kernel with CONFIG_IMA_KEXEC whose restore stopped at the first legacy 'ima' entry
+TRUNCATED = {"k612-custom-ima-kexec-template-mix/stage2"}
+WHOLE_HISTORY = [s for s in stages() if s.id not in NOT_CARRIED | TRUNCATED]
 
 
 @pytest.mark.parametrize("st", WHOLE_HISTORY, ids=[s.id for s in WHOLE_HISTORY])
@@ -75,6 +77,29 @@ def test_carried_list_replays_from_zero_after_kexec() -> None:
     prefix = match(l2, s1.pcrs())
     assert prefix.status is MatchStatus.PREFIX
     assert {b.matched_at for b in prefix.banks} == {len(l1)}
+
+
+def test_a_restore_stopped_by_a_legacy_entry_keeps_a_prefix_that_does_not_replay() -> None:
+    """6.12 with IMA_KEXEC (custom build): the next kernel restores the carried list up
+    to the first legacy 'ima' entry (its 3 fields are not the 4 of the restored template
+    header) and drops the rest, as restore_kexec_buffer does; the TPM kept every extend,
+    so only the whole stage-1 list followed by the new entries replays."""
+    from imasim.kexec import pack_kexec_buffer, restore_kexec_buffer
+
+    s1 = stage("k612-custom-ima-kexec-template-mix", "stage1")
+    s2 = stage("k612-custom-ima-kexec-template-mix", "stage2")
+    l1, l2 = list(s1.entries()), list(s2.entries())
+    restored = restore_kexec_buffer(pack_kexec_buffer(l1))
+    first_legacy = next(i for i, e in enumerate(l1) if e.template_name == "ima")
+    assert restored.stopped_at == first_legacy == 3
+    assert list(restored.entries) == l2[:first_legacy]
+    assert l2[first_legacy].event_name == "boot_aggregate"
+    dmesg = (s2.path / "dmesg.txt").read_text()
+    assert "nr of fields mismatch: expected: 4, current: 3" in dmesg
+    assert match(l2, s2.pcrs()).status is MatchStatus.MISMATCH
+    whole = match(l1 + l2[first_legacy:], s2.pcrs())
+    assert whole.status is MatchStatus.MATCH
+    assert check_boot_aggregate(l2[first_legacy], s2.pcrs())
 
 
 def test_boot_aggregate_values() -> None:
