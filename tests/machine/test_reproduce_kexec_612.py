@@ -1,8 +1,8 @@
 """The custom 6.12 build's kexec, simulated on its preset, reproduces the real captures.
 
-k612-custom-ima-kexec-late-measure, k612-custom-ima-kexec-critical-data and k612-custom-
-ima-kexec-template-mix (tests/vectors/realkernel/): Debian's linux-source-6.12 6.12.118
-built by the capture harness (``build-custom-kernel.sh 6.12``: tinyconfig plus
+k612-custom-ima-kexec-late-measure, k612-custom-ima-kexec-critical-data and
+k612-custom-ima-kexec-template-mix (tests/vectors/realkernel/): Debian's linux-source-6.12
+6.12.118 built by the capture harness (``build-custom-kernel.sh 6.12``: tinyconfig plus
 CONFIG_IMA_KEXEC=y; its .config is realkernel/custom-6.12-kconfig.txt, which the preset
 ``custom-6.12-ima-kexec`` equals, tests/machine/test_presets.py), booted under qemu with
 swtpm. The guest ran a workload, ``kexec -s -l`` of the same kernel (in the first two,
