@@ -27,23 +27,26 @@ from _mem import peak_rss_mb
 from imasim.attest import ReferenceValues
 from imasim.fleet.io import bundle_paths, read_challenges, write_fleet
 from imasim.fleet.simulate import FleetSpec
-from imasim.fleet.verify import verify_on_dask, verify_paths
+from imasim.fleet.verify import local_cluster, verify_on_dask, verify_paths
 
 
 def _dask(paths: list[Path], ref: ReferenceValues, challenges: dict[str, bytes],
-          workers: int) -> tuple[float, list]:  # type: ignore[type-arg]
-    """Wall time of fleet verify on a LocalCluster of ``workers`` processes, started
-    beforehand (its start-up, ~2 s, is not counted)."""
-    from dask.distributed import LocalCluster
+          workers: int) -> tuple[float, list, float, float]:  # type: ignore[type-arg]
+    """Wall time of fleet verify on the LocalCluster ``fleet verify --workers`` starts
+    (:func:`local_cluster`), started beforehand (its start-up, ~2 s, is not counted), and
+    the CPU seconds of this process (the client and the in-process scheduler and
+    nannies) and of the workers during the run."""
+    from dask.distributed import Client
 
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=":0", silence_logs=logging.ERROR) as cluster:
+    with local_cluster(workers) as cluster, Client(cluster) as client:
         verify_on_dask(paths[:workers], ref, challenges, scheduler=cluster.scheduler_address,
                        require_eventlog=True)
-        t0 = time.perf_counter()
+        w0 = sum(client.run(time.process_time).values())
+        t0, c0 = time.perf_counter(), time.process_time()
         out = verify_on_dask(paths, ref, challenges, scheduler=cluster.scheduler_address,
                              require_eventlog=True)
-        return time.perf_counter() - t0, out
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        return dt, out, cpu, sum(client.run(time.process_time).values()) - w0
 
 
 def main(quick: bool = False) -> None:
@@ -63,7 +66,7 @@ def main(quick: bool = False) -> None:
         paths = bundle_paths(d)
         truth = {t["machine"]: t for t in json.loads((d / "ground-truth.json").read_text())}
 
-        dt, verdicts = _dask(paths, ref, challenges, 2)
+        dt, verdicts, _, _ = _dask(paths, ref, challenges, 2)
         wrong = [v.machine for v in verdicts
                  if v.verdict != truth[v.machine]["verdict"]
                  or (truth[v.machine]["checks"]
@@ -76,14 +79,15 @@ def main(quick: bool = False) -> None:
         t0, c0 = time.perf_counter(), time.process_time()
         verify_paths(sub, ref, challenges, require_eventlog=True)
         one_wall, one_cpu = time.perf_counter() - t0, time.process_time() - c0
-        w1, _ = _dask(sub, ref, challenges, 1)
-        w2, _ = _dask(sub, ref, challenges, 2)
+        w1, _, _, _ = _dask(sub, ref, challenges, 1)
+        w2, _, client_cpu, worker_cpu = _dask(sub, ref, challenges, 2)
         print(f"{len(sub):,} machines: one process {len(sub) / one_wall:,.1f} machines/s "
               f"({1000 * one_wall / len(sub):.1f} ms wall, {1000 * one_cpu / len(sub):.1f} ms "
               f"CPU per machine); Dask 1 worker {len(sub) / w1:,.1f} machines/s "
               f"({1000 * w1 / len(sub):.1f} ms per machine, {w1 / one_wall:.2f}x one "
               f"process); Dask 2 workers {len(sub) / w2:,.1f} "
-              f"machines/s: {w1 / w2:.2f}x 1 worker")
+              f"machines/s: {w1 / w2:.2f}x 1 worker (CPU during the 2-worker run: client, "
+              f"scheduler and nannies {client_cpu:.1f} s, workers {worker_cpu:.1f} s)")
 
         table = d / "entries.parquet"
         code = ("from imasim.cli import main\n"

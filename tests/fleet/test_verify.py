@@ -276,3 +276,19 @@ def test_real_capture_with_its_firmware_log_verifies_as_attest_judges_it(
             assert direct.firmware_log is None
         else:
             assert fw_ok, direct.firmware_log
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 60, 2000, 10_000])
+def test_batches_cover_every_bundle_once_big_first(n: int) -> None:
+    """Guided batches: every path once, in order, sizes non-increasing from at most 256
+    down to 8 (the last may be smaller), few tasks; a fixed batch size is kept."""
+    from imasim.fleet.verify import _batches
+
+    paths = [Path(f"m{i:06d}") for i in range(n)]
+    batches = _batches(paths, 2, None)
+    assert [p for b in batches for p in b] == paths
+    sizes = [len(b) for b in batches]
+    assert sizes == sorted(sizes, reverse=True)
+    assert all(8 <= s <= 256 for s in sizes[:-1]) and all(s >= 1 for s in sizes)
+    assert len(batches) <= max(1, n // 8 + 1) and (n < 2000 or len(batches) <= n // 30)
+    assert [len(b) for b in _batches(paths, 2, 7)] == [7] * (n // 7) + ([n % 7] if n % 7 else [])
