@@ -79,6 +79,9 @@ class KernelConfig:
     #: the secondary, machine and integrity keyrings that depend on it)
     system_trusted_keyring: bool = True
     system_blacklist_keyring: bool = True  # CONFIG_SYSTEM_BLACKLIST_KEYRING: .blacklist
+    #: CONFIG_SYSTEM_BLACKLIST_AUTH_UPDATE (5.19+): root may add ``bin:``/``tbs:`` hashes to
+    #: .blacklist, each signed by a built-in key (Debian's 6.1 and 6.12 do not set it)
+    system_blacklist_auth_update: bool = False
     integrity_signature: bool = True  # CONFIG_INTEGRITY_SIGNATURE: .ima/.evm, .platform
     integrity_ca_machine_keyring: bool = False  # CONFIG_INTEGRITY_CA_MACHINE_KEYRING
     evm: bool = True  # CONFIG_EVM: the EVM keyring
@@ -200,6 +203,7 @@ class KernelConfig:
             ima_kexec_copy_at_execute=copies_list_at_execute(version, sublevel),
             system_trusted_keyring=on("SYSTEM_TRUSTED_KEYRING"),
             system_blacklist_keyring=on("SYSTEM_BLACKLIST_KEYRING"),
+            system_blacklist_auth_update=on("SYSTEM_BLACKLIST_AUTH_UPDATE"),
             integrity_signature=on("INTEGRITY_SIGNATURE"),
             integrity_ca_machine_keyring=on("INTEGRITY_CA_MACHINE_KEYRING"),
             evm=on("EVM"), fs_verity_builtin_signatures=on("FS_VERITY_BUILTIN_SIGNATURES"),

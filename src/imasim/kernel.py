@@ -70,7 +70,7 @@ from .ipe.verity import dm_verity_root_hash, fsverity_digest, verify_fsverity_si
 from .kconfig import BootOptions, KernelConfig
 from .kexec import kexec_signature_refusal, pack_kexec_buffer, restore_kexec_buffer
 from .keys.key import Key
-from .keys.keyring import KeyNeed, Keyring
+from .keys.keyring import BlacklistKey, KeyNeed, Keyring
 from .keys.layout import ProcKey
 from .keys.layout import proc_keys as layout_proc_keys
 from .keys.system import SystemKeyrings
@@ -432,7 +432,9 @@ def ipe_check(t: Txn, f: SimFile, hook: Hook) -> AccessResult | None:
     if ipe is None or hook not in _IPE_OPS:
         return None
     op, ipe_hook = _IPE_OPS[hook]
-    d = ipe.evaluate(op, ipe_hook, ipe_properties(f), path=f.path, dev=f.fs.s_id, ino=f.ino)
+    comm = "kexec" if op in (Op.KEXEC_IMAGE, Op.KEXEC_INITRAMFS) else "imasim"  # kexec-tools
+    d = ipe.evaluate(op, ipe_hook, ipe_properties(f), path=f.path, dev=f.fs.s_id, ino=f.ino,
+                     comm=comm)
     return None if d.allowed else AccessResult(False, reason=f"IPE: {d.rule}")
 
 
@@ -579,13 +581,22 @@ def key_check(t: Txn, ring: str, key: Key) -> None:
     measure_buffer(t, Hook.KEY_CHECK, ring, key.der, keyring=ring)
 
 
-def add_key(t: Txn, ring: Keyring, key: Key) -> None:
+def add_key(t: Txn, ring: str | Keyring, key: Key | BlacklistKey) -> None:
     """add_key(2) from user space: WRITE permission on the keyring (-EACCES), KEY_CHECK
     measures (or queues) the key, then the keyring's restriction decides; the keyring
-    changes last, so a refusal changes nothing."""
-    ring.check_permission(KeyNeed.WRITE)
-    key_check(t, ring.name, key)
-    ring.add(key)
+    changes last, so a refusal changes nothing. ``.blacklist`` (by name) takes
+    :class:`~imasim.keys.keyring.BlacklistKey` hashes by its own rules
+    (:meth:`~imasim.keys.keyring.Blacklist.add_key`; IMA measures only asymmetric keys)."""
+    rings = t.kernel.keyrings
+    if ring == ".blacklist" and any(s.name == ring for s in rings.layout):
+        rings.blacklist.add_key(key, builtin=rings.builtin)
+        return
+    target = rings.resolve(ring)
+    if isinstance(key, BlacklistKey):
+        raise UsageError(f"blacklist keys are modelled in .blacklist only, not {target.name}")
+    target.check_permission(KeyNeed.WRITE)
+    key_check(t, target.name, key)
+    target.add(key)
 
 
 def keyctl_link(dest: Keyring, item: Keyring) -> None:
@@ -596,10 +607,14 @@ def keyctl_link(dest: Keyring, item: Keyring) -> None:
     dest.link(item)
 
 
-def keyctl_clear(ring: Keyring) -> None:
-    """keyctl_keyring_clear: WRITE on the keyring (the kernel's own keyrings refuse)."""
-    ring.check_permission(KeyNeed.WRITE)
-    ring.clear()
+def keyctl_clear(rings: SystemKeyrings, ring: str | Keyring) -> None:
+    """keyctl_keyring_clear: WRITE on the keyring (the kernel's own keyrings refuse:
+    EACCES); .blacklist is also kept (KEY_FLAG_KEEP: EPERM)."""
+    if ring == ".blacklist" and any(s.name == ring for s in rings.layout):
+        rings.blacklist.keyctl_clear()
+    target = rings.resolve(ring)
+    target.check_permission(KeyNeed.WRITE)
+    target.clear()
 
 
 def _process_queued_keys(t: Txn) -> None:
@@ -806,8 +821,12 @@ def kexec_load_segments(t: Txn, kernel: str, initrd: str | None, cmdline: str
                         ) -> AccessResult:
     """The classic kexec_load(2): user space (kexec-tools) reads ``kernel`` and ``initrd``
     and hands the kernel memory segments, so nothing can be measured, appraised or
-    signature-checked. kexec_load_check asks the LSMs first: IMA (ima_load_data,
-    LOADING_KEXEC_IMAGE) refuses with EACCES when the kernel has KEXEC_SIG and booted
+    signature-checked. kexec_load_check asks the LSMs first (security_kernel_load_data,
+    LOADING_KEXEC_IMAGE): IPE (ipe_kernel_load_data) evaluates op=KEXEC_IMAGE with no
+    file, so ``boot_verified=TRUE``, a digest or a ``*_signature=TRUE`` never matches and
+    every ``=FALSE`` property does; a denial is EACCES with a 1420 record
+    (``ipe_hook=KERNEL_LOAD ... path=? dev=? ino=?``), permissive mode only audits.
+    Then IMA (ima_load_data) refuses with EACCES when the kernel has KEXEC_SIG and booted
     with secure boot, or when appraisal is enforced and the policy appraises
     KEXEC_KERNEL_CHECK (IMA_APPRAISE_KEXEC); then lockdown (LOCKDOWN_KEXEC) refuses with
     EPERM. Otherwise the image loads unmeasured and without an IMA buffer: even with
@@ -818,6 +837,10 @@ def kexec_load_segments(t: Txn, kernel: str, initrd: str | None, cmdline: str
         if path is not None:
             t.file(path)  # kexec-tools reads it: a missing file is its error
     k = t.kernel
+    if k.ipe is not None:  # IPE's kernel_load_data runs before IMA's (LSM order)
+        d = k.ipe.evaluate(Op.KEXEC_IMAGE, "KERNEL_LOAD", None, comm="kexec")
+        if not d.allowed:
+            return AccessResult(False, reason=f"IPE: {d.rule} (EACCES)")
     cfg = k.config
     enforce = t.boot.boot_options.ima_appraise == "enforce" and cfg.ima_appraise
     appraises_kexec = any(r.action is Action.APPRAISE and r.func is Hook.KEXEC_KERNEL_CHECK
@@ -1024,4 +1047,7 @@ def powered_on(state: MachineState, cmdline: str) -> MachineState:
 def proc_keys(kernel: Kernel) -> tuple[ProcKey, ...]:
     """``/proc/keys`` of the running kernel (imasim.keys.layout.proc_keys)."""
     rings = {**kernel.keyrings.named(), ".fs-verity": kernel.fsverity_keyring}
-    return layout_proc_keys(kernel.config, rings, blacklist=kernel.keyrings.blacklist.entries())
+    bl = kernel.keyrings.blacklist
+    user = bl.added_by_user()
+    return layout_proc_keys(kernel.config, rings, user_blacklist=user,
+                            blacklist=[e for e in bl.entries() if e not in user])

@@ -35,7 +35,7 @@ from .ima.policy import MAY_EXEC, MAY_READ, Hook
 from .ipe.lsm import FileProperties, Ipe
 from .kconfig import PRESETS, BootOptions, KernelConfig
 from .keys.key import Key
-from .keys.keyring import Keyring
+from .keys.keyring import BlacklistKey, Keyring
 from .keys.layout import ProcKey
 from .keys.system import SystemKeyrings
 from .state import AccessResult, AuditRecord, BootState, KexecRecord, MachineSnapshot, MachineState
@@ -269,10 +269,10 @@ class Machine:
         """``cat FILE > /sys/kernel/security/ipe/new_policy`` (or policies/<update>/update)."""
         self._run(lambda t: k.ipe_load_policy_file(t, path, update, activate))
 
-    def add_key(self, keyring: str | Keyring, key: Key) -> None:
+    def add_key(self, keyring: str | Keyring, key: Key | BlacklistKey) -> None:
         """add_key(2) from user space: WRITE permission (EACCES for .builtin_trusted_keys,
-        .platform, .machine), then the keyring's restriction; KEY_CHECK measures."""
-        self._run(lambda t: k.add_key(t, self.keyrings.resolve(keyring), key))
+        .platform, .machine, .blacklist), the restriction; KEY_CHECK measures."""
+        self._run(lambda t: k.add_key(t, keyring, key))
 
     def load_x509_file(self, path: str, keyring: str = ".ima") -> AccessResult:
         """integrity_load_x509: read a certificate (IPE X509_CERT, FILE_CHECK), add it."""
@@ -284,7 +284,7 @@ class Machine:
 
     def clear_keyring(self, ring: str | Keyring) -> None:
         """``keyctl clear``: WRITE on the keyring (the kernel's own refuse: EACCES)."""
-        k.keyctl_clear(self.keyrings.resolve(ring))
+        k.keyctl_clear(self.keyrings, ring)
 
     def kexec_load(self, kernel: str, initrd: str | None = None, cmdline: str = "", *,
                    syscall: str = "kexec_file_load") -> AccessResult:

@@ -20,12 +20,14 @@ from imasim.algorithms import HashAlgorithm as H
 from imasim.archive import ArchiveMember, write_cpio
 from imasim.errors import ImasimError, ParseError, PolicyError, SimulationError
 from imasim.ima.policy import MAY_READ, MAY_WRITE
-from imasim.keys.keyring import Keyring
+from imasim.kconfig import PRESETS
+from imasim.keys.keyring import BlacklistKey, Keyring
 from imasim.kimage import kernel_image
 from imasim.machine import Machine, MachineSnapshot
 from imasim.sig import sign_module
 from imasim.sig.authenticode import sign_pe
 from imasim.sig.pefile import build_pe
+from imasim.sig.pkcs7 import sign_pkcs7
 from imasim.sig.xattr import sign_xattr
 from pki import pki
 
@@ -144,6 +146,17 @@ CMDLINES = [None, "ima_policy=tcb", "ima_policy=bogus", "ima_appraise=never",
 KEYRINGS = [".ima", ".evm", ".platform", ".machine", ".builtin_trusted_keys",
             ".secondary_trusted_keys", ".nonesuch"]
 SIGNERS = ["root", "inter", "leaf", "stranger", "chained"]
+#: root may add signed hashes to .blacklist (CONFIG_SYSTEM_BLACKLIST_AUTH_UPDATE)
+AUTH_UPDATE = PRESETS["generic-6.1-ima-kexec"].with_(system_blacklist_auth_update=True)
+
+
+def _blacklisted(what: str) -> str:
+    """A .blacklist description: the tbs: hash of a test certificate, or a literal."""
+    if what in SIGNERS:
+        tbs = pki()[what].as_key().tbs_hash()
+        assert tbs is not None
+        return "tbs:" + tbs.hex()
+    return what
 
 
 class Transitions(RuleBasedStateMachine):
@@ -152,7 +165,7 @@ class Transitions(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.m = fresh(preset="generic-6.1-ima-kexec", ipe=True)
+        self.m = fresh(config=AUTH_UPDATE, ipe=True)
 
     def attempt(self, op: str, *args: object, **kw: object) -> None:
         before = self.m.snapshot()
@@ -206,9 +219,22 @@ class Transitions(RuleBasedStateMachine):
         self.attempt("load_policy", text)
 
     @rule(kernel=st.sampled_from(["/boot/vmlinuz", "/boot/unsigned", "/nonesuch"]),
-          cmdline=st.sampled_from(CMDLINES[1:]))
-    def kexec_load(self, kernel: str, cmdline: str) -> None:
-        self.attempt("kexec_load", kernel, cmdline=cmdline)
+          cmdline=st.sampled_from(CMDLINES[1:]),
+          syscall=st.sampled_from(["kexec_file_load", "kexec_load", "kexec"]))
+    def kexec_load(self, kernel: str, cmdline: str, syscall: str) -> None:
+        self.attempt("kexec_load", kernel, cmdline=cmdline, syscall=syscall)
+
+    @rule(what=st.sampled_from(["leaf", "stranger", "bin:" + "ab" * 32, "bin:AB", "bin:", ""]),
+          signer=st.sampled_from(["root", "leaf", None]), clear=st.booleans())
+    def blacklist(self, what: str, signer: str | None, clear: bool) -> None:
+        """keyctl add blacklist DESC PKCS7 %:.blacklist (a tbs: hash blocks that
+        certificate from then on), and keyctl clear, which .blacklist refuses."""
+        desc = _blacklisted(what)
+        s = pki()[signer] if signer else None
+        payload = sign_pkcs7(desc.encode(), key=s.key, certificate=s.cert) if s else b""
+        self.attempt("add_key", ".blacklist", BlacklistKey(desc, payload))
+        if clear:
+            self.attempt("clear_keyring", ".blacklist")
 
     @rule(cmdline=st.sampled_from(CMDLINES))
     def kexec_execute(self, cmdline: str | None) -> None:
@@ -218,7 +244,7 @@ class Transitions(RuleBasedStateMachine):
     def power_cycle(self) -> None:
         counters = (self.m.tpm.reset_count, self.m.tpm.restart_count)
         self.m.power_cycle()
-        assert same_but_counters(self.m.snapshot(), fresh(ipe=True).snapshot())
+        assert same_but_counters(self.m.snapshot(), fresh(config=AUTH_UPDATE, ipe=True).snapshot())
         assert (self.m.tpm.reset_count, self.m.tpm.restart_count) == (counters[0] + 1, 0)
 
     @rule(data=st.sampled_from([b"", b"policy_name=x policy_version=0.0.0\nDEFAULT action=ALLOW\n",

@@ -59,7 +59,9 @@ def test_key_id_form_and_tampering() -> None:
     bl = Blacklist()
     tbs = s.as_key().tbs_hash()
     assert tbs is not None
-    bl.add_tbs_hash(tbs)
+    bl.add_tbs_hash(tbs)  # checked when a certificate is parsed: the trusted key is not
+    verify_modsig(signed, keyring=trusted(s), blacklist=bl)
+    bl.add_revocation_certificate(s.as_key())  # is_key_on_revocation_list: every time
     with pytest.raises(RevokedError):
         verify_modsig(signed, keyring=trusted(s), blacklist=bl)
 

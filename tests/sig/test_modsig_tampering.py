@@ -142,7 +142,9 @@ def test_wrong_key_and_blacklisted_key(name: str) -> None:
     tbs = pki()[name].as_key().tbs_hash()
     assert tbs is not None
     verify_modsig(good, keyring=_ring(name), blacklist=bl)  # an empty blacklist blocks nothing
-    bl.add_tbs_hash(tbs)
+    bl.add_tbs_hash(tbs)  # sign-file carries no certificate: the trusted key still verifies
+    verify_modsig(good, keyring=_ring(name), blacklist=bl)
+    bl.add_revocation_certificate(pki()[name].as_key())
     with pytest.raises(RevokedError):
         verify_modsig(good, keyring=_ring(name), blacklist=bl)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from .key import Key, PublicKey, parse_key, verify_signature
 from .keyring import (
     Blacklist,
+    BlacklistKey,
     EventLog,
     Keyring,
     KeyringEvent,
@@ -29,6 +30,7 @@ from .keyring import (
 
 __all__ = [
     "Blacklist",
+    "BlacklistKey",
     "EventLog",
     "Key",
     "Keyring",

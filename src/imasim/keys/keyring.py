@@ -30,9 +30,11 @@ from ..errors import (
 from .key import Key
 
 __all__ = [
+    "BLACKLIST_KEYRING_PERM",
     "KERNEL_KEYRING_PERM",
     "USER_KEYRING_PERM",
     "Blacklist",
+    "BlacklistKey",
     "EventLog",
     "KernelKeyrings",
     "KeyNeed",
@@ -40,6 +42,7 @@ __all__ = [
     "Keyring",
     "KeyringEvent",
     "Restriction",
+    "key_permission",
     "parse_restriction",
     "restrict_link_by_builtin_and_secondary_trusted",
     "restrict_link_by_builtin_secondary_and_machine",
@@ -51,6 +54,7 @@ __all__ = [
     "restrict_link_by_key_or_keyring_chain",
     "restrict_link_by_signature",
     "restrict_link_reject",
+    "vet_blacklist_description",
 ]
 
 
@@ -128,6 +132,78 @@ USER_KEYRING_PERM: Final = (KeyPerm.POS_VIEW | KeyPerm.POS_SEARCH | KeyPerm.POS_
 #: plus KEY_USR_WRITE where user space may add keys (.secondary_trusted_keys, .ima, .evm)
 KERNEL_KEYRING_PERM: Final = ((KeyPerm.POS_ALL & ~KeyPerm.POS_SETATTR) | KeyPerm.USR_VIEW |
                               KeyPerm.USR_READ | KeyPerm.USR_SEARCH)
+#: certs/blacklist.c blacklist_init (5.19+): the possessor may view, read, write and
+#: search, root (the owner) view, read and search; CONFIG_SYSTEM_BLACKLIST_AUTH_UPDATE adds
+#: KEY_USR_WRITE, the only way user space can add to it
+BLACKLIST_KEYRING_PERM: Final = (KeyPerm.POS_VIEW | KeyPerm.POS_READ | KeyPerm.POS_WRITE |
+                                 KeyPerm.POS_SEARCH | KeyPerm.USR_VIEW | KeyPerm.USR_READ |
+                                 KeyPerm.USR_SEARCH)
+#: certs/blacklist.c BLACKLIST_KEY_PERM: what blacklist_key_instantiate gives every hash,
+#: built in or added: view and search, never write (so it can be neither updated nor
+#: replaced)
+_BLACKLIST_KEY_PERM: Final = (KeyPerm.POS_SEARCH | KeyPerm.POS_VIEW | KeyPerm.USR_SEARCH |
+                              KeyPerm.USR_VIEW)
+#: include/linux/key.h KEY_MAX_DESC_SIZE (add_key's strndup_user bound, NUL included)
+_KEY_MAX_DESC_SIZE: Final = 4096
+#: security/keys/keyctl.c: add_key refuses a payload above 1 MiB - 1 (EINVAL)
+_KEY_MAX_PAYLOAD: Final = 1024 * 1024 - 1
+#: certs/blacklist.c MAX_HASH_LEN: hex digits of the longest hash (SHA-512)
+_MAX_HASH_LEN: Final = 128
+
+
+def key_permission(name: str, perm: int, owner: int, possessed: bool, need: KeyNeed, *,
+                   uid: int = 0) -> None:
+    """security/keys/permission.c key_task_permission for a user-space process of ``uid``
+    (its gid the same) on a key or keyring ``name`` with ``perm`` owned by ``owner``: the
+    owner's or others' bits, plus the possessor's when the process possesses it;
+    PermissionDeniedError (-EACCES) if ``need`` is missing."""
+    kperm = (perm >> 16 if owner == uid else perm) & 0x3F
+    if possessed:
+        kperm |= perm >> 24 & 0x3F
+    if need & ~kperm:
+        raise PermissionDeniedError(f"{name}: permission {KeyNeed(need & ~kperm)!r} denied "
+                                    "(EACCES)")
+
+
+def vet_blacklist_description(description: str) -> None:
+    """certs/blacklist.c blacklist_vet_description (5.19+, "certs: Make
+    blacklist_vet_description() more strict"): ``tbs:`` or ``bin:``, then lowercase hex
+    digits. A character that is not one among the first 128 of the hash, no digit or an
+    odd number of them is EINVAL; 128 good digits followed by anything is ENOPKG (the
+    length is judged after the characters, as the kernel's loop does). PolicyError.
+
+    >>> vet_blacklist_description("bin:" + "ab" * 32)
+    >>> vet_blacklist_description("bin:AB")
+    Traceback (most recent call last):
+    ...
+    imasim.errors.PolicyError: blacklist hash digits must be lowercase hex (EINVAL) (token 'bin:AB')
+    """
+    raw = description.encode()
+    prefix, sep, value = raw.partition(b":")
+    token = description[:80]
+    if not sep or prefix not in (b"tbs", b"bin"):
+        raise PolicyError("a blacklist description is tbs:<hex> or bin:<hex> (EINVAL)",
+                          token=token)
+    head = value[:_MAX_HASH_LEN]
+    if head.strip(b"0123456789abcdef"):
+        raise PolicyError("blacklist hash digits must be lowercase hex (EINVAL)", token=token)
+    if len(value) > _MAX_HASH_LEN:
+        raise PolicyError("blacklist hash longer than 128 hex digits (ENOPKG)", token=token)
+    if not value or len(value) % 2:
+        raise PolicyError("blacklist hash must be an even number of hex digits (EINVAL)",
+                          token=token)
+
+
+@dataclass(frozen=True, slots=True)
+class BlacklistKey:
+    """A key of the kernel's ``blacklist`` type as user space adds it:
+    ``keyctl add blacklist DESCRIPTION PAYLOAD %:.blacklist``. The description is the hash
+    (``bin:<hex>`` of a file, ``tbs:<hex>`` of a certificate's TBSCertificate); with
+    CONFIG_SYSTEM_BLACKLIST_AUTH_UPDATE the payload is a detached PKCS#7 signature (DER)
+    of the description's bytes by a key of .builtin_trusted_keys."""
+
+    description: str
+    payload: bytes = b""
 
 
 class KernelKeyrings:
@@ -152,30 +228,91 @@ class Restriction(Protocol):
 
 
 class Blacklist:
-    """The .blacklist keyring: ``tbs:`` key hashes, ``bin:`` binary hashes, revocation certs."""
+    """The .blacklist keyring: ``tbs:`` key hashes, ``bin:`` binary hashes, revocation
+    certificates. ``perm`` is the keyring's key_perm_t (root owns it, no process possesses
+    it) and ``auth_update`` is CONFIG_SYSTEM_BLACKLIST_AUTH_UPDATE: together they decide
+    what user space may add (:meth:`add_key`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, perm: int = BLACKLIST_KEYRING_PERM, auth_update: bool = False
+                 ) -> None:
+        self.perm, self.auth_update = int(perm), auth_update
         self._tbs: set[bytes] = set()
         self._bin: set[bytes] = set()
         self._revoked: list[Key] = []
+        self._user: list[str] = []
 
     def add_tbs_hash(self, digest: bytes) -> None:
         self._tbs.add(bytes(digest))
 
     def add_entry(self, description: str) -> None:
-        """A ``tbs:<hex>`` or ``bin:<hex>`` key as certs/blacklist.c vets its description
-        (blacklist_vet_description: lowercase hex, an even number of digits, at most 128)."""
-        kind, sep, value = description.partition(":")
-        if not sep or kind not in ("tbs", "bin"):
-            raise PolicyError("blacklist entry must be tbs:<hex> or bin:<hex> (EINVAL)",
-                              token=description[:80])
-        if len(value) > 128:
-            raise PolicyError("blacklist hash longer than 128 hex digits (ENOPKG)",
-                              token=description[:80])
-        if not value or len(value) % 2 or value.strip("0123456789abcdef"):
-            raise PolicyError("blacklist hash must be an even number of lowercase hex "
-                              "digits (EINVAL)", token=description[:80])
+        """A ``tbs:<hex>`` or ``bin:<hex>`` key the kernel adds itself (built in:
+        CONFIG_SYSTEM_BLACKLIST_HASH_LIST, UEFI dbx), its description vetted by
+        :func:`vet_blacklist_description` (PolicyError)."""
+        vet_blacklist_description(description)
+        kind, _, value = description.partition(":")
         (self.add_tbs_hash if kind == "tbs" else self.add_binary_hash)(bytes.fromhex(value))
+
+    def add_key(self, key: Key | BlacklistKey, *, builtin: Keyring | None, uid: int = 0
+                ) -> None:
+        """add_key(2) into .blacklist from user space, checked in the kernel's order
+        (security/keys/keyctl.c add_key, key.c __key_create_or_update, certs/blacklist.c):
+
+        1. add_key copies the description and payload: 4096 bytes of description or more
+           than 1 MiB - 1 of payload is EINVAL;
+        2. WRITE on the keyring (lookup_user_key): EACCES unless the kernel has
+           CONFIG_SYSTEM_BLACKLIST_AUTH_UPDATE (KEY_USR_WRITE, for root only);
+        3. no description is EINVAL;
+        4. restrict_link_for_blacklist: any other key type (an X.509 certificate, a
+           :class:`Key`) is EOPNOTSUPP;
+        5. a hash that is already there would be updated, which needs WRITE on that key,
+           which no blacklist key has: EACCES;
+        6. blacklist_vet_description: EINVAL or ENOPKG (:func:`vet_blacklist_description`);
+        7. blacklist_key_instantiate: the payload must be a detached PKCS#7 signature of
+           the description that verifies against ``builtin`` (.builtin_trusted_keys only,
+           not the secondary keyring; VERIFYING_UNSPECIFIED_SIGNATURE), the revocation
+           list and the ``tbs:`` hashes applying.
+
+        Only then is the hash added (for good: nothing removes it until reboot). A refusal
+        changes nothing."""
+        from ..sig.pkcs7 import Usage, verify_pkcs7
+
+        if isinstance(key, Key):
+            key_permission(".blacklist", self.perm, 0, False, KeyNeed.WRITE, uid=uid)
+            raise KeyRejectedError(".blacklist takes only keys of the blacklist type "
+                                   "(restrict_link_for_blacklist: EOPNOTSUPP)")
+        raw = key.description.encode()
+        if b"\0" in raw:
+            raise UsageError("a key description is a C string (no NUL)")
+        if len(raw) >= _KEY_MAX_DESC_SIZE or len(key.payload) > _KEY_MAX_PAYLOAD:
+            raise PolicyError("description or payload too long for add_key (EINVAL)",
+                              token=key.description[:80])
+        key_permission(".blacklist", self.perm, 0, False, KeyNeed.WRITE, uid=uid)
+        if not raw:
+            raise PolicyError("a blacklist key needs a description (EINVAL)")
+        if key.description in self.entries():  # __key_update of the existing key
+            key_permission(key.description, _BLACKLIST_KEY_PERM, 0, False, KeyNeed.WRITE,
+                           uid=uid)
+        vet_blacklist_description(key.description)
+        if not self.auth_update:  # unreachable through the kernel's own permissions
+            raise PermissionDeniedError("blacklist_key_instantiate without "
+                                        "CONFIG_SYSTEM_BLACKLIST_AUTH_UPDATE (EPERM)")
+        if builtin is None:
+            raise KeyNotFoundError("no .builtin_trusted_keys to verify against (ENOKEY)")
+        verify_pkcs7(key.payload, raw, keyring=builtin, usage=Usage.UNSPECIFIED_SIGNATURE,
+                     blacklist=self)
+        kind, _, value = key.description.partition(":")
+        (self._tbs if kind == "tbs" else self._bin).add(bytes.fromhex(value))
+        self._user.append(key.description)
+
+    def keyctl_clear(self, *, uid: int = 0) -> None:
+        """keyctl_keyring_clear: WRITE on the keyring (EACCES without AUTH_UPDATE), then
+        KEY_FLAG_KEEP (blacklist_init's KEY_ALLOC_SET_KEEP) refuses: EPERM. Never clears."""
+        key_permission(".blacklist", self.perm, 0, False, KeyNeed.WRITE, uid=uid)
+        raise PermissionDeniedError(".blacklist is kept (KEY_FLAG_KEEP: EPERM)")
+
+    def added_by_user(self) -> tuple[str, ...]:
+        """The descriptions user space added (:meth:`add_key`), in order."""
+        return tuple(self._user)
 
     def add_binary_hash(self, digest: bytes) -> None:
         self._bin.add(bytes(digest))
@@ -184,9 +321,19 @@ class Blacklist:
         self._revoked.append(key)
 
     def is_key_blocked(self, key: Key) -> bool:
+        """Is this certificate refused when it is parsed (x509_get_sig_params: its
+        ``tbs:`` hash; or a revocation certificate of the same key)? The kernel asks when
+        a certificate becomes a key (x509_key_preparse: EKEYREJECTED) and for the
+        certificates a PKCS#7 message carries; a key already in a keyring is not parsed
+        again, so a ``tbs:`` hash added later does not stop it (see :meth:`is_revoked`)."""
         tbs = key.tbs_hash()
         if tbs is not None and tbs in self._tbs:
             return True
+        return self.is_revoked(key)
+
+    def is_revoked(self, key: Key) -> bool:
+        """is_key_on_revocation_list: a revocation certificate (CONFIG_SYSTEM_REVOCATION_LIST)
+        of this key, which every PKCS#7 verification consults, whenever it was added."""
         return any(r.ids[:2] == key.ids[:2] for r in self._revoked)
 
     def check_key(self, key: Key) -> None:
@@ -227,17 +374,9 @@ class Keyring:
 
     # -- permissions ------------------------------------------------------------------
     def check_permission(self, need: KeyNeed, *, uid: int = 0) -> None:
-        """security/keys/permission.c key_task_permission for a user-space process of
-        ``uid`` (its gid the same): the owner's, group's or others' bits, plus the
-        possessor's when the process possesses the keyring; -EACCES if ``need`` is
-        missing."""
-        perm = self.perm
-        kperm = (perm >> 16 if self.uid == uid else perm) & 0x3F
-        if self.possessed:
-            kperm |= perm >> 24 & 0x3F
-        if need & ~kperm:
-            raise PermissionDeniedError(
-                f"{self.name}: permission {KeyNeed(need & ~kperm)!r} denied (EACCES)")
+        """:func:`key_permission` on this keyring (the kernel's keyrings nobody
+        possesses): -EACCES if ``need`` is missing."""
+        key_permission(self.name, self.perm, self.uid, self.possessed, need, uid=uid)
 
     # -- restriction ------------------------------------------------------------------
     @property
@@ -377,13 +516,10 @@ class Keyring:
                             id_2: bytes | None = None, *, partial: bool = False) -> Key | None:
         """crypto/asymmetric_keys/asymmetric_type.c find_asymmetric_key: id_0 (partial or
         exact on id[0]/id[1]) with id_1 then matching id[1] exactly, else id_1, else id_2
-        exactly on id[2] (the ``dn:`` lookup). A key that the blacklist of this keyring or
-        of a linked one blocks is never found."""
-        blacklists = {id(r.blacklist): r.blacklist for r in self._reachable()
-                      if r.blacklist is not None}
+        exactly on id[2] (the ``dn:`` lookup). The blacklist is not consulted: a key whose
+        certificate it blocks never entered a keyring, and one that entered before its
+        ``tbs:`` hash was added stays (keyring_search knows no blacklist)."""
         for k in self.iter_keys():
-            if any(bl.is_key_blocked(k) for bl in blacklists.values()):
-                continue
             if id_0 is not None and k.matches_id(id_0, partial=partial):
                 if id_1 is not None and k.ids[1] != id_1:
                     continue

@@ -30,7 +30,7 @@ from typing import Final
 from ..errors import ParseError
 from ..kconfig import KernelConfig
 from .key import Key
-from .keyring import Keyring
+from .keyring import BLACKLIST_KEYRING_PERM, Keyring
 
 __all__ = [
     "BLACKLIST_KEY_PERM",
@@ -121,8 +121,9 @@ def boot_keyrings(config: KernelConfig) -> tuple[KeyringSpec, ...]:
                                    source="evm_init (CONFIG_EVM)"))
     if config.system_trusted_keyring and config.system_blacklist_keyring:
         out.append(KeyringSpec(
-            name=".blacklist", perm=_POS_VIEW | _POS_READ | _POS_WRITE | _POS_SEARCH |
-            _USR_VIEW | _USR_READ | _USR_SEARCH, restriction="restrict_link_for_blacklist",
+            name=".blacklist", perm=int(BLACKLIST_KEYRING_PERM) |
+            (_USR_WRITE if config.system_blacklist_auth_update else 0),
+            restriction="restrict_link_for_blacklist",
             source="blacklist_init (CONFIG_SYSTEM_BLACKLIST_KEYRING)"))
     if config.fs_verity_builtin_signatures:
         out.append(KeyringSpec(
@@ -217,7 +218,8 @@ class ProcKey:
 
 
 def proc_keys(config: KernelConfig, keyrings: Mapping[str, Keyring], *,
-              blacklist: Sequence[str] = ()) -> tuple[ProcKey, ...]:
+              blacklist: Sequence[str] = (), user_blacklist: Sequence[str] = ()
+              ) -> tuple[ProcKey, ...]:
     """``/proc/keys`` of a booted kernel, without the per-user keyrings (``_uid.0``,
     ``_uid_ses.0``, ``.user_reg``) the kernel makes when a process first asks.
 
@@ -227,7 +229,9 @@ def proc_keys(config: KernelConfig, keyrings: Mapping[str, Keyring], *,
     ``.platform``, ``.machine``; user space otherwise, charged to its quota) and one
     reference per keyring holding it. A ``_ima``/``_evm`` keyring that holds keys was made
     by user space (``keyctl newring``) and is listed as such. ``.blacklist`` holds the
-    ``blacklist`` entries (``bin:<hex>``, ``tbs:<hex>``) as keys of the blacklist type."""
+    ``blacklist`` entries (``bin:<hex>``, ``tbs:<hex>``) as keys of the blacklist type:
+    ``blacklist`` those the kernel added, ``user_blacklist`` those root added with add_key
+    (charged to its quota, one reference)."""
     out: list[ProcKey] = []
     holders: dict[int, tuple[Key, list[str]]] = {}
     specs = boot_keyrings(config)
@@ -237,7 +241,7 @@ def proc_keys(config: KernelConfig, keyrings: Mapping[str, Keyring], *,
         ring = keyrings.get(spec.name)
         leaves = (len(ring.keys) + len(ring.links)) if ring is not None else 0
         if spec.name == ".blacklist":
-            leaves += len(blacklist)
+            leaves += len(blacklist) + len(user_blacklist)
         elif spec.name == ".sed_opal":
             leaves += 1  # opal-boot-pin
         out.append(ProcKey.keyring(spec.name, perm=spec.perm, usage=spec.usage,
@@ -260,6 +264,8 @@ def proc_keys(config: KernelConfig, keyrings: Mapping[str, Keyring], *,
         # mark_raw_hash_blacklisted: key_create's reference is never put (usage 2)
         out += [ProcKey.key("blacklist", entry, perm=BLACKLIST_KEY_PERM, usage=2)
                 for entry in blacklist]
+        out += [ProcKey.key("blacklist", entry, perm=BLACKLIST_KEY_PERM, in_quota=True)
+                for entry in user_blacklist]
     if config.sed_opal_keyring:
         pin, size, perm, usage = SED_OPAL_BOOT_PIN
         out.append(ProcKey.key("user", f"{pin}: {size}", perm=perm, usage=usage))

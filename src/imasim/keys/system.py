@@ -59,10 +59,11 @@ class SystemKeyrings:
         ``_ima``/``_evm`` keyrings are user space's own (unrestricted, possessed)."""
         log = log if log is not None else EventLog()
         g = KernelKeyrings()
-        bl = Blacklist()
+        layout = boot_keyrings(config)
+        bl = Blacklist(perm=next((s.perm for s in layout if s.name == ".blacklist"), 0),
+                       auth_update=config.system_blacklist_auth_update)
         for h in config.system_blacklist_hash_list:
-            kind, _, hexval = h.partition(":")
-            (bl.add_tbs_hash if kind == "tbs" else bl.add_binary_hash)(bytes.fromhex(hexval))
+            bl.add_entry(h)
 
         def ring(name: str, write: bool, restriction: Restriction | None = None,
                  restriction_key: Keyring | None = None) -> Keyring:
@@ -92,8 +93,7 @@ class SystemKeyrings:
         else:  # digsig.c keyring_name[]: user space makes "_ima"/"_evm" itself
             ima, evm = (Keyring(name, blacklist=bl, log=log, restriction_key=vouchers)
                         for name in ("_ima", "_evm"))
-        return cls(builtin, secondary, platform, machine, ima, evm, bl, log,
-                   boot_keyrings(config))
+        return cls(builtin, secondary, platform, machine, ima, evm, bl, log, layout)
 
     def resolve(self, ring: str | Keyring) -> Keyring:
         """A keyring object as is, or a system keyring by its name (:meth:`by_name`)."""

@@ -429,8 +429,8 @@ def verify_pkcs7(
                 if bl.is_key_blocked(k):
                     raise RevokedError(f"certificate {k.description!r} is blacklisted")
         trusted = _validate_trust(sd, si, digest, chain, keyring)
-        if bl is not None and bl.is_key_blocked(trusted):
-            raise RevokedError(f"key {trusted.description!r} is blacklisted")
+        if bl is not None and bl.is_revoked(trusted):  # is_key_on_revocation_list
+            raise RevokedError(f"key {trusted.description!r} is revoked")
         if result is None:
             result = VerifiedSignature(sd, si, trusted)
     if result is None:
