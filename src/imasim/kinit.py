@@ -19,7 +19,9 @@ Checked against Debian's linux-source-6.1 (6.1.192) ``init/main.c`` and
    Since 3.19 it runs after the keys: the thread's "ima_prepare_keys();
    load_default_modules(); ... modprobe will be verified". Before 3.19 the kernel
    loaded no key itself, so that module was appraised against an empty IMA keyring.
-5. init (``run_init_process``): left to the caller (a scenario's first ``exec``).
+5. init: :func:`run_init` is kernel_init's choice of program (``rdinit=`` when rootfs has
+   it, ``init=`` whose failure panics, then /sbin/init, /etc/init, /bin/init, /bin/sh),
+   around an ``execute`` callback (a scenario's ``run_init`` op passes ``Machine.exec``).
 
 :func:`init_steps` is the order for a kernel version; :func:`default_modules` what
 load_default_modules requests; :func:`modprobe_path` where modprobe finds a module.
@@ -38,11 +40,16 @@ load_default_modules requests; :func:`modprobe_path` where modprobe finds a modu
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["INTEGRITY_LOAD_KEYS_SINCE", "LOAD_DEFAULT_MODULES_VERSIONS", "InitStep",
-           "default_modules", "init_steps", "modprobe_path", "rdinit"]
+__all__ = ["DEFAULT_INITS", "INTEGRITY_LOAD_KEYS_SINCE", "LOAD_DEFAULT_MODULES_VERSIONS",
+           "InitOutcome", "InitStep", "default_modules", "init_steps", "modprobe_path",
+           "rdinit", "run_init"]
+
+#: try_to_run_init_process's list, after rdinit= and init= (CONFIG_DEFAULT_INIT unset)
+DEFAULT_INITS: Final = ("/sbin/init", "/etc/init", "/bin/init", "/bin/sh")
 
 #: "integrity: provide a hook to load keys when rootfs is ready" (Linux 3.19)
 INTEGRITY_LOAD_KEYS_SINCE: Final = (3, 19)
@@ -100,3 +107,51 @@ def modprobe_path(name: str, paths: Iterable[str]) -> str | None:
     found = sorted(p for p in paths if p.startswith("/lib/modules/")
                    and p.rsplit("/", 1)[-1].replace("-", "_") == want)
     return found[0] if found else None
+
+
+@dataclass(frozen=True, slots=True)
+class InitOutcome:
+    """What kernel_init did: the program that became PID 1 (None: the kernel panicked)
+    and its log lines (pr_err for each failed try, then the panic)."""
+
+    init: str | None
+    log: tuple[str, ...]
+
+
+def run_init(cmdline: str, execute: Callable[[str], int], *,
+             rdinit_in_rootfs: bool) -> InitOutcome:
+    """kernel_init's last part (6.1 init/main.c): ``execute(path)`` runs a program and
+    returns 0 or a negative errno (-ENOENT for a missing file, -EACCES when appraisal
+    refuses it). ``rdinit=`` (``/init``) is tried when rootfs held it at boot; then
+    ``init=``, whose failure panics; then :data:`DEFAULT_INITS` in turn.
+
+    >>> ok = {"/sbin/init"}
+    >>> run_init("ro", lambda p: 0 if p in ok else -2, rdinit_in_rootfs=False).init
+    '/sbin/init'
+    >>> run_init("init=/ima/init", lambda p: -13, rdinit_in_rootfs=False).log[-1]
+    'Kernel panic - not syncing: Requested init /ima/init failed (error -13).'
+    """
+    log: list[str] = []
+    if rdinit_in_rootfs:
+        path = rdinit(cmdline)
+        ret = execute(path)
+        if ret == 0:
+            return InitOutcome(path, ())
+        log.append(f"Failed to execute {path} (error {ret})")
+    requested = _args(cmdline).get("init")
+    if requested:
+        ret = execute(requested)
+        if ret == 0:
+            return InitOutcome(requested, tuple(log))
+        log.append(f"Kernel panic - not syncing: Requested init {requested} failed "
+                   f"(error {ret}).")
+        return InitOutcome(None, tuple(log))
+    for path in DEFAULT_INITS:
+        ret = execute(path)
+        if ret == 0:
+            return InitOutcome(path, tuple(log))
+        if ret != -2:  # try_to_run_init_process reports all but ENOENT
+            log.append(f"Starting init: {path} exists but couldn't execute it (error {ret})")
+    log.append("Kernel panic - not syncing: No working init found.  Try passing init= "
+               "option to kernel. See Linux Documentation/admin-guide/init.rst for guidance.")
+    return InitOutcome(None, tuple(log))

@@ -86,6 +86,7 @@ from .kernel import Firmware, measure_firmware
 from .keys.generate import derive_ec_key, make_certificate
 from .keys.key import Key
 from .kimage import firmware_booting, kernel_image
+from .kinit import rdinit, run_init
 from .machine import EXT4, PROC, RAMFS, TMPFS, AccessResult, Machine
 from .sig.authenticode import sign_pe
 from .sig.modsig import sign_module
@@ -301,6 +302,26 @@ def _file_is(r: _Runner, m: Machine, a: Mapping[str, Any], w: str) -> AccessResu
     return AccessResult(same, reason="" if same else "different content")
 
 
+def _run_init(r: _Runner, m: Machine, run: ScenarioRun, a: Mapping[str, Any], w: str
+              ) -> AccessResult:
+    """kernel_init's choice of init (imasim.kinit.run_init), each try an execve."""
+    tried: dict[str, AccessResult] = {}
+
+    def execute(path: str) -> int:
+        if path not in m.files:
+            return -2  # ENOENT
+        tried[path] = m.exec(path)
+        return 0 if tried[path].allowed else -13  # EACCES
+
+    cmdline = m.boot_options.cmdline
+    rd = m.files.get(rdinit(cmdline))
+    out = run_init(cmdline, execute, rdinit_in_rootfs=rd is not None and rd.fs.initramfs)
+    if out.init is None:
+        return AccessResult(False, reason="; ".join(out.log))
+    res = tried[out.init]
+    return AccessResult(True, res.measured, res.appraised, f"init: {out.init}")
+
+
 _FILE_OP: Final[Mapping[str, _Kind]] = {"path": str}
 _HOOK: Final[Mapping[str, _Kind]] = {"path": str, "uid": int, "context": str}
 _CONTENT: Final[Mapping[str, _Kind]] = {"content": str, "content_hex": str, "source": str}
@@ -383,6 +404,9 @@ OPS: Final[Mapping[str, OpSpec]] = {
                           _none(lambda r, m, run, a, w: _ipe(m).set_enforce(
                               a.get("value", True))),
                           "IPE's enforce switch", "value"),
+    "run_init": OpSpec({}, frozenset(), _run_init,
+                       "kernel_init runs init: rdinit=, init= (a failure panics), then "
+                       "/sbin/init, /etc/init, /bin/init, /bin/sh (allow: one ran)", "op"),
     "tamper": OpSpec({"path": str, "find": str, "replace": str},
                      frozenset({"path", "find", "replace"}), _none(_tamper),
                      "replace the first find with replace (as long) in a file's bytes, as "

@@ -5,6 +5,7 @@ thread's "we load keys after mounting rootfs and before calling load_default_mod
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -276,3 +277,48 @@ expect = "allow"
 '''))
     assert run.ok, run.to_dict()
     assert run.artifacts["boot.log"].startswith(b"populate_rootfs: unpacked the built-in")
+
+
+def test_run_init_follows_kernel_init() -> None:
+    from imasim.kinit import run_init
+
+    def runner(ok: dict[str, int]) -> tuple[Callable[[str], int], list[str]]:
+        calls: list[str] = []
+
+        def execute(path: str) -> int:
+            calls.append(path)
+            return ok.get(path, -2)
+        return execute, calls
+
+    ex, calls = runner({"/init": -13, "/ima/init": 0})
+    out = run_init("init=/ima/init", ex, rdinit_in_rootfs=True)
+    assert out.init == "/ima/init" and calls == ["/init", "/ima/init"]
+    assert out.log == ("Failed to execute /init (error -13)",)
+    ex, calls = runner({"/init": 0})
+    assert run_init("rdinit=/init init=/x", ex, rdinit_in_rootfs=False).log[-1] == \
+        "Kernel panic - not syncing: Requested init /x failed (error -2)."
+    ex, calls = runner({"/sbin/init": -13, "/bin/sh": 0})
+    out = run_init("", ex, rdinit_in_rootfs=False)
+    assert out.init == "/bin/sh" and calls == ["/sbin/init", "/etc/init", "/bin/init",
+                                               "/bin/sh"]
+    assert out.log == ("Starting init: /sbin/init exists but couldn't execute it "
+                       "(error -13)",)
+    ex, calls = runner({})
+    assert run_init("", ex, rdinit_in_rootfs=False).init is None
+
+
+def test_the_run_init_op_runs_the_initramfs_init_first() -> None:
+    from imasim.scenario import parse_scenario, run_scenario
+
+    run = run_scenario(parse_scenario('''
+[machine]
+cmdline = "ima_policy=tcb init=/sbin/init"
+initrd = [{ path = "/init", content = "initramfs init" }]
+[[files]]
+path = "/sbin/init"
+content = "systemd"
+[[actions]]
+op = "run_init"
+expect = "allow"
+'''))
+    assert run.ok and run.results[0].reason == "init: /init"
