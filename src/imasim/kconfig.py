@@ -100,7 +100,8 @@ class KernelConfig:
     #: signature (appraise_type=imasig) instead of a hash
     ima_appraise_signed_init: bool = False
     #: CONFIG_INITRAMFS_FORCE: populate_rootfs ignores the initrd the boot loader (or
-    #: kexec) passes and keeps only the initramfs built into the kernel image
+    #: kexec) passes and keeps only the initramfs built into the kernel image (6.1:
+    #: "depends on CMDLINE_EXTEND || CMDLINE_FORCE": arm, arm64, powerpc, riscv, not x86)
     initramfs_force: bool = False
     #: hashes IMA can allocate when it initialises (a TPM bank outside this set is
     #: extended with zero-padded SHA-1 digests; Debian's 6.1 has sha384 as a module)

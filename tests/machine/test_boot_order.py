@@ -115,7 +115,8 @@ def _kexec_machine(cfg: KernelConfig) -> Machine:
 
 @pytest.mark.parametrize("force", [False, True])
 def test_populate_rootfs_unpacks_the_initrd_over_the_built_in_one(force: bool) -> None:
-    m = _kexec_machine(PRESETS["generic-6.1-ima-kexec"].with_(initramfs_force=force))
+    cfg = PRESETS["generic-6.1-ima-kexec"].with_(arch="arm64", initramfs_force=force)
+    m = _kexec_machine(cfg)
     assert m.kexec_load("/boot/vmlinuz", "/boot/initrd.img").allowed
     m.kexec_execute()
     init = m.files["/init"]
@@ -322,3 +323,30 @@ op = "run_init"
 expect = "allow"
 '''))
     assert run.ok and run.results[0].reason == "init: /init"
+
+
+def test_ima_sees_one_file_for_a_built_in_initramfs_and_appraises_it_with_the_kernel() -> None:
+    """KEXEC_KERNEL_CHECK measures and appraises the whole image, the built-in initramfs
+    with it; there is no second file for KEXEC_INITRAMFS_CHECK."""
+    m = _kexec_machine(PRESETS["generic-6.1-ima-kexec"])
+    image = m.files["/boot/vmlinuz"].content
+    m.add_file("/boot/vmlinuz", image, xattrs=_sig(image))
+    m.add_key(".ima", pki()["leaf"].as_key())
+    m.load_policy("measure func=KEXEC_KERNEL_CHECK\nmeasure func=KEXEC_INITRAMFS_CHECK\n"
+                  "appraise func=KEXEC_KERNEL_CHECK appraise_type=imasig\n")
+    assert m.kexec_load("/boot/vmlinuz").allowed
+    assert [e.event_name for e in m.measurements][-1:] == ["/boot/vmlinuz"]
+    m.write_file("/boot/vmlinuz", image.replace(b"built in", b"built-in"))
+    r = m.kexec_load("/boot/vmlinuz")
+    assert not r.allowed and r.appraised
+    assert [e.event_name for e in m.measurements].count("/boot/vmlinuz") == 2
+
+
+def test_a_boot_whose_built_in_initramfs_panics_changes_nothing() -> None:
+    m = Machine.create(cmdline="ima_policy=tcb")
+    before = m.snapshot()
+    with pytest.raises(ImasimError, match="INTERNAL initramfs"):
+        m.boot(b"not a cpio")
+    assert m.snapshot() == before and not m.booted
+    m.boot(b"", b"not a cpio either")  # a bad initrd is only logged
+    assert m.booted and m.state.boot.boot_log[0].startswith("Initramfs unpacking failed")
