@@ -103,6 +103,10 @@ class KernelConfig:
     #: kexec) passes and keeps only the initramfs built into the kernel image (6.1:
     #: "depends on CMDLINE_EXTEND || CMDLINE_FORCE": arm, arm64, powerpc, riscv, not x86)
     initramfs_force: bool = False
+    #: not a Kconfig switch but what this build's built-in drivers do on the machine's
+    #: hardware: the modules their device_initcalls request (request_module), before IMA
+    #: initialises (imasim.kinit)
+    initcall_modules: tuple[str, ...] = ()
     #: hashes IMA can allocate when it initialises (a TPM bank outside this set is
     #: extended with zero-padded SHA-1 digests; Debian's 6.1 has sha384 as a module)
     init_hashes: frozenset[HashAlgorithm] = field(default_factory=lambda: frozenset({

@@ -539,12 +539,17 @@ def close_file(t: Txn, path: str, mask: int) -> None:
         (max(0, readers - 1), writers)
 
 
-def load_module(t: Txn, path: str) -> AccessResult:
-    """finit_module: MODULE_CHECK (IMA), then the module signature (module_sig_check)."""
-    ima = process(t, path, Hook.MODULE_CHECK, MAY_READ)
+def load_module(t: Txn, path: str, *, ima_initialised: bool = True) -> AccessResult:
+    """finit_module: MODULE_CHECK (IMA), then the module signature (module_sig_check).
+    Before init_ima (``ima_initialised=False``: a module an initcall requests) IMA's hooks
+    do nothing, and the secure-boot arch policy has not yet called
+    set_module_sig_enforced (IMA's init does): only MODULE_SIG_FORCE and lockdown refuse."""
+    ima = process(t, path, Hook.MODULE_CHECK, MAY_READ) if ima_initialised else \
+        AccessResult(True)
     if not ima.allowed:
         return ima
     k = t.kernel
+    enforced = k.module_sig_enforced if ima_initialised else k.config.module_sig_force
     reason = ""
     if k.config.module_sig:
         f = t.file(path)
@@ -556,7 +561,7 @@ def load_module(t: Txn, path: str) -> AccessResult:
                          usage=Usage.MODULE_SIGNATURE, blacklist=k.keyrings.blacklist)
         except (KeyNotFoundError, UnsupportedAlgorithmError) as exc:
             # -ENODATA/-ENOKEY/-ENOPKG are fatal only when enforced or locked down
-            if k.module_sig_enforced or k.lockdown != "none":
+            if enforced or k.lockdown != "none":
                 t.audit_msg(AUDIT_INTEGRITY_DATA, "module_sig", "rejected", path, 0)
                 return AccessResult(False, ima.measured, ima.appraised,
                                     f"module signature: {exc}")
@@ -644,6 +649,9 @@ def boot(t: Txn, builtin_initramfs: bytes = b"", initrd: bytes | None = None) ->
     for step in init_steps(cfg.version):
         if step is InitStep.POPULATE_ROOTFS:
             log += populate_rootfs(t, builtin_initramfs, initrd)
+        elif step is InitStep.DEVICE_INITCALLS:
+            log += request_modules(t, cfg.initcall_modules, "device_initcall",
+                                   initramfs_root=True, ima_initialised=False)
         elif step is InitStep.INIT_IMA:
             _init_ima(t)
         elif step is InitStep.PREPARE_NAMESPACE:
@@ -654,7 +662,8 @@ def boot(t: Txn, builtin_initramfs: bytes = b"", initrd: bytes | None = None) ->
         elif step is InitStep.INTEGRITY_LOAD_KEYS:
             log += integrity_load_keys(t, initramfs_root=initramfs_root)
         else:
-            log += load_default_modules(t, initramfs_root=initramfs_root)
+            log += request_modules(t, default_modules(cmdline, cfg.version),
+                                   "load_default_modules", initramfs_root=initramfs_root)
     t.boot = replace(t.boot, boot_log=tuple(log))
 
 
@@ -700,25 +709,29 @@ def populate_rootfs(t: Txn, builtin: bytes, initrd: bytes | None) -> list[str]:
     return [*log, "populate_rootfs: Unpacking initramfs..."]
 
 
-def load_default_modules(t: Txn, *, initramfs_root: bool = False) -> list[str]:
-    """load_default_modules: request_module for each of :func:`imasim.kinit.default_modules`.
-    The kernel runs CONFIG_MODPROBE_PATH (/sbin/modprobe: BPRM_CHECK) which finds the
-    module (:func:`imasim.kinit.modprobe_path`) and loads it (finit_module: MODULE_CHECK,
-    then the module signature), on the root the kernel has now (only the initramfs when
-    it kept it). A refusal is logged and the boot goes on."""
+def request_modules(t: Txn, names: Sequence[str], caller: str, *, initramfs_root: bool,
+                    ima_initialised: bool = True) -> list[str]:
+    """request_module for each of ``names`` (by ``caller``: load_default_modules, or a
+    device_initcall before IMA is up). The kernel runs CONFIG_MODPROBE_PATH
+    (/sbin/modprobe: BPRM_CHECK) which finds the module (:func:`imasim.kinit.modprobe_path`)
+    and loads it (finit_module: MODULE_CHECK, then the module signature), on the root the
+    kernel has now (only the initramfs before prepare_namespace, or when it kept it). A
+    refusal is logged and the boot goes on."""
     log = []
     visible = [p for p, f in t.files.items() if f.fs.initramfs or not initramfs_root]
-    for name in default_modules(t.boot.boot_options.cmdline, t.kernel.config.version):
-        where = f"load_default_modules: request_module({name})"
+    for name in names:
+        where = f"{caller}: request_module({name})"
         path = modprobe_path(name, visible)
         if MODPROBE not in visible or path is None:
-            log.append(f"{where}: {MODPROBE if path else name} not found (-ENOENT)")
+            log.append(f"{where}: {MODPROBE} not found (-ENOENT)" if MODPROBE not in visible
+                       else f"{where}: modprobe: module {name} not found")
             continue
-        r = process(t, MODPROBE, Hook.BPRM_CHECK, MAY_EXEC)
-        if not r.allowed:
-            log.append(f"{where}: {MODPROBE} refused: {r.reason}")
-            continue
-        r = load_module(t, path)
+        if ima_initialised:
+            r = process(t, MODPROBE, Hook.BPRM_CHECK, MAY_EXEC)
+            if not r.allowed:
+                log.append(f"{where}: {MODPROBE} refused: {r.reason}")
+                continue
+        r = load_module(t, path, ima_initialised=ima_initialised)
         log.append(f"{where}: {path} " + ("loaded" if r.allowed else f"refused: {r.reason}"))
     return log
 

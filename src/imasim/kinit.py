@@ -8,7 +8,10 @@ Checked against Debian's linux-source-6.1 (6.1.192) ``init/main.c`` and
 1. ``do_basic_setup()`` runs the initcalls. ``populate_rootfs`` (a rootfs_initcall)
    unpacks the initramfs built into the kernel image (CONFIG_INITRAMFS_SOURCE), then the
    boot loader's or kexec's external initrd over it, unless CONFIG_INITRAMFS_FORCE;
-   ``init_ima`` (a late_initcall) measures boot_aggregate and installs the boot policy.
+   built-in drivers' device_initcalls may ``request_module`` (modprobe from the initramfs,
+   the only root there is: usermodehelper_enable comes with populate_rootfs), before IMA
+   is up, so IMA neither measures nor appraises those modules; ``init_ima`` (a
+   late_initcall) measures boot_aggregate and installs the boot policy.
 2. ``wait_for_initramfs()``; when rootfs has no ``rdinit=`` program (``/init`` by
    default), ``prepare_namespace()`` mounts the real root file system.
 3. ``integrity_load_keys()`` (3.19+, the 2014 patch set's ``ima_prepare_keys()``): the
@@ -27,7 +30,7 @@ Checked against Debian's linux-source-6.1 (6.1.192) ``init/main.c`` and
 load_default_modules requests; :func:`modprobe_path` where modprobe finds a module.
 
 >>> [s.value for s in init_steps((3, 18))]
-['populate_rootfs', 'init_ima', 'prepare_namespace', 'load_default_modules']
+['populate_rootfs', 'device_initcall', 'init_ima', 'prepare_namespace', 'load_default_modules']
 >>> [s.value for s in init_steps((4, 19))][-2:]
 ['integrity_load_keys', 'load_default_modules']
 >>> [s.value for s in init_steps((6, 1))][-1]
@@ -62,6 +65,7 @@ class InitStep(enum.StrEnum):
     """One step of kernel_init_freeable, named after the kernel function it mirrors."""
 
     POPULATE_ROOTFS = "populate_rootfs"
+    DEVICE_INITCALLS = "device_initcall"
     INIT_IMA = "init_ima"
     PREPARE_NAMESPACE = "prepare_namespace"
     INTEGRITY_LOAD_KEYS = "integrity_load_keys"
@@ -72,7 +76,8 @@ def init_steps(version: tuple[int, int]) -> tuple[InitStep, ...]:
     """The integrity-relevant steps of kernel_init_freeable for a kernel ``version``, in
     the kernel's order (``prepare_namespace`` is skipped at run time when rootfs holds
     the rdinit program)."""
-    steps = [InitStep.POPULATE_ROOTFS, InitStep.INIT_IMA, InitStep.PREPARE_NAMESPACE]
+    steps = [InitStep.POPULATE_ROOTFS, InitStep.DEVICE_INITCALLS, InitStep.INIT_IMA,
+             InitStep.PREPARE_NAMESPACE]
     if version >= INTEGRITY_LOAD_KEYS_SINCE:
         steps.append(InitStep.INTEGRITY_LOAD_KEYS)
     lo, hi = LOAD_DEFAULT_MODULES_VERSIONS

@@ -350,3 +350,43 @@ def test_a_boot_whose_built_in_initramfs_panics_changes_nothing() -> None:
     assert m.snapshot() == before and not m.booted
     m.boot(b"", b"not a cpio either")  # a bad initrd is only logged
     assert m.booted and m.state.boot.boot_log[0].startswith("Initramfs unpacking failed")
+
+
+def _early(cfg: KernelConfig, *, secure_boot: bool = False) -> Machine:
+    m = Machine.create(config=cfg.with_(initcall_modules=("crc32c",)),
+                       cmdline="ima_policy=tcb", secure_boot=secure_boot)
+    m.boot(b"", _cpio(**{"sbin/modprobe": b"modprobe",
+                         "lib/modules/crc32c.ko": b"\x7fELF crc32c"}))
+    return m
+
+
+def test_initcall_modules_load_before_ima_unmeasured() -> None:
+    m = _early(PRESETS["generic-6.1-ima-kexec"])
+    assert m.loaded_modules == ("/lib/modules/crc32c.ko",) and m.tainted
+    assert "/lib/modules/crc32c.ko" not in [e.event_name for e in m.measurements]
+    assert m.state.boot.boot_log[1] == \
+        "device_initcall: request_module(crc32c): /lib/modules/crc32c.ko loaded"
+    assert _early(PRESETS["generic-6.1-ima-kexec"].with_(module_sig_force=True)
+                  ).loaded_modules == ()
+
+
+def test_the_arch_policy_enforces_module_signatures_only_from_ima_init_on() -> None:
+    """set_module_sig_enforced() runs in IMA's init: an initcall's module before it loads
+    unsigned on a secure-boot machine; the same module after boot is refused."""
+    m = _early(PRESETS["generic-6.1-ima-kexec"].with_(ima_arch_policy=True),
+               secure_boot=True)
+    assert m.module_sig_enforced and m.loaded_modules == ("/lib/modules/crc32c.ko",)
+    assert not m.load_module("/lib/modules/crc32c.ko").allowed
+
+
+def test_initcall_modules_see_only_the_initramfs() -> None:
+    cfg = PRESETS["generic-6.1-ima-kexec"].with_(initcall_modules=("crc32c",))
+    m = Machine.create(config=cfg, cmdline="ima_policy=tcb")
+    m.add_file("/sbin/modprobe", b"modprobe")
+    m.add_file("/lib/modules/crc32c.ko", b"\x7fELF crc32c")
+    m.boot()
+    assert m.loaded_modules == ()
+    assert m.state.boot.boot_log[0].endswith("/sbin/modprobe not found (-ENOENT)")
+    m.power_cycle()
+    m.boot(b"", _cpio(**{"sbin/modprobe": b"modprobe"}))  # modprobe, no module in rootfs
+    assert m.state.boot.boot_log[1].endswith("modprobe: module crc32c not found")
