@@ -85,11 +85,12 @@ from .kconfig import PRESETS, KernelConfig
 from .kernel import Firmware, measure_firmware
 from .keys.generate import derive_ec_key, make_certificate
 from .keys.key import Key
+from .keys.keyring import BlacklistKey
 from .kimage import firmware_booting, kernel_image
 from .kinit import rdinit, run_init
 from .machine import EXT4, PROC, RAMFS, TMPFS, AccessResult, Machine
 from .sig.authenticode import sign_pe
-from .sig.modsig import sign_module
+from .sig.modsig import sign_module, split_modsig
 from .sig.pefile import build_pe
 from .sig.pkcs7 import sign_pkcs7
 from .sig.xattr import XattrKind, sign_xattr
@@ -238,6 +239,35 @@ def _blacklist(r: _Runner, m: Machine, run: ScenarioRun, a: Mapping[str, Any], w
         raise _bad("blacklist takes a path or a key", w)
 
 
+def _add_key(r: _Runner, m: Machine, run: ScenarioRun, a: Mapping[str, Any], w: str
+             ) -> None:
+    """add_key(2): a key's certificate, or (into .blacklist) a ``blacklist`` key whose
+    description is ``description``, the ``bin:`` SHA-256 of ``hash_of``'s content without
+    its appended signature (the digest IMA's check_blacklist compares for a SHA-256
+    modsig) or the ``tbs:`` hash of ``tbs_of``'s certificate; its payload is a detached
+    PKCS#7 signature of the description by ``signed_by`` (empty without)."""
+    ring = a.get("keyring", ".ima")
+    if "key" in a:
+        m.add_key(ring, r.kernel_key(a["key"]))
+        return
+    if "hash_of" in a:
+        data = _file(m, a["hash_of"])
+        split = split_modsig(data)
+        desc = "bin:" + HashAlgorithm.SHA256.hash(split[0] if split else data).hex()
+    elif "tbs_of" in a:
+        tbs = r.kernel_key(a["tbs_of"]).tbs_hash()
+        if tbs is None:
+            raise _bad("the key has no certificate", f"{w}.tbs_of")
+        desc = "tbs:" + tbs.hex()
+    else:
+        desc = str(a["description"])
+    payload = b""
+    if "signed_by" in a:
+        key, cert = r.keys(a["signed_by"])
+        payload = sign_pkcs7(desc.encode(), key=key, certificate=cert)
+    m.add_key(ring, BlacklistKey(desc, payload))
+
+
 def _file(m: Machine, path: str) -> bytes:
     f = m.files.get(path)
     if f is None:
@@ -333,11 +363,11 @@ OPS: Final[Mapping[str, OpSpec]] = {
     "load_policy": OpSpec({"text": str}, frozenset({"text"}),
                           _none(lambda r, m, run, a, w: m.load_policy(a["text"])),
                           "write a custom IMA policy", "text"),
-    "add_key": OpSpec({"keyring": str, "key": str}, frozenset({"key"}),
-                      _none(lambda r, m, run, a, w: m.add_key(a.get("keyring", ".ima"),
-                                                              r.kernel_key(a["key"]))),
-                      "add_key(2) from user space (permissions, then the restriction)",
-                      "key"),
+    "add_key": OpSpec({"keyring": str, "key": str, "hash_of": str, "tbs_of": str,
+                       "description": str, "signed_by": str}, frozenset(), _none(_add_key),
+                      "add_key(2) from user space (permissions, then the restriction): "
+                      "key, or into .blacklist a hash_of (bin:) / tbs_of (tbs:) / "
+                      "description signed by signed_by", "key"),
     "exec": OpSpec(_HOOK, frozenset({"path"}), _access("exec"), "execve: BPRM_CHECK"),
     "mmap": OpSpec(_HOOK, frozenset({"path"}), _access("mmap"), "mmap PROT_EXEC: MMAP_CHECK"),
     "open": OpSpec({**_HOOK, "write": bool}, frozenset({"path"}), _access("open"),
@@ -426,6 +456,10 @@ OPS: Final[Mapping[str, OpSpec]] = {
                              lambda r, m, run, a, w: _check(m, "boot_aggregate", a),
                              "allow when the list's boot_aggregate is digest (hex)", "digest"),
 }
+
+
+#: what an add_key action adds: exactly one of these
+_KEY_SOURCES: Final = ("key", "hash_of", "tbs_of", "description")
 
 
 def _check(m: Machine, op: str, a: Mapping[str, Any]) -> AccessResult:
@@ -520,6 +554,14 @@ def _validate(data: Mapping[str, Any]) -> None:
         missing = spec.required - set(a)
         if missing:
             raise _bad(f"op {op!r} needs {sorted(missing)}", f"{where}.{min(missing)}")
+        if op == "add_key" and sum(k in a for k in _KEY_SOURCES) != 1:
+            raise _bad(f"op 'add_key' takes one of {', '.join(_KEY_SOURCES)}", where)
+        if op == "add_key" and "signed_by" in a and "key" in a:
+            raise _bad("signed_by signs a blacklist key's description, not a key",
+                       f"{where}.signed_by")
+        if "tbs_of" in a and a["tbs_of"] not in keys:
+            raise _bad(f"op {op!r}: tbs_of names an unknown key {a['tbs_of']!r}",
+                       f"{where}.tbs_of")
         if a.get("expect") not in (None, "allow", "deny", "error"):
             raise _bad("expect is allow, deny or error", f"{where}.expect")
         for k in ("key", "signed_by"):

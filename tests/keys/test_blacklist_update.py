@@ -242,3 +242,21 @@ def test_blacklist_objects_outside_a_machine() -> None:
         bl.add_key(signed(BIN), builtin=None)
     with pytest.raises(PolicyError):
         Blacklist().add_entry("bin:Ab")
+
+
+def test_the_blocklist_pair_measures_the_modsig_digest() -> None:
+    """kexec-blocklist-ima-power: the ima-buf entry IMA writes holds the digest it found
+    on the blacklist, the SHA-256 of the image without its appended signature."""
+    from pathlib import Path
+
+    from imasim.scenario import parse_scenario, run_scenario
+
+    doc = Path(__file__).parent.parent.parent / "docs" / "scenarios"
+    run = run_scenario(parse_scenario((doc / "kexec-blocklist-ima-power.toml").read_text()))
+    assert run.ok
+    hit = [e for e in run.machine.measurements if e.event_name == "blacklisted-hash"]
+    assert [e.fields["buf"] for e in hit] == \
+        [H.SHA256.hash(b"a kernel with a known hole")]
+    other = run_scenario(parse_scenario((doc / "kexec-blocklist-kexec-sig.toml").read_text()))
+    assert other.ok and "bin:" + H.SHA256.hash(b"a kernel with a known hole").hex() in \
+        other.machine.keyrings.blacklist.added_by_user()
