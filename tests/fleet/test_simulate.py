@@ -11,6 +11,7 @@ import pytest
 
 from imasim.algorithms import HashAlgorithm
 from imasim.attest import ReferenceValues
+from imasim.cli import main
 from imasim.errors import PcrMismatchError, UsageError
 from imasim.eventlog import EventLog
 from imasim.eventlog.replay import verify_eventlog
@@ -18,12 +19,15 @@ from imasim.fleet.io import bundle_paths, read_bundle, write_fleet
 from imasim.fleet.simulate import (
     TAMPER_KINDS,
     FleetSpec,
+    ScenarioFiles,
     machine_reference,
     simulate_fleet,
     simulate_machines,
 )
+from imasim.fleet.verify import verify_bundle
 from imasim.ima.codec import parse_measurement_list
 from imasim.ima.replay import check_boot_aggregate
+from imasim.scenario import Scenario, parse_scenario, run_scenario
 from imasim.tpm.verify import parse_pcr_file, verify_quote
 
 SPEC = FleetSpec(machines=21, tamper=9, seed=11, entries=120)
@@ -145,3 +149,108 @@ def test_write_fleet_in_parallel_writes_the_same_files(tmp_path: Path) -> None:
     truth = json.loads((one / "ground-truth.json").read_text())
     assert sum(t["tamper"] is not None for t in truth) == 9
     assert read_bundle(paths[0]).machine == "m000000"
+
+
+# -- a fleet booted from a scenario ------------------------------------------------------
+DEMO = Path(__file__).parents[2] / "src" / "imasim" / "demo.toml"
+
+SMALL = """
+name = "fleet-base"
+[machine]
+cmdline = "ima_policy=tcb ima_hash=sha256"
+banks = ["sha1", "sha256", "sha384"]
+firmware = "seabios"
+[[files]]
+path = "/usr/sbin/init"
+content = "init v1"
+[[actions]]
+op = "exec"
+path = "/usr/sbin/init"
+expect = "allow"
+"""
+
+
+def _scenario(text: str) -> Scenario:
+    return ScenarioFiles.of(parse_scenario(text))
+
+
+@pytest.mark.parametrize("text", [DEMO.read_text(), SMALL], ids=["demo", "seabios"])
+def test_scenario_fleet_equals_ground_truth_and_a_machine_running_it(text: str) -> None:
+    """The base machine is the scenario's (its firmware log, keys, policy, kexec, its
+    own measurements in the fleet's policy); the derived machines are byte for byte what
+    the scenario's machine gives after executing the same files; every compromise the
+    machine can show is present and caught, the others are left out."""
+    scenario = _scenario(text)
+    spec = FleetSpec(machines=14, tamper=9, seed=5, entries=60, scenario=scenario)
+    fleet = simulate_fleet(spec)
+    clean = next(i for i, t in enumerate(fleet.truth) if t.tamper is None)
+    assert machine_reference(spec, clean) == (fleet.bundles[clean], fleet.challenges[clean])
+    ran = run_scenario(scenario).machine
+    base = ran.measurements.to_bytes()
+    assert all(b.measurement_list.startswith(base) for b, t in
+               zip(fleet.bundles, fleet.truth, strict=True) if t.tamper is None)
+    kinds = {t.tamper for t in fleet.truth if t.tamper}
+    if "kexec_sig_force" in text:  # the demo: an unsigned kexec kernel is refused
+        assert kinds == set(TAMPER_KINDS) - {"missing-kexec-carry-over"}
+    else:
+        assert kinds == set(TAMPER_KINDS)
+    ref = ReferenceValues.from_keylime_json(fleet.policy)
+    for b, c, t in zip(fleet.bundles, fleet.challenges, fleet.truth, strict=True):
+        v = verify_bundle(b, ref, nonce=c, require_eventlog=True)
+        assert t.agrees(v.verdict, v.checks), (t, v)
+        if t.tamper is None:
+            assert v.entries == v.verified_entries == 60
+    assert json.loads(fleet.policy)["digests"]["/usr/" + ("bin/sh" if "demo" in text
+                                                          else "sbin/init")]
+
+
+def test_scenario_without_a_firmware_log_leaves_the_log_compromises_out() -> None:
+    scenario = _scenario(SMALL.replace('firmware = "seabios"\n', ""))
+    fleet = simulate_fleet(FleetSpec(machines=9, tamper=7, seed=5, entries=40,
+                                     scenario=scenario))
+    assert all(b.event_log is None for b in fleet.bundles)
+    assert {t.tamper for t in fleet.truth if t.tamper} == set(TAMPER_KINDS) - {
+        "forged-eventlog", "missing-eventlog"}
+
+
+def test_scenarios_the_fleet_cannot_derive_from_are_refused() -> None:
+    # no measurement of executed files: the fleet's software would not be in the list
+    quiet = _scenario(SMALL.replace("ima_policy=tcb ", ""))
+    with pytest.raises(UsageError, match="does not measure an executed file"):
+        simulate_fleet(FleetSpec(machines=2, entries=40, scenario=quiet))
+    # a machine whose own list no quote of PCRs 0-10 covers (a read measured in PCR 11)
+    pcr11 = _scenario(SMALL + '''
+[[actions]]
+op = "load_policy"
+text = """
+measure func=BPRM_CHECK mask=MAY_EXEC
+measure func=FILE_CHECK mask=MAY_READ pcr=11
+"""
+[[actions]]
+op = "open"
+path = "/usr/sbin/init"
+''')
+    with pytest.raises(UsageError, match=r"not trusted.*uncovered-pcr"):
+        simulate_fleet(FleetSpec(machines=2, entries=40, scenario=pcr11))
+    with pytest.raises(UsageError, match="entries must be at least"):
+        simulate_fleet(FleetSpec(machines=2, entries=10, scenario=_scenario(DEMO.read_text())))
+
+
+def test_cli_simulate_from_a_scenario_file(tmp_path: Path) -> None:
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "init.bin").write_bytes(b"init from a file")
+    (tmp_path / "base" / "s.toml").write_text(SMALL.replace('content = "init v1"',
+                                                            'source = "init.bin"'))
+    out = tmp_path / "fleet"
+    args = ["fleet", "simulate", "--machines", "70", "--tamper", "9", "--entries", "30",
+            "--scenario", str(tmp_path / "base" / "s.toml"), "--out"]
+    assert main([*args, str(out), "--workers", "2"]) == 0
+    assert main([*args, str(tmp_path / "one")]) == 0
+    for name in ("policy.json", "ground-truth.json", "fleet.json"):
+        assert (out / name).read_bytes() == (tmp_path / "one" / name).read_bytes()
+    assert json.loads((out / "fleet.json").read_text())["spec"]["scenario"]["name"] == \
+        "fleet-base"
+    b = read_bundle(out / "machines" / "m000000")
+    assert b"/usr/sbin/init" in b.measurement_list and b.event_log is not None
+    (tmp_path / "bad.toml").write_text("[machine]\npreset = 'nope'\n")
+    assert main([*args[:-1], str(tmp_path / "bad.toml"), "--out", str(tmp_path / "x")]) == 2

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import ParseError, UsageError
 from ..io import confined_reader, write_artifacts
-from ..scenario import parse_scenario, run_scenario
+from ..scenario import Scenario, parse_scenario, run_scenario
 from ._io import display_name, explained, read_input
 
 _SCENARIO = "a scenario (TOML or JSON)"
@@ -36,8 +36,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(func=_boot)
 
 
-def _boot(args: argparse.Namespace) -> int:
-    path: Path = args.scenario
+def read_scenario_file(path: Path) -> Scenario:
+    """A scenario file ('-': stdin), parsed and validated; files it names are read from
+    its folder (``confined_reader``). Errors are ParseError/UsageError (exit 2)."""
     base = Path.cwd() if str(path) == "-" else path.parent
     data = read_input(path, _SCENARIO, ("toml", "json", "text"))
     fmt = "json" if path.suffix == ".json" or data.lstrip()[:1] == b"{" else "toml"
@@ -55,7 +56,11 @@ def _boot(args: argparse.Namespace) -> int:
             raise
         except (ValueError, RecursionError) as exc:  # json/tomllib: a 5000-digit number...
             raise ParseError(f"{display_name(path)}: {exc or 'nested too deeply'}") from None
-    run = run_scenario(s)
+    return s
+
+
+def _boot(args: argparse.Namespace) -> int:
+    run = run_scenario(read_scenario_file(args.scenario))
     if args.out is not None:
         write_artifacts(args.out, run.artifacts)
     if args.json:

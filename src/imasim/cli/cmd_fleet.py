@@ -55,6 +55,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     s.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     s.add_argument("--entries", type=int, default=1000,
                    help="list entries per machine (default 1000)")
+    s.add_argument("--scenario", type=Path, metavar="FILE",
+                   help="boot the fleet's machine as this scenario says (imasim boot's "
+                   "TOML/JSON format; default: the built-in machine, each on its own UEFI "
+                   "firmware)")
     s.add_argument("--tar", action="store_true", help="write each bundle as <id>.tar")
     s.add_argument("--workers", type=int, default=1,
                    help="simulate in this many processes (default 1)")
@@ -126,10 +130,15 @@ def _need(module: str) -> None:
 
 def _simulate(args: argparse.Namespace) -> int:
     from ..fleet.io import write_fleet
-    from ..fleet.simulate import FleetSpec
+    from ..fleet.simulate import FleetSpec, ScenarioFiles
 
+    scenario = None
+    if args.scenario is not None:
+        from .cmd_boot import read_scenario_file
+
+        scenario = ScenarioFiles.of(read_scenario_file(args.scenario))
     spec = FleetSpec(machines=args.machines, tamper=args.tamper, seed=args.seed,
-                     entries=args.entries)
+                     entries=args.entries, scenario=scenario)
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     progress = Progress("simulate", spec.machines, "machines")
