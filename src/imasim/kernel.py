@@ -266,6 +266,11 @@ class Txn:
             self._files = _thaw(self.state.files)
         self._files[f.path] = f
 
+    def drop_volatile_files(self) -> None:
+        """A new kernel's memory: the files on tmpfs, ramfs and proc are gone."""
+        self._files = {p: f for p, f in self.files.items()
+                       if f.fs.magic not in VOLATILE_MAGICS}
+
     def new_boot(self, boot: BootState) -> None:
         """Start a new boot generation: everything of the old one is dropped."""
         self.boot = boot
@@ -870,7 +875,8 @@ def kexec_load_segments(t: Txn, kernel: str, initrd: str | None, cmdline: str
 
 def kexec_execute(t: Txn, cmdline: str | None) -> None:
     """kexec -e: the TPM keeps its PCRs; the new kernel (a new boot generation) restores
-    the carried list (CONFIG_IMA_KEXEC) and boots. A command line the new kernel refuses
+    the carried list (CONFIG_IMA_KEXEC) and boots on a fresh rootfs (the old kernel's
+    tmpfs/ramfs files are gone; the disk stays). A command line the new kernel refuses
     refuses the whole kexec: the image stays loaded and nothing is recorded."""
     image = t.boot.kexec
     if image is None:
@@ -891,6 +897,7 @@ def kexec_execute(t: Txn, cmdline: str | None) -> None:
                          len(restored), tuple(old.entries[len(restored):]))
     t.state = replace(t.state, kexec_log=(*t.state.kexec_log, record))
     t.new_boot(BootState(generation=old.generation + 1, boot_options=opts, entries=restored))
+    t.drop_volatile_files()  # a fresh rootfs, which populate_rootfs fills
     boot(t, image.builtin_initramfs, image.initrd_data)
 
 

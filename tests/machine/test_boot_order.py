@@ -390,3 +390,12 @@ def test_initcall_modules_see_only_the_initramfs() -> None:
     m.power_cycle()
     m.boot(b"", _cpio(**{"sbin/modprobe": b"modprobe"}))  # modprobe, no module in rootfs
     assert m.state.boot.boot_log[1].endswith("modprobe: module crc32c not found")
+
+
+def test_the_next_kernel_starts_on_a_fresh_rootfs() -> None:
+    m = _kexec_machine(PRESETS["generic-6.1-ima-kexec"])
+    m.unpack_initramfs(_cpio(old=b"from the first kernel's initramfs"))
+    assert m.kexec_load("/boot/vmlinuz").allowed
+    m.kexec_execute()
+    assert "/old" not in m.files and "/boot/initrd.img" in m.files
+    assert m.files["/init"].content == INIT_SIGNED
