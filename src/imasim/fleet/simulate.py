@@ -45,7 +45,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..algorithms import HashAlgorithm
 from ..errors import UsageError
-from ..eventlog.simulate import BootImage, SimulatedFirmware, UefiBoot
+from ..eventlog.codec import EventLog
+from ..eventlog.simulate import BootImage, SimulatedFirmware, UefiBoot, apply_log
 from ..ima.builders import file_entry
 from ..machine import Machine
 from ..sig.pefile import build_pe
@@ -452,7 +453,22 @@ def _uefi(pool: _Pool, seed: int, mid: str, *, rogue: bool = False) -> UefiBoot:
                                                                                  "initrd"))
 
 
-def _booted(firmware: SimulatedFirmware) -> Machine:
+@dataclass(frozen=True, slots=True)
+class _Logged:
+    """A firmware with its log built beforehand: boots as :class:`SimulatedFirmware`
+    does (its log's replay extended into the TPM), without building the log again for
+    ``Machine.firmware_log``."""
+
+    event_log: EventLog
+
+    def log(self, banks: Sequence[HashAlgorithm]) -> EventLog:
+        return self.event_log
+
+    def __call__(self, tpm: SoftTpm, /) -> None:
+        apply_log(tpm, self.event_log)
+
+
+def _booted(firmware: SimulatedFirmware | _Logged) -> Machine:
     m = Machine.create(preset=_PRESET, cmdline=CMDLINE, firmware=firmware)
     m.boot()
     return m
@@ -550,8 +566,8 @@ def _machine(spec: FleetSpec, index: int, tamper: str | None
         return _kexec_machine(spec, pool, mid, files, challenge, ak_seed)
     # the boot: a scenario's machine, or the machine's own firmware (its event log,
     # boot_aggregate and PCRs 0-9)
-    boot = pool.boot or _boot_of(_booted(_firmware_of(
-        _uefi(pool, spec.seed, mid, rogue=tamper == "forged-eventlog"))))
+    boot = pool.boot or _boot_of(_booted(_Logged(_firmware_of(
+        _uefi(pool, spec.seed, mid, rogue=tamper == "forged-eventlog")).log(pool.banks))))
     base, base_state, event_log = boot.entries, boot.state, boot.event_log
     tpm0 = json.loads(base_state)["pcrs"]
     start = [bytes.fromhex(tpm0[a.kernel_name][10]) for a in pool.banks]
