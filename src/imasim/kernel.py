@@ -782,17 +782,20 @@ def load_policy(t: Txn, text: str) -> None:
 
 
 # -- kexec ---------------------------------------------------------------------------------
-def kexec_load(t: Txn, kernel: str, initrd: str | None, cmdline: str,
+def kexec_load(t: Txn, kernel: str | None, initrd: str | None, cmdline: str,
                syscall: str = "kexec_file_load") -> AccessResult:
     """kexec_file_load: measure/appraise the image and initramfs, check the image's
     signature (KEXEC_SIG), measure the command line, and (kernels that copy at load)
     copy the measurement list into the kexec buffer now. ``syscall="kexec_load"``: the
-    classic kexec_load(2) (:func:`kexec_load_segments`)."""
-    if syscall == "kexec_load":
-        return kexec_load_segments(t, kernel, initrd, cmdline)
-    if syscall != "kexec_file_load":
+    classic kexec_load(2) (:func:`kexec_load_segments`). No ``kernel``: ``kexec -u``
+    (:func:`kexec_unload`)."""
+    if syscall not in ("kexec_file_load", "kexec_load"):
         raise UsageError(f"unknown kexec syscall {syscall!r} "
                          "(kexec_file_load or kexec_load)")
+    if kernel is None:
+        return kexec_unload(t, syscall)
+    if syscall == "kexec_load":
+        return kexec_load_segments(t, kernel, initrd, cmdline)
     r = process(t, kernel, Hook.KEXEC_KERNEL_CHECK, MAY_READ)
     if not r.allowed:
         return r
@@ -854,6 +857,18 @@ def kexec_load_segments(t: Txn, kernel: str, initrd: str | None, cmdline: str
     for path in (kernel, initrd):
         if path is not None:
             t.file(path)  # kexec-tools reads it: a missing file is its error
+    refused = _kexec_load_check(t)
+    if refused is not None:
+        return refused
+    t.boot = replace(t.boot, kexec=_kexec_image(t, kernel, initrd, cmdline, None, False))
+    return AccessResult(True)
+
+
+def _kexec_load_check(t: Txn) -> AccessResult | None:
+    """kexec_load_check (kernel/kexec.c): security_kernel_load_data(LOADING_KEXEC_IMAGE)
+    (IPE, then IMA), then security_locked_down(LOCKDOWN_KEXEC); None when all agree."""
+    if not t.boot.booted:
+        raise SimulationError("boot the machine first")
     k = t.kernel
     if k.ipe is not None:  # IPE's kernel_load_data runs before IMA's (LSM order)
         d = k.ipe.evaluate(Op.KEXEC_IMAGE, "KERNEL_LOAD", None, comm="kexec")
@@ -869,7 +884,23 @@ def kexec_load_segments(t: Txn, kernel: str, initrd: str | None, cmdline: str
     if k.lockdown != "none":
         return AccessResult(False, reason=f"Lockdown: kexec of unsigned images is "
                             f"restricted; see man kernel_lockdown.7 ({k.lockdown}) (EPERM)")
-    t.boot = replace(t.boot, kexec=_kexec_image(t, kernel, initrd, cmdline, None, False))
+    return None
+
+
+def kexec_unload(t: Txn, syscall: str) -> AccessResult:
+    """``kexec -u``: through kexec_file_load (KEXEC_FILE_UNLOAD, what ``kexec -s -u``
+    and kexec-tools' default use) no LSM is asked; through the classic kexec_load(2)
+    with no segments (``kexec -c -u``) kexec_load_check runs first, so what refuses a
+    classic load (IPE's KEXEC_IMAGE rules, IMA under secure boot, lockdown) refuses the
+    unload too, as Debian's 6.12 did with IPE (tests/vectors/realkernel/
+    k612-ipe-kexec-load). Unloading when nothing is loaded succeeds."""
+    if syscall == "kexec_load":
+        refused = _kexec_load_check(t)
+        if refused is not None:
+            return refused
+    elif not t.boot.booted:
+        raise SimulationError("boot the machine first")
+    t.boot = replace(t.boot, kexec=None)
     return AccessResult(True)
 
 

@@ -286,9 +286,9 @@ class Machine:
         """``keyctl clear``: WRITE on the keyring (the kernel's own refuse: EACCES)."""
         k.keyctl_clear(self.keyrings, ring)
 
-    def kexec_load(self, kernel: str, initrd: str | None = None, cmdline: str = "", *,
+    def kexec_load(self, kernel: str | None, initrd: str | None = None, cmdline: str = "", *,
                    syscall: str = "kexec_file_load") -> AccessResult:
-        """kexec_file_load, or ``syscall="kexec_load"`` (:func:`imasim.kernel.kexec_load`)."""
+        """kexec_file_load or ``syscall="kexec_load"``; None unloads (kernel.kexec_load)."""
         return self._run(lambda t: k.kexec_load(t, kernel, initrd, cmdline, syscall))
 
     def __repr__(self) -> str:

@@ -394,6 +394,11 @@ OPS: Final[Mapping[str, OpSpec]] = {
                          "kexec_file_load of kernel (and initrd), measuring cmdline; "
                          'syscall = "kexec_load": the classic call (nothing checked)',
                          "kernel"),
+    "kexec_unload": OpSpec({"syscall": str}, frozenset(),
+                           lambda r, m, run, a, w: m.kexec_load(
+                               None, syscall=a.get("syscall", "kexec_file_load")),
+                           'kexec -u (syscall = "kexec_load": kexec -c -u, which the LSMs '
+                           "judge as a load)", "syscall"),
     "kexec_execute": OpSpec({"cmdline": str}, frozenset(),
                             _none(lambda r, m, run, a, w: m.kexec_execute(
                                 cmdline=a.get("cmdline"))),

@@ -132,3 +132,21 @@ def test_the_scenario_pair_writes_the_record() -> None:
     assert "type=1420 " + NOFILE.format(e=1, rule="DEFAULT op=KEXEC_IMAGE action=DENY") in log
     assert 'ipe_hook=KERNEL_READ enforcing=1 pid=1 comm="kexec" path="/var/tmp/vmlinuz"' in log
     assert allow.artifacts["ipe-audit.log"] == b""
+
+
+def test_the_classic_unload_is_judged_as_a_load() -> None:
+    """kexec -c -u is kexec_load(2) with no segments: kexec_load_check runs before
+    do_kexec_load uninstalls the image, so IPE refuses it with the same record; kexec -s -u
+    (KEXEC_FILE_UNLOAD) asks no LSM."""
+    m = _machine(INITRAMFS_ONLY)
+    assert m.kexec_load("/boot/vmlinuz").allowed
+    before = m.snapshot()
+    r = m.kexec_load(None, syscall="kexec_load")
+    assert not r.allowed and r.reason == "IPE: DEFAULT op=KEXEC_IMAGE action=DENY (EACCES)"
+    assert m.snapshot() == before and m.state.boot.kexec is not None
+    assert _records(m)[-1] == "type=1420 " + NOFILE.format(
+        e=1, rule="DEFAULT op=KEXEC_IMAGE action=DENY")
+    n = len(_records(m))
+    assert m.kexec_load(None).allowed and m.state.boot.kexec is None
+    assert len(_records(m)) == n
+    assert m.kexec_load(None).allowed  # nothing loaded: still fine

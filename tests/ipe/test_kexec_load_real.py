@@ -41,13 +41,15 @@ def test_imasim_writes_the_records_the_kernel_wrote() -> None:
     assert ipe is not None
     ours: dict[str, list[str]] = {}
 
-    def step(name: str, allowed: bool, path: str, syscall: str) -> None:
+    def step(name: str, allowed: bool, path: str | None, syscall: str) -> None:
         n = len(ipe.audit)
         assert m.kexec_load(path, syscall=syscall).allowed is allowed, name
         ours[name] = [str(a) for a in ipe.audit[n:]]
 
     step("classic-initramfs", False, "/kexec/vmlinuz", "kexec_load")
+    step("classic-unload", False, None, "kexec_load")
     step("file-initramfs", True, "/kexec/vmlinuz", "kexec_file_load")
+    step("file-unload", True, None, "kexec_file_load")
     step("file-tmpfs", False, "/mnt/tmpfs/vmlinuz", "kexec_file_load")
     n = len(ipe.audit)
     ipe.set_enforce(False)
@@ -61,5 +63,7 @@ def test_imasim_writes_the_records_the_kernel_wrote() -> None:
     assert [re.sub(r"ino=\d+", "ino=N", r) for r in ours["file-tmpfs"] + toggle] == \
         [re.sub(r"ino=\d+", "ino=N", r) for r in real["file-tmpfs"]]
     assert ours["classic-permissive"] == real["classic-permissive"]
-    # the classic unload is refused the same way (kexec_load_check with no segments)
-    assert real["classic-unload"] == real["classic-initramfs"]
+    # the classic unload is refused the same way (kexec_load_check with no segments),
+    # the file unload asks nobody
+    assert ours["classic-unload"] == real["classic-unload"] == real["classic-initramfs"]
+    assert ours["file-unload"] == real["file-unload"] == []

@@ -113,3 +113,19 @@ def test_unknown_syscall_and_missing_file_are_errors() -> None:
     with pytest.raises(UsageError, match="no such file"):
         m.kexec_load("/boot/missing", syscall="kexec_load")
     assert m.snapshot() == before
+
+
+def test_the_classic_unload_meets_the_same_checks() -> None:
+    """kexec -c -u (kexec_load with no segments) passes kexec_load_check like a load:
+    lockdown refuses it (EPERM), IMA under secure boot with KEXEC_SIG (EACCES); kexec -s -u
+    (KEXEC_FILE_UNLOAD) is never refused."""
+    for m, errno in ((_machine(lockdown="integrity"), "EPERM"),
+                     (_machine("debian12-6.1", secure_boot=True), "EACCES")):
+        before = m.snapshot()
+        r = m.kexec_load(None, syscall="kexec_load")
+        assert not r.allowed and r.reason.endswith(f"({errno})")
+        assert m.snapshot() == before
+        assert m.kexec_load(None).allowed
+    m = _machine()
+    assert m.kexec_load("/boot/vmlinuz", syscall="kexec_load").allowed
+    assert m.kexec_load(None, syscall="kexec_load").allowed and m.state.boot.kexec is None

@@ -222,10 +222,10 @@ class Transitions(RuleBasedStateMachine):
     def load_policy(self, text: str) -> None:
         self.attempt("load_policy", text)
 
-    @rule(kernel=st.sampled_from(["/boot/vmlinuz", "/boot/unsigned", "/nonesuch"]),
+    @rule(kernel=st.sampled_from(["/boot/vmlinuz", "/boot/unsigned", "/nonesuch", None]),
           cmdline=st.sampled_from(CMDLINES[1:]),
           syscall=st.sampled_from(["kexec_file_load", "kexec_load", "kexec"]))
-    def kexec_load(self, kernel: str, cmdline: str, syscall: str) -> None:
+    def kexec_load(self, kernel: str | None, cmdline: str, syscall: str) -> None:
         self.attempt("kexec_load", kernel, cmdline=cmdline, syscall=syscall)
 
     @rule(what=st.sampled_from(["leaf", "stranger", "bin:" + "ab" * 32, "bin:AB", "bin:", ""]),
