@@ -785,7 +785,10 @@ def run_scenario(s: Scenario) -> ScenarioRun:
     if not actions or actions[0].get("op") != "boot":
         m.boot(*r.boot_archives())
         if "policy" in s.data.get("machine", {}):  # what user space writes first
-            m.load_policy(s.data["machine"]["policy"])
+            try:
+                m.load_policy(s.data["machine"]["policy"])
+            except ImasimError as exc:
+                raise _bad(f"the IMA policy: {exc}", "machine.policy") from None
     for i, a in enumerate(actions):
         run.results.append(_act(r, m, run, i, a))
     lst = m.measurements

@@ -111,3 +111,11 @@ def test_the_demo_is_a_scenario_file_in_the_package() -> None:
     assert s.data["name"] == "demo"
     assert {a["op"] for a in s.data["actions"]} >= {"boot", "exec", "load_module",
                                                      "kexec_load", "kexec_execute", "quote"}
+
+
+def test_a_machine_policy_the_kernel_refuses_names_the_key() -> None:
+    from imasim.scenario import run_scenario
+
+    with pytest.raises(ScenarioError) as info:
+        run_scenario(parse_scenario("[machine]\npolicy = 'bogus'\n"))
+    assert info.value.field == "machine.policy" and "bogus" in str(info.value)
