@@ -10,8 +10,9 @@ from realdata import stage, stages
 
 #: the second boots of Debian kernels without CONFIG_IMA_KEXEC start a fresh list
 NOT_CARRIED = {"kexec-carry/stage2", "template-mix-sha512/stage2"}
-#: a kernel with CONFIG_IMA_KEXEC whose restore stopped at the first legacy 'ima' entry
-TRUNCATED = {"k612-custom-ima-kexec-template-mix/stage2"}
+#: a kernel with CONFIG_IMA_KEXEC whose restore stopped at the first legacy 'ima' entry,
+#: and one (6.1) that copied the list at load, before a file measured in the window
+TRUNCATED = {"k612-custom-ima-kexec-template-mix/stage2", "custom-ima-kexec-late-measure/stage2"}
 WHOLE_HISTORY = [s for s in stages() if s.id not in NOT_CARRIED | TRUNCATED]
 
 

@@ -1,15 +1,17 @@
-"""The custom 6.12 build's kexec, simulated on its preset, reproduces the real captures.
+"""The custom builds' kexec, simulated on their presets, reproduces the real captures.
 
 k612-custom-ima-kexec-late-measure, k612-custom-ima-kexec-critical-data and
 k612-custom-ima-kexec-template-mix (tests/vectors/realkernel/): Debian's linux-source-6.12
 6.12.118 built by the capture harness (``build-custom-kernel.sh 6.12``: tinyconfig plus
 CONFIG_IMA_KEXEC=y; its .config is realkernel/custom-6.12-kconfig.txt, which the preset
-``custom-6.12-ima-kexec`` equals, tests/machine/test_presets.py), booted under qemu with
-swtpm. The guest ran a workload, ``kexec -s -l`` of the same kernel (in the first two,
-then a new script, after-load.sh, between the load and ``kexec -e``), dumped the list, and
-jumped; the second kernel ran the workload again. The first capture's policy is
-``ima_policy=tcb``; the second writes a policy with KEXEC_KERNEL_CHECK,
-KEXEC_INITRAMFS_CHECK, KEXEC_CMDLINE and CRITICAL_DATA rules; the third one with a
+``custom-6.12-ima-kexec`` equals, tests/machine/test_presets.py);
+custom-ima-kexec-late-measure: the same recipe on linux-source-6.1 6.1.192 (preset
+``custom-6.1-ima-kexec``, realkernel/custom-6.1-kconfig.txt). Each booted under qemu with
+swtpm. The guest ran a workload, ``kexec -s -l`` of the same kernel (then, but in
+template-mix, a new script, after-load.sh, between the load and ``kexec -e``), dumped the
+list, and jumped; the second kernel ran the workload again. The late-measure captures'
+policy is ``ima_policy=tcb``; critical-data writes a policy with KEXEC_KERNEL_CHECK,
+KEXEC_INITRAMFS_CHECK, KEXEC_CMDLINE and CRITICAL_DATA rules; template-mix one with a
 template per hook (ima-sig, ima-ng, the legacy ima, ima-buf for KEY_CHECK and for
 KEXEC_CMDLINE in PCR 11) and ima_hash=sha512, whose legacy entries stop the next kernel's
 restore.
@@ -25,9 +27,9 @@ entry of known input byte for byte (both boot_aggregates, the scripts and data, 
 violation and its file, the key, kexec-cmdline), every other entry with the capture's PCR,
 template, event name and fields, in the capture's order, and the kexec as the real kernel
 did it: the list copied at execute, so after-load.sh is a carried entry, and a restore
-that stops at the first legacy entry. The same workload on the custom 6.1 build (copy at
-load) loses after-load.sh: the captures pin the 6.12 copy point, not only imasim's model
-of it.
+that stops at the first legacy entry; for the 6.1 build, the list copied at load, so
+after-load.sh is lost. Each capture run on the other build's preset does not give the
+capture: the captures pin each copy point, not only imasim's model of it.
 """
 
 from __future__ import annotations
@@ -50,7 +52,11 @@ from realdata import REALKERNEL, stage
 
 BANKS = (H.SHA1, H.SHA256, H.SHA384)
 LATE_CAPTURES = ["k612-custom-ima-kexec-late-measure", "k612-custom-ima-kexec-critical-data"]
-CAPTURES = [*LATE_CAPTURES, "k612-custom-ima-kexec-template-mix"]
+CAPTURES = [*LATE_CAPTURES, "k612-custom-ima-kexec-template-mix",
+            "custom-ima-kexec-late-measure"]
+#: (capture, the preset equal to its build's config, where that build copies the list)
+COPY_POINTS = [("custom-ima-kexec-late-measure", "custom-6.1-ima-kexec", "load"),
+               *((c, "custom-6.12-ima-kexec", "execute") for c in LATE_CAPTURES)]
 KERNEL, INITRD = "/kexec/vmlinuz", "/kexec/initrd2.img"
 LATE = "/opt/rk/after-load.sh"
 CERT = "/etc/rk/ima-test-cert.der"
@@ -177,25 +183,46 @@ def _assert_reproduces(sim: list[MeasurementEntry], real: list[MeasurementEntry]
             assert [type(f) for f in a.fields.values()] == [type(f) for f in b.fields.values()]
 
 
-@pytest.mark.parametrize("capture", LATE_CAPTURES)
-def test_the_6_12_build_copies_at_execute_and_imasim_reproduces_both_lists(capture: str
-                                                                           ) -> None:
+@pytest.mark.parametrize("capture, preset, copied_at", COPY_POINTS,
+                         ids=[c for c, _, _ in COPY_POINTS])
+def test_each_build_copies_where_its_capture_shows_and_imasim_reproduces_both_lists(
+        capture: str, preset: str, copied_at: str) -> None:
     s1, s2 = stage(capture, "stage1"), stage(capture, "stage2")
     real1, real2 = list(s1.entries()), list(s2.entries())
     known = _known(capture)
-    # the real kernel: the whole stage-1 list, after-load.sh included, is carried
-    assert real1[-1].event_name == LATE
-    assert s2.binary.startswith(s1.binary)
-    assert real2[len(real1)].event_name == "boot_aggregate"
+    n = _carried(real2)
+    assert real1[-1].event_name == LATE  # run between kexec -s -l and kexec -e
+    if copied_at == "execute":  # the real kernel carried after-load.sh
+        assert n == len(real1) and s2.binary.startswith(s1.binary)
+    else:  # the real kernel carried the list as it was at load
+        assert n == len(real1) - 1 and real2[:n] == real1[:n]
+        assert LATE not in [e.event_name for e in real2]
 
-    m, sim1, sim2 = _simulate(capture, "custom-6.12-ima-kexec")
+    m, sim1, sim2 = _simulate(capture, preset)
     _assert_reproduces(sim1, real1, known)
     _assert_reproduces(sim2, real2, known)
     (rec,) = m.kexec_log
-    assert rec.copied_at == "execute" and rec.carried == len(real1) and rec.lost == ()
-    # the simulated TPM holds what the simulated list replays to, as the real one does
-    assert match(sim2, m.pcr_values()).matched
-    assert match(real2, s2.pcrs()).matched
+    assert rec.copied_at == copied_at and rec.carried == n
+    assert [e.event_name for e in rec.lost] == ([] if copied_at == "execute" else [LATE])
+    # the TPM saw after-load.sh either way: the list replays only when it was carried,
+    # in the simulation as on the real machine
+    carried = copied_at == "execute"
+    assert match(sim2, m.pcr_values()).matched is carried
+    assert match(real2, s2.pcrs()).matched is carried
+    assert match(real1 + real2[n:], s2.pcrs()).matched
+
+
+@pytest.mark.parametrize("capture, preset, copied_at", COPY_POINTS,
+                         ids=[c for c, _, _ in COPY_POINTS])
+def test_the_other_copy_point_would_not_give_the_capture(capture: str, preset: str,
+                                                         copied_at: str) -> None:
+    other = "custom-6.1-ima-kexec" if copied_at == "execute" else "custom-6.12-ima-kexec"
+    real2 = list(stage(capture, "stage2").entries())
+    m, _, sim2 = _simulate(capture, other)
+    (rec,) = m.kexec_log
+    assert rec.copied_at != copied_at
+    with pytest.raises(AssertionError):
+        _assert_reproduces(sim2, real2, _known(capture))
 
 
 @pytest.mark.parametrize("capture", LATE_CAPTURES)
@@ -206,26 +233,12 @@ def test_carried_entries_of_known_input_are_restored_in_every_bank(capture: str)
     s2 = stage(capture, "stage2")
     known = _known(capture)
     _, sim1, _ = _simulate(capture, "custom-6.12-ima-kexec")
+    assert len(s2.per_bank_files()) == 3
     for alg, path in s2.per_bank_files():
         carried = list(parse_measurement_list(path.read_bytes(), digest_alg=alg))[:len(sim1)]
         for a, b in zip(sim1, carried, strict=True):
             if _exact(b, known) and not b.is_violation:
                 assert a.template_hash(alg) == b.template_digest, (alg, b.event_name)
-
-
-@pytest.mark.parametrize("capture", LATE_CAPTURES)
-def test_a_build_that_copies_at_load_would_not_give_these_captures(capture: str) -> None:
-    real1 = list(stage(capture, "stage1").entries())
-    real2 = list(stage(capture, "stage2").entries())
-    m, sim1, sim2 = _simulate(capture, "custom-6.1-ima-kexec")
-    (rec,) = m.kexec_log
-    assert rec.copied_at == "load" and [e.event_name for e in rec.lost] == [LATE]
-    _assert_reproduces(sim1, real1, _known(capture))
-    # the carried part lacks after-load.sh: the second list is one entry short and its
-    # entry at the real boot_aggregate's place is the new kernel's boot_aggregate too early
-    assert len(sim2) == len(real2) - 1
-    assert LATE not in [e.event_name for e in sim2[len(real1) - 1:len(real1)]]
-    assert sim2[len(real1) - 1].event_name == "boot_aggregate"
 
 
 def test_a_legacy_entry_stops_the_restore_in_the_real_kernel_and_in_imasim() -> None:
