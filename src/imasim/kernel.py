@@ -722,7 +722,9 @@ def request_modules(t: Txn, names: Sequence[str], caller: str, *, initramfs_root
     and loads it (finit_module: MODULE_CHECK, then the module signature), on the root the
     kernel has now (only the initramfs before prepare_namespace, or when it kept it). A
     refusal is logged and the boot goes on."""
-    log = []
+    log: list[str] = []
+    if not names:  # the usual boot: no file list to build
+        return log
     visible = [p for p, f in t.files.items() if f.fs.initramfs or not initramfs_root]
     for name in names:
         where = f"{caller}: request_module({name})"
