@@ -54,10 +54,13 @@ __all__ = ["DEFAULT_INITS", "INTEGRITY_LOAD_KEYS_SINCE", "LOAD_DEFAULT_MODULES_V
 #: try_to_run_init_process's list, after rdinit= and init= (CONFIG_DEFAULT_INIT unset)
 DEFAULT_INITS: Final = ("/sbin/init", "/etc/init", "/bin/init", "/bin/sh")
 
-#: "integrity: provide a hook to load keys when rootfs is ready" (Linux 3.19)
+#: "integrity: provide a hook to load keys when rootfs is ready" (Linux 3.19; seen
+#: absent from a 3.10 kernel_init_freeable and present, before load_default_modules(),
+#: in 4.x ones; the exact release is from the patch's merge, not from a 3.18/3.19 tree)
 INTEGRITY_LOAD_KEYS_SINCE: Final = (3, 19)
 #: load_default_modules(): from "block: don't request module during elevator init"
-#: (3.9) until the legacy I/O schedulers were removed (5.0)
+#: (3.9) until the legacy I/O schedulers were removed (5.0). 4.x has it and 6.1 has not
+#: (checked); the 3.9 and 5.0 bounds are from the block layer's history, unchecked
 LOAD_DEFAULT_MODULES_VERSIONS: Final = ((3, 9), (5, 0))
 
 
