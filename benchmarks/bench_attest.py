@@ -4,7 +4,9 @@ One realistic list of N ima-ng entries (a boot_aggregate, then paths drawn from 
 100,000-path allowlist with their digests, a stray unknown path and wrong digest every
 10,000 entries, a violation every 100,000), the Keylime runtime policy of that allowlist,
 and a quote of PCRs 0-10 (sha1+sha256) by imasim's TPM loaded with what the list replays
-to. Timed as CPU time of each process (user+sys of the child), interleaved, best of two:
+to. Timed as CPU time of each process (user+sys of the child), interleaved (each
+reference tool beside the imasim command it is compared with), five rounds, each ratio
+the median of the rounds' own:
 
 - ``imasim attest -u -m -s -f -q --list --policy`` (the command users run), with a quote
   of sha1+sha256 (compared with evmctl, which replays both) and of sha1 alone (compared
@@ -24,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+import statistics
 import struct
 import sys
 import tempfile
@@ -129,27 +132,34 @@ def main(quick: bool = False) -> None:
         script.write_text(_KEYLIME)
         kl = [keylime_py, str(script), str(ascii_path), str(tmp / "policy.json"),
               tpm.read(H.SHA1, 10).hex()]
+    # the host's speed drifts (shared cores): each reference tool runs right beside the
+    # imasim command it is compared with, and each ratio is the median of the rounds' own
     rss = 0.0
-    for _ in range(2):
+    for _ in range(2 if quick else 5):
+        if evmctl:
+            runs["evmctl ima_measurement"].append(_cpu(evm)[0])
         cpu, rc, rss = _cpu(imasim)
         assert rc in (0, 1), rc
         runs["imasim attest"].append(cpu)
         runs["imasim attest (sha1 bank)"].append(_cpu(imasim1)[0])
-        if evmctl:
-            runs["evmctl ima_measurement"].append(_cpu(evm)[0])
         if keylime_py:
             runs["Keylime process_measurement_list"].append(_cpu(kl)[0])
-    best = {k: min(v) for k, v in runs.items()}
-    for k, t in best.items():
-        print(f"{k}: {n / t:,.0f} entries/s ({t:.2f} s CPU)")
+    for k, v in runs.items():
+        t = statistics.median(v)
+        print(f"{k}: {n / t:,.0f} entries/s ({t:.2f} s CPU, median of "
+              f"{', '.join(f'{x:.2f}' for x in v)})")
     print(f"imasim attest peak RSS {rss:.1f} MB (the 100,000-path policy included)")
-    t_i = best["imasim attest"]
-    if "evmctl ima_measurement" in best:  # both replay sha1 + sha256
-        print(f"imasim attest / evmctl (sha1+sha256 banks): "
-              f"{best['evmctl ima_measurement'] / t_i:.2f}x")
-    if "Keylime process_measurement_list" in best:  # both replay the sha1 bank
-        kl, mine = best["Keylime process_measurement_list"], best["imasim attest (sha1 bank)"]
-        print(f"imasim attest / Keylime (sha1 bank, same policy): {kl / mine:.2f}x")
+
+    def ratio(ref: str, mine: str) -> str:
+        r = [a / b for a, b in zip(runs[ref], runs[mine], strict=True)]
+        return f"{statistics.median(r):.2f}x ({', '.join(f'{x:.2f}' for x in r)})"
+
+    if "evmctl ima_measurement" in runs:  # both replay sha1 + sha256
+        print("imasim attest / evmctl (sha1+sha256 banks), median of rounds: "
+              + ratio("evmctl ima_measurement", "imasim attest"))
+    if "Keylime process_measurement_list" in runs:  # both replay the sha1 bank
+        print("imasim attest / Keylime (sha1 bank, same policy), median of rounds: "
+              + ratio("Keylime process_measurement_list", "imasim attest (sha1 bank)"))
     t0 = time.process_time()
     with lst.open("rb") as f:
         rep = attest_file(f, reference=policy, quote_attest=q.attest,
