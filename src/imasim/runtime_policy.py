@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from .algorithms import HashAlgorithm
-from .errors import ParseError
+from .errors import ParseError, UsageError
 from .ima.entry import MeasurementEntry
 
 if TYPE_CHECKING:  # imported when keys are read (the CLI's start-up stays small)
@@ -69,12 +69,24 @@ class DigestTable(Mapping[str, frozenset[bytes]]):
     (True, 2, False)
     >>> sorted(t.hex()["/bin/sh"])
     ['abababababababababababababababababababab']
+    >>> t.allows("/bin/sh", bytes.fromhex("ab" * 20)), t.allows("/bin/y", bytes(20))
+    (True, None)
+    >>> DigestTable({"/bin/sh": [bytes(20)]})["/bin/sh"] == {bytes(20)}
+    True
     """
 
     __slots__ = ("_d",)
 
-    def __init__(self, table: Mapping[str, bytes | frozenset[bytes]] | None = None) -> None:
-        self._d: dict[str, bytes | frozenset[bytes]] = dict(table or {})
+    def __init__(self, table: Mapping[str, Iterable[bytes]] | None = None) -> None:
+        """A table from name -> digests (bytes); every name needs at least one."""
+        self._d: dict[str, bytes | frozenset[bytes]] = {}
+        for name, digests in (table or {}).items():
+            ds = frozenset(digests)
+            if not isinstance(name, str) or not ds or \
+                    not all(isinstance(d, bytes) and d for d in ds):
+                raise UsageError(f"digest table entry {name!r}: a name and at least one "
+                                 "non-empty bytes digest")
+            self._d[name] = next(iter(ds)) if len(ds) == 1 else ds
 
     @classmethod
     def from_hex(cls, doc: Any, section: str = "digests") -> DigestTable:
@@ -89,7 +101,7 @@ class DigestTable(Mapping[str, frozenset[bytes]]):
         for name, digests in doc.items():
             # the usual case, checked inline: one digest of hex digits only (fromhex
             # also takes spaces, which the length test refuses)
-            if type(digests) is list and len(digests) == 1:
+            if type(digests) is list and len(digests) == 1 and type(name) is str:
                 d = digests[0]
                 if type(d) is str and 40 <= len(d) <= 128:
                     try:
