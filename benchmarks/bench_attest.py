@@ -72,11 +72,6 @@ def _list_with_boot_aggregate(n: int, tpm: SoftTpm) -> bytes:
     return bytes(data)
 
 
-def _cpu(cmd: list[str]) -> tuple[float, int, float]:
-    """CPU seconds (user+sys), exit code and peak RSS (MB) of one child process."""
-    return child_usage(cmd)
-
-
 def main(quick: bool = False) -> None:
     n = 20_000 if quick else 1_000_000
     tmp = Path(tempfile.gettempdir()) / "imasim-bench-attest"
@@ -137,13 +132,13 @@ def main(quick: bool = False) -> None:
     rss = 0.0
     for _ in range(2 if quick else 5):
         if evmctl:
-            runs["evmctl ima_measurement"].append(_cpu(evm)[0])
-        cpu, rc, rss = _cpu(imasim)
+            runs["evmctl ima_measurement"].append(child_usage(evm)[0])
+        cpu, rc, rss = child_usage(imasim)
         assert rc in (0, 1), rc
         runs["imasim attest"].append(cpu)
-        runs["imasim attest (sha1 bank)"].append(_cpu(imasim1)[0])
+        runs["imasim attest (sha1 bank)"].append(child_usage(imasim1)[0])
         if keylime_py:
-            runs["Keylime process_measurement_list"].append(_cpu(kl)[0])
+            runs["Keylime process_measurement_list"].append(child_usage(kl)[0])
     for k, v in runs.items():
         t = statistics.median(v)
         print(f"{k}: {n / t:,.0f} entries/s ({t:.2f} s CPU, median of "

@@ -180,17 +180,17 @@ def _buffer_verdict(index: int, name: str, digest: bytes | None, buf: bytes,
     if buffer_public_key(buf) is not None:
         if reference.is_ignored_keyring(name):
             return None
-        allowed = reference.keyrings_bytes.get(name)
+        allowed = reference.keyrings_bytes.allows(name, digest)
         if allowed is None:
             return EntryVerdict(index, name, Verdict.UNKNOWN_KEYRING)
-        if digest not in allowed:
+        if not allowed:
             return EntryVerdict(index, name, Verdict.KEY_DIGEST_MISMATCH,
                                 digest.hex() if digest else "")
         return None
-    allowed = reference.ima_buf_bytes.get(name)
+    allowed = reference.ima_buf_bytes.allows(name, digest)
     if allowed is None:
         return EntryVerdict(index, name, Verdict.UNKNOWN_PATH, "no ima-buf reference")
-    if digest not in allowed:
+    if not allowed:
         return EntryVerdict(index, name, Verdict.DIGEST_MISMATCH, digest.hex() if digest else "")
     return None
 
@@ -198,8 +198,8 @@ def _buffer_verdict(index: int, name: str, digest: bytes | None, buf: bytes,
 def _verdict(index: int, name: str, digest: bytes | None, template_name: str,
              reference: RuntimePolicy) -> EntryVerdict | None:
     """A file entry's verdict once its event name and file digest are known."""
-    allowed = reference.digests_bytes.get(name)
-    if allowed is not None and digest in allowed:
+    allowed = reference.digests_bytes.allows(name, digest)
+    if allowed:
         return None
     if name == "boot_aggregate":
         return None
