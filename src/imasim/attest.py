@@ -49,7 +49,7 @@ from .ima.replay import (
     check_boot_aggregate,
     match,
 )
-from .runtime_policy import RuntimePolicy, buffer_public_key
+from .runtime_policy import DigestTable, RuntimePolicy, buffer_public_key
 from .tpm.pcrs import PcrBanks
 from .tpm.verify import PublicKey, verify_quote
 
@@ -282,6 +282,84 @@ def appraise_list(entries: Iterable[MeasurementEntry], reference: RuntimePolicy 
     return tuple(a.failures)
 
 
+class _KnownRecords:
+    """The allowed ima-ng records of one policy for one d-ng shape, kept with the policy's
+    digest table (it is derived from that immutable table alone, so every later list
+    checked against the same policy reuses it).
+
+    ``records`` holds, for every allowed (path, digest) pair, the template data of the
+    ima-ng record naming it. ``index`` maps such a record's template digest (in the
+    list's digest algorithm) to the record and its other template hashes: it costs one
+    hash per record and algorithm, so it is built only once the fast check has met as many
+    known-good records as it would index (``seen``), whose template hashes it saves."""
+
+    __slots__ = ("indexes", "records", "seen")
+
+    def __init__(self, records: frozenset[bytes]) -> None:
+        self.records = records
+        self.seen = 0
+        self.indexes: dict[tuple[bytes, tuple[HashAlgorithm, ...]],
+                           AbstractSet[bytes] | dict[bytes, Any]] = {}
+
+    def index_after(self, name: bytes, algs: tuple[HashAlgorithm, ...], known: int
+                    ) -> AbstractSet[bytes] | dict[bytes, Any] | None:
+        """The index for ``algs`` once ``known`` more known-good records make it pay:
+        each record as a list stores it from its template digest on (digest, the
+        template-name field ``name``, data length, data), mapped to its other template
+        hashes when there are other algorithms."""
+        index = self.indexes.get((name, algs))
+        if index is not None:
+            return index
+        self.seen += known
+        if self.seen < len(self.records) or not self.records:
+            return None
+        key, *others = (a.constructor() for a in algs)
+        u32 = struct.Struct("<I").pack
+        if not others:
+            index = frozenset([key(r).digest() + name + u32(len(r)) + r
+                               for r in self.records])
+        elif len(others) == 1:
+            (h,) = others
+            index = {key(r).digest() + name + u32(len(r)) + r: h(r).digest()
+                     for r in self.records}
+        else:
+            index = {key(r).digest() + name + u32(len(r)) + r:
+                     tuple(h(r).digest() for h in others) for r in self.records}
+        self.indexes[(name, algs)] = index
+        return index
+
+
+def _allowed_records(table: DigestTable, prefix: bytes, f0: int) -> frozenset[bytes]:
+    """The template data of every ima-ng record that ``table`` allows, whose d-ng field
+    starts with ``prefix`` ("sha256:" and a NUL) and is ``f0`` bytes long."""
+    size = f0 - len(prefix)
+    u32 = struct.Struct("<I").pack
+    head = u32(f0) + prefix
+    out: set[bytes] = set()
+    add = out.add
+    for path, digests in table.raw_items():
+        if path == "boot_aggregate":
+            continue  # seen by appraise_raw, so attest_file can check it
+        try:
+            name = path.encode()
+        except UnicodeEncodeError:  # a lone surrogate: what a non-UTF-8 name decodes to
+            try:
+                name = path.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:
+                continue
+            if name.decode("utf-8", "surrogateescape") != path:
+                continue  # no record's name decodes to this path
+        tail = u32(len(name) + 1) + name + b"\0"
+        if isinstance(digests, bytes):
+            if len(digests) == size:
+                add(head + digests + tail)
+            continue
+        for d in digests:
+            if len(d) == size:
+                add(head + d + tail)
+    return frozenset(out)
+
+
 class _FileAppraiser(ListAppraiser):
     """appraise_entry for the fused replay of replay_and_appraise_file.
 
@@ -289,37 +367,39 @@ class _FileAppraiser(ListAppraiser):
     ima-ng record whose d-ng field starts with ``prefix`` ("sha256:" and a NUL): an entry
     whose data is in that set is one appraise_entry accepts, so the replay skips it.
     Every other entry gets appraise_entry's verdict (read from its raw data when it has
-    the same shape).
+    the same shape). ``record_index`` gives the same records by template digest
+    (:class:`_KnownRecords`).
     """
+
+    def __init__(self, reference: RuntimePolicy | None) -> None:
+        super().__init__(reference)
+        self.misses = 0
+        self._misses_told = 0
+
+    def _known(self, prefix: bytes, f0: int) -> _KnownRecords | None:
+        if self.reference is None:
+            return None
+        table = self.reference.digests_bytes
+        known = table._derived.get((prefix, f0))
+        if not isinstance(known, _KnownRecords):
+            known = _KnownRecords(_allowed_records(table, prefix, f0))
+            if len(table._derived) < 16:
+                table._derived[(prefix, f0)] = known
+        return known
+
+    def record_index(self, prefix: bytes, f0: int, name: bytes,
+                     algs: tuple[HashAlgorithm, ...], entries: int
+                     ) -> AbstractSet[bytes] | Mapping[bytes, Any] | None:
+        known = self._known(prefix, f0)
+        if known is None:
+            return None
+        misses, self._misses_told = self.misses - self._misses_told, self.misses
+        return known.index_after(name, algs, max(entries - misses, 0))
 
     def fast_set(self, prefix: bytes, f0: int
                  ) -> tuple[AbstractSet[bytes], Callable[[int, int, bytes, bytes], None]]:
-        size = f0 - len(prefix)
-        u32 = struct.Struct("<I").pack
-        head = u32(f0) + prefix
-        out: set[bytes] = set()
-        add = out.add
-        table = self.reference.digests_bytes.raw_items() if self.reference is not None else ()
-        for path, digests in table:
-            if path == "boot_aggregate":
-                continue  # seen by appraise_raw, so attest_file can check it
-            try:
-                name = path.encode()
-            except UnicodeEncodeError:  # a lone surrogate: what a non-UTF-8 name decodes to
-                try:
-                    name = path.encode("utf-8", "surrogateescape")
-                except UnicodeEncodeError:
-                    continue
-                if name.decode("utf-8", "surrogateescape") != path:
-                    continue  # no record's name decodes to this path
-            tail = u32(len(name) + 1) + name + b"\0"
-            if isinstance(digests, bytes):
-                if len(digests) == size:
-                    add(head + digests + tail)
-                continue
-            for d in digests:
-                if len(d) == size:
-                    add(head + d + tail)
+        known = self._known(prefix, f0)
+        out = known.records if known is not None else frozenset()
         reference = self.reference
         d_start, name_start = 4 + len(prefix), 8 + f0
         aggs, fail = self.boot_aggregates, self._fail
@@ -327,6 +407,7 @@ class _FileAppraiser(ListAppraiser):
         def appraise_raw(index: int, pcr: int, stored: bytes, data: bytes) -> None:
             """appraise_entry for a valid two-field ima-ng record with this d-ng prefix
             and first-field length, not a violation, read from its raw data."""
+            self.misses += 1
             if len(data) > name_start and data[-1:] == b"\0" and data.startswith(prefix, 4):
                 # what _name_and_digest reads
                 name = data[name_start:-1].decode("utf-8", "surrogateescape")

@@ -75,11 +75,14 @@ class DigestTable(Mapping[str, frozenset[bytes]]):
     True
     """
 
-    __slots__ = ("_d",)
+    __slots__ = ("_d", "_derived")
 
     def __init__(self, table: Mapping[str, Iterable[bytes]] | None = None) -> None:
         """A table from name -> digests (bytes); every name needs at least one."""
         self._d: dict[str, bytes | frozenset[bytes]] = {}
+        #: what verifiers derive from this (immutable) table, kept for the next list
+        #: (imasim.attest's allowed records); never part of its value
+        self._derived: dict[Any, Any] = {}
         for name, digests in (table or {}).items():
             ds = frozenset(digests)
             if not isinstance(name, str) or not ds or \

@@ -156,8 +156,22 @@ class _Appraiser(Protocol):
         bytes: the template data known good, and the appraisal of other such records
         (index, PCR, stored digest, template data) that are not violations."""
 
+    def record_index(self, prefix: bytes, f0: int, name: bytes,
+                     algs: tuple[HashAlgorithm, ...], entries: int, /
+                     ) -> AbstractSet[bytes] | Mapping[bytes, Any] | None:
+        """After ``entries`` more records of that shape (``name``: their template-name
+        field as stored, length and name) went through the fast check: the known-good
+        records as the list stores them from the template digest on (the digest in
+        ``algs[0]``, the list's; ``name``; the data length; the data), once building it
+        has paid for itself, else None. With more than one algorithm, a mapping to their
+        template hashes in ``algs[1:]`` (one bytes, or a tuple of them)."""
+
     def __call__(self, index: int, entry: MeasurementEntry, /) -> None:
         """Appraise one entry the fast check did not accept."""
+
+
+#: the record index of a shape that has none (every lookup misses)
+_NO_INDEX: Mapping[bytes, Any] = {}
 
 
 def _no_appraisal(index: int, pcr: int, stored: bytes, data: bytes) -> None:
@@ -184,9 +198,27 @@ if {chk} != dig:
         bad_append(index)
         {on_bad}
 {on_good}
+"""
+
+_EXTEND = """\
 {extend}
 if {hit_test}:
     armed = E._hit(pcr, index + 1, ({values},))
+"""
+
+# a known-good record: the bytes from its stored digest to its end (digest, template
+# name, data length, data) are those of a record the appraiser knows good, whose
+# template hashes it computed from that data: no hashing, no appraisal, no other check
+_KNOWN = """\
+pcr, dig, dlen = known_head(buf, pos)
+dend = pos + dhead + dlen
+if {lookup}:
+    {known}
+{switch}
+{extend}
+    pos = dend
+    index += 1
+    continue
 """
 
 _SWITCH = """\
@@ -227,11 +259,14 @@ def _chunk(E, buf, base, final):
     while pos < end:
         shape = E.shape
         if shape is not None and fast_ok:
-            unpack, ssize, key, f0_len, skip, fast_set, raw_appraise, entry_appraise = shape
+            (unpack, ssize, key, f0_len, skip, fast_set, raw_appraise, entry_appraise,
+             known_head, known, known_get) = shape
             lim = end - ssize
             dhead = skip + 4
             two = 8 + f0_len
+            first = index
             while pos <= lim:
+{known_prelude}
                 pcr, dig, hn, dlen, f0, f1 = unpack(buf, pos)
                 dstart = pos + dhead
                 dend = dstart + dlen
@@ -242,6 +277,7 @@ def _chunk(E, buf, base, final):
 {fast_step}
                 pos = dend
                 index += 1
+            E.fast += index - first
             if pos >= end:
                 break
         # anything else: the scanner validates a window of records from here
@@ -275,18 +311,10 @@ def _indent(text: str, n: int) -> str:
 _LOOPS: dict[tuple[Any, ...], Callable[..., int]] = {}
 
 
-def _compile_loop(banks: tuple[HashAlgorithm, ...], padded: tuple[bool, ...],
-                  digest_alg: HashAlgorithm, check: bool, appraise: bool, matching: bool
-                  ) -> Callable[..., int]:
-    """The chunk loop for one configuration, generated from _STEP/_SWITCH/_LOOP (without
-    ``matching``, no quoted values are looked for)."""
-    key = (banks, padded, digest_alg, check, appraise, matching)
-    found = _LOOPS.get(key)
-    if found is not None:
-        return found
-    nb = len(banks)
-    # the template hashes needed, one per algorithm: native banks, SHA-1 for padded
-    # banks, the list's digest algorithm for the check
+def _template_algs(banks: Sequence[HashAlgorithm], padded: Sequence[bool],
+                   digest_alg: HashAlgorithm, check: bool) -> list[HashAlgorithm]:
+    """The template hashes a configuration needs, one per algorithm: native banks,
+    SHA-1 for padded banks, the list's digest algorithm for the check."""
     algs: list[HashAlgorithm] = []
     for a, p in zip(banks, padded, strict=True):
         want = HashAlgorithm.SHA1 if p else a
@@ -294,6 +322,21 @@ def _compile_loop(banks: tuple[HashAlgorithm, ...], padded: tuple[bool, ...],
             algs.append(want)
     if check and digest_alg not in algs:
         algs.append(digest_alg)
+    return algs
+
+
+def _compile_loop(banks: tuple[HashAlgorithm, ...], padded: tuple[bool, ...],
+                  digest_alg: HashAlgorithm, check: bool, appraise: bool, matching: bool,
+                  indexed: bool = False) -> Callable[..., int]:
+    """The chunk loop for one configuration, generated from _STEP/_EXTEND/_SWITCH/_LOOP
+    (without ``matching``, no quoted values are looked for; with ``indexed``, the fast
+    path first looks a record up in the appraiser's record index: _KNOWN)."""
+    key = (banks, padded, digest_alg, check, appraise, matching, indexed)
+    found = _LOOPS.get(key)
+    if found is not None:
+        return found
+    nb = len(banks)
+    algs = _template_algs(banks, padded, digest_alg, check)
     th = {a: f"th{j}" for j, a in enumerate(algs)}
     ext = [f"p{i}" if p else th[a] for i, (a, p) in enumerate(zip(banks, padded, strict=True))]
     values = ", ".join(f"v{i}" for i in range(nb))
@@ -302,12 +345,15 @@ def _compile_loop(banks: tuple[HashAlgorithm, ...], padded: tuple[bool, ...],
     setup += [f"c{i} = E.ctors[{i}]" for i in range(nb)]
     setup += [f"o{i} = E.ones[{i}]" for i in range(nb)]
     setup += [f"pad{i} = E.pads[{i}]" for i in range(nb) if padded[i]]
-    hash_lines = [f"{th[a]} = tc{j}(data).digest()" for j, a in enumerate(algs)]
-    hash_lines += [f"p{i} = {th[HashAlgorithm.SHA1]} + pad{i}" for i in range(nb) if padded[i]]
+    pad_lines = [f"p{i} = {th[HashAlgorithm.SHA1]} + pad{i}" for i in range(nb) if padded[i]]
+    hash_lines = [f"{th[a]} = tc{j}(data).digest()" for j, a in enumerate(algs)] + pad_lines
     viol = "; ".join(f"{ext[i]} = o{i}" for i in range(nb))
     extend = "\n".join(f"v{i} = c{i}(v{i} + {ext[i]}).digest()" for i in range(nb))
     hit_test = " or ".join(f"v{i} == t{i}" for i in range(nb))
     chk = th[digest_alg] if check else "dig"
+
+    extension = (_EXTEND if matching else "{extend}\n").format(
+        extend=extend, hit_test=hit_test, values=values)
 
     def step(fast: bool) -> str:
         if appraise and fast:
@@ -319,23 +365,33 @@ def _compile_loop(banks: tuple[HashAlgorithm, ...], padded: tuple[bool, ...],
         else:
             on_viol = on_bad = "pass"
             on_good = ""
-        body = _STEP if matching else _STEP.replace(
-            "if {hit_test}:\n    armed = E._hit(pcr, index + 1, ({values},))\n", "")
+        body = _STEP
         if not check:  # only violations are looked for: dig == zero
             body = body.replace("if {chk} != dig:\n    if dig == zero:", "if True:\n"
                                  "    if dig == zero:")
             body = body.replace("    else:\n        bad_append(index)\n        {on_bad}\n", "")
             body = body.replace("{on_good}\n", "")
-            return body.format(hash="\n".join(hash_lines), viol=viol, on_viol=on_viol,
-                               extend=extend, hit_test=hit_test, values=values, chk=chk)
         return body.format(hash="\n".join(hash_lines), chk=chk, viol=viol, on_viol=on_viol,
-                           on_bad=on_bad, on_good=on_good, extend=extend,
-                           hit_test=hit_test, values=values)
+                           on_bad=on_bad, on_good=on_good) + extension
 
     switch = _SWITCH.format(values=values, targets=targets)
     if not matching:
         switch = switch.replace("if armed:\n    E._end(pcr, index)\n    armed = False\n", "")
+    prelude = ""
+    if indexed:
+        # the index's key is the list's digest; its values the other template hashes
+        others = [a for a in algs if a is not digest_alg]
+        known = [f"{th[digest_alg]} = dig"]
+        if not others:
+            lookup = "buf[pos + 4:dend] in known"
+        else:
+            lookup = "(hit := known_get(buf[pos + 4:dend])) is not None"
+            known += [f"{th[others[0]]} = hit"] if len(others) == 1 else \
+                [f"{', '.join(th[a] for a in others)}, = hit"]
+        prelude = _KNOWN.format(lookup=lookup, known="\n    ".join(known + pad_lines),
+                                switch=_indent(switch, 4), extend=_indent(extension, 4))
     src = _LOOP.format(ctor_setup="\n    ".join(setup), values=values, targets=targets,
+                       known_prelude=_indent(prelude, 16),
                        fast_switch=_indent(switch, 16), fast_step=_indent(step(True), 16),
                        slow_switch=_indent(switch, 12), slow_step=_indent(step(False), 12))
     namespace: dict[str, Any] = {}
@@ -418,18 +474,22 @@ class _Engine:
         self.fast_sets: dict[tuple[bytes, int], tuple[AbstractSet[bytes], _RawAppraisal]] = {}
         self.shape: tuple[Any, ...] | None = None
         self.offsets: array[int] | None = None
-        algs = [HashAlgorithm.SHA1 if p else a for a, p in zip(self.banks, self.padded,
-                                                                strict=True)]
-        tctor_algs = list(dict.fromkeys(algs))
-        if check and digest_alg not in tctor_algs:
-            tctor_algs.append(digest_alg)
+        tctor_algs = _template_algs(self.banks, self.padded, digest_alg, check)
         self.tctors = [a.constructor() for a in tctor_algs]
+        # the record index (see _rent): keyed by the list's digest, then the other hashes
+        self.index_algs: tuple[HashAlgorithm, ...] | None = (
+            digest_alg, *(a for a in tctor_algs if a is not digest_alg)
+        ) if check and appraiser is not None else None
+        self.indexes: dict[tuple[bytes, int], AbstractSet[bytes] | Mapping[bytes, Any]] = {}
+        self.shape_key: tuple[bytes, int] | None = None
+        self.fast = self.counted = 0  # records through the fast path; told the appraiser
         self.ctors = [a.constructor() for a in self.banks]
         self.ones = [a.ones for a in self.banks]
         self.pads = [bytes(a.digest_size - 20) if p else b""
                      for a, p in zip(self.banks, self.padded, strict=True)]
         self.loop = _compile_loop(self.banks, self.padded, digest_alg, check,
                                   appraiser is not None, targets is not None)
+        self.check = check
         self.start = 0 if start is None else start.count
         self.index = self.start
         self.bad: list[int] = []
@@ -551,8 +611,10 @@ class _Engine:
         fast_set: AbstractSet[bytes] | None = None
         raw_appraise: _RawAppraisal = _no_appraisal
         entry_appraise: _RawAppraisal = _no_appraisal
+        known: AbstractSet[bytes] | Mapping[bytes, Any] = _NO_INDEX
         appraiser = self.appraiser
         order = self.order
+        self.shape_key = None
         if appraiser is not None:
             def appraise(index: int, pcr: int, stored: bytes, data: bytes) -> None:
                 appraiser(index, tuple.__new__(MeasurementEntry,
@@ -566,10 +628,17 @@ class _Engine:
                 if k not in self.fast_sets:
                     self.fast_sets[k] = appraiser.fast_set(d[:nul + 1], f0)
                 fast_set, raw_appraise = self.fast_sets[k]
+                self.shape_key = k
+        name_field = buf[start + 4 + dsize:start + hdr + nlen]
+        if self.shape_key is not None:
+            k = self.shape_key
+            known = self.indexes.get(k) or self._take_index(k, name_field, 0) or _NO_INDEX
         pfx = "<" if order == "little" else ">"
         st = struct.Struct(f"{pfx}I{dsize}s{4 + nlen}sII{f0}xI")
-        self.shape = (st.unpack_from, st.size, buf[start + 4 + dsize:start + hdr + nlen],
-                      f0, hdr + nlen, fast_set, raw_appraise, entry_appraise)
+        self.shape = (st.unpack_from, st.size, name_field,
+                      f0, hdr + nlen, fast_set, raw_appraise, entry_appraise,
+                      struct.Struct(f"{pfx}I{dsize}s{4 + nlen}xI").unpack_from, known,
+                      getattr(known, "get", None))
 
     def _entry(self, buf: bytes, start: int) -> MeasurementEntry:
         dsize = self.dsize
@@ -589,6 +658,39 @@ class _Engine:
         reader.buf = head
         while reader.fill():
             reader.consume(self.loop(self, reader.buf, reader.base, reader.eof))
+            if self.shape_key is not None and self.shape_key not in self.indexes:
+                self._rent()
+
+    def _rent(self) -> None:
+        """Between chunks: tell the appraiser how many records of the current shape went
+        through the fast check, and take its record index once it has one.
+
+        Hashing a known-good record's data costs about what indexing one record of the
+        policy costs (its template hashes, computed once per policy): the appraiser
+        builds the index once the fast check has met as many known-good records as the
+        index would hold (ski rental: at most twice the cost of the better choice, for
+        any list), and keeps it with the policy for later lists. With the index, a record
+        whose bytes from the stored digest on are those of a known record is verified and
+        accepted without hashing; any other record takes the path it took before."""
+        k, shape = self.shape_key, self.shape
+        assert k is not None and shape is not None
+        n, self.counted = self.fast - self.counted, self.fast
+        known = self._take_index(k, shape[2], n)
+        if known is not None:
+            self.shape = (*shape[:-2], known, getattr(known, "get", None))
+
+    def _take_index(self, k: tuple[bytes, int], name: bytes, n: int
+                    ) -> AbstractSet[bytes] | Mapping[bytes, Any] | None:
+        """The appraiser's record index for shape ``k`` after ``n`` more records, if it
+        has one; then the loop that uses it, from the next chunk on."""
+        if self.appraiser is None or self.index_algs is None:
+            return None
+        known = self.appraiser.record_index(k[0], k[1], name, self.index_algs, n)
+        if known is not None:
+            self.indexes[k] = known
+            self.loop = _compile_loop(self.banks, self.padded, self.digest_alg, self.check,
+                                      True, self.matching, indexed=True)
+        return known
 
     def feed_records(self, buf: bytes, offsets: array[int]) -> None:
         """Records whose boundaries are known (not validated again)."""
