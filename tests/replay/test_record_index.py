@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from .test_replay_fused import REF, corrupted, entry, outcome, window
 
 from imasim.algorithms import HashAlgorithm as H
 from imasim.attest import (
@@ -37,6 +36,8 @@ from imasim.ima import (
 from imasim.ima import replay as replay_mod
 from imasim.ima.builders import boot_aggregate_entry, ima_ng_entry, violation_entry
 from imasim.ima.replay import boot_aggregate, replay
+
+from .test_replay_fused import REF, corrupted, entry, outcome, window
 
 KNOWN = [ima_ng_entry(p, H.SHA256.hash(c), H.SHA256)
          for p, c in (("/usr/bin/a", b"a"), ("/usr/bin/b", b"b"), ("/bin/\udcff", b"c"),
