@@ -257,6 +257,8 @@ def _chunk(E, buf, base, final):
     {values}, {targets}, armed = cur[pcr_now]
     pos = 0
     while pos < end:
+        if E.loop is not _chunk:  # the record index arrived: its loop takes the rest
+            break
         shape = E.shape
         if shape is not None and fast_ok:
             (unpack, ssize, key, f0_len, skip, fast_set, raw_appraise, entry_appraise,
@@ -657,7 +659,13 @@ class _Engine:
         reader = _ChunkReader(source, chunk_size, self.limits)
         reader.buf = head
         while reader.fill():
-            reader.consume(self.loop(self, reader.buf, reader.base, reader.eof))
+            loop = self.loop
+            pos = loop(self, reader.buf, reader.base, reader.eof)
+            while self.loop is not loop and pos:  # switched to the indexed loop
+                reader.buf, reader.base = reader.buf[pos:], reader.base + pos
+                loop = self.loop
+                pos = loop(self, reader.buf, reader.base, reader.eof)
+            reader.consume(pos)
             if self.shape_key is not None and self.shape_key not in self.indexes:
                 self._rent()
 
@@ -683,7 +691,7 @@ class _Engine:
                     ) -> AbstractSet[bytes] | Mapping[bytes, Any] | None:
         """The appraiser's record index for shape ``k`` after ``n`` more records, if it
         has one; then the loop that uses it, from the next chunk on."""
-        if self.appraiser is None or self.index_algs is None:
+        if self.appraiser is None or self.index_algs is None or self.offsets is not None:
             return None
         known = self.appraiser.record_index(k[0], k[1], name, self.index_algs, n)
         if known is not None:
