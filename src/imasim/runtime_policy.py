@@ -141,6 +141,13 @@ class DigestTable(Mapping[str, frozenset[bytes]]):
             out.append(b)
         return frozenset(out)
 
+    def __getstate__(self) -> dict[str, bytes | frozenset[bytes]]:
+        return self._d  # what was derived stays behind (a worker derives its own)
+
+    def __setstate__(self, state: dict[str, bytes | frozenset[bytes]]) -> None:
+        self._d = state
+        self._derived = {}
+
     def __getitem__(self, name: str) -> frozenset[bytes]:
         v = self._d[name]
         return frozenset((v,)) if isinstance(v, bytes) else v

@@ -209,3 +209,14 @@ def test_forged_lists_get_the_same_report_with_the_index(forgery: str, monkeypat
     monkeypatch.undo()
     assert _attest(MeasurementList(honest).to_bytes(), warm, _pcrs_of(honest)
                    )["status"] == "consistent"
+
+
+def test_a_pickled_policy_leaves_its_index_behind() -> None:
+    """A policy sent to a worker (Dask scatters it) carries its digests, not what was
+    derived from them: the worker builds its own index when its lists pay for it."""
+    import pickle
+
+    warm = warmed((H.SHA1,), (), H.SHA1)
+    copy = pickle.loads(pickle.dumps(warm))
+    assert copy == warm and copy.digests_bytes == warm.digests_bytes
+    assert indexes(warm) and not copy.digests_bytes._derived
