@@ -78,24 +78,35 @@ def attest_bundle(bundle: EvidenceBundle, reference: ReferenceValues | None, *,
                   nonce: bytes) -> tuple[AttestationReport, int]:
     """The one call into imasim's attestation for a bundle: the report and the list's
     entry count. (Every fleet verdict comes from here.) The bundle's firmware event log,
-    when it has one, goes in too: it must replay to the quoted PCRs."""
-    from ..attest import attest
+    when it has one, goes in too: it must replay to the quoted PCRs.
+
+    The list is checked in one streaming pass (:func:`~imasim.attest.attest_file`, the
+    report :func:`~imasim.attest.attest` gives for its entries), so a worker that keeps
+    the policy it was sent checks the records it allows through the policy's record index
+    once its machines have paid for it."""
+    import io
+
+    from ..attest import attest_file
     from ..ima.codec import parse_measurement_list
     from ..tpm.verify import parse_pcr_file
 
     _, values = parse_pcr_file(bundle.pcr_file)
-    entries = parse_measurement_list(bundle.measurement_list,
-                                     digest_alg=bundle.list_digest_alg)
     eventlog = None
     if bundle.event_log is not None:
         from ..eventlog.codec import EventLog
 
         eventlog = EventLog.parse(bundle.event_log)
-    report = attest(quote_attest=bundle.quote_message, quote_signature=bundle.quote_signature,
-                    ak_public=bundle.ak_public, nonce=nonce, pcr_values=values,
-                    entries=entries, reference=reference, digest_alg=bundle.list_digest_alg,
-                    eventlog=eventlog)
-    return report, len(entries)
+    report = attest_file(io.BytesIO(bundle.measurement_list),
+                         quote_attest=bundle.quote_message,
+                         quote_signature=bundle.quote_signature, ak_public=bundle.ak_public,
+                         nonce=nonce, pcr_values=values, reference=reference,
+                         digest_alg=bundle.list_digest_alg, eventlog=eventlog)
+    if report.replay is not None:
+        return report, report.entries
+    # the quote failed before the list was read: a malformed list is still reported
+    # as one, and the count is the list's
+    return report, len(parse_measurement_list(bundle.measurement_list,
+                                              digest_alg=bundle.list_digest_alg))
 
 
 def _verdict(machine: str, report: AttestationReport, entries: int) -> MachineVerdict:
