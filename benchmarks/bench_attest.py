@@ -17,7 +17,10 @@ the median of the rounds' own:
   (``python3 -m venv kl && kl/bin/pip install keylime pyyaml jsonschema ...``; skipped
   without it).
 
-Also the library call ``attest_file`` in this process, and the peak RSS of the command.
+Also the library call ``attest_file`` in this process (with the policy's record index,
+and with every record hashed), the peak RSS of the command, and the sha1-bank command
+against Keylime on a list of the shape a real kernel writes: each allowed record once
+(100,000 entries), where the record index never pays within one process.
 """
 
 from __future__ import annotations
@@ -25,13 +28,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import shutil
 import statistics
 import struct
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from _mem import child_usage
 from bench_replay import ALLOWED, allowed_digest, allowed_path, allowlist_list
@@ -58,28 +64,45 @@ print(len(failure.events))
 """
 
 
+def _record(path: bytes, digest: bytes, stored: bytes | None = None) -> bytes:
+    pack = struct.Struct("<I").pack
+    f1 = b"sha256:\0" + digest
+    f2 = path + b"\0"
+    data = pack(len(f1)) + f1 + pack(len(f2)) + f2
+    return (pack(10) + (hashlib.sha1(data).digest() if stored is None else stored)
+            + pack(6) + b"ima-ng" + pack(len(data)) + data)
+
+
 def _list_with_boot_aggregate(n: int, tpm: SoftTpm) -> bytes:
     """allowlist_list(n) with its first record made the boot_aggregate of ``tpm``."""
     data = bytearray(allowlist_list(n))
     agg = boot_aggregate({a: dict(enumerate(tpm.pcr_values(a))) for a in tpm.banks}).digest
-    pack = struct.Struct("<I").pack
-    f1 = b"sha256:\0" + agg
-    f2 = b"boot_aggregate\0"
-    rec_data = pack(len(f1)) + f1 + pack(len(f2)) + f2
     old_len = struct.unpack_from("<I", data, 4 + 20 + 4 + 6)[0]
-    head = pack(10) + hashlib.sha1(rec_data).digest() + pack(6) + b"ima-ng" + pack(len(rec_data))
-    data[:4 + 20 + 4 + 6 + 4 + old_len] = head + rec_data
+    data[:4 + 20 + 4 + 6 + 4 + old_len] = _record(b"boot_aggregate", agg)
     return bytes(data)
 
 
-def main(quick: bool = False) -> None:
-    n = 20_000 if quick else 1_000_000
-    tmp = Path(tempfile.gettempdir()) / "imasim-bench-attest"
-    tmp.mkdir(exist_ok=True)
-    tpm = SoftTpm((H.SHA1, H.SHA256))
-    lst = tmp / f"attest-{n}.bin"
-    if not lst.exists():
-        lst.write_bytes(_list_with_boot_aggregate(n, tpm))
+def _distinct_list(tpm: SoftTpm) -> bytes:
+    """A list shaped as a real kernel writes it: the boot_aggregate, then each allowed
+    record once in a random order (with allowlist_list's strays every 10,000 entries)."""
+    agg = boot_aggregate({a: dict(enumerate(tpm.pcr_values(a))) for a in tpm.banks}).digest
+    order = list(range(ALLOWED))
+    random.Random(5).shuffle(order)
+    out = [_record(b"boot_aggregate", agg)]
+    for i, j in enumerate(order, 1):
+        path, digest = allowed_path(j), allowed_digest(j)
+        if i % 10_000 == 1:
+            path = b"/tmp/unknown-%07d" % i
+        elif i % 10_000 == 2:
+            digest = hashlib.sha256(b"tampered %d" % i).digest()
+        out.append(_record(path, digest, bytes(20) if i % 100_000 == 3 else None))
+    return b"".join(out)
+
+
+def _quoted(tpm: SoftTpm, lst: Path, tmp: Path, name: str,
+            banks: tuple[H, ...]) -> tuple[SoftTpm, Any, list[str]]:
+    """A TPM whose PCR 10 holds what ``lst`` replays to, its AK, its quote of PCRs 0-10
+    in ``banks`` written to ``name``.msg/.sig/.pcrs, and the imasim attest arguments."""
     with lst.open("rb") as f:
         r = replay_file(f, banks=(H.SHA1, H.SHA256))
     state = json.loads(tpm.to_json())
@@ -87,29 +110,53 @@ def main(quick: bool = False) -> None:
         state["pcrs"][a.kernel_name][10] = r.pcrs[a][10].hex()
     tpm = SoftTpm.from_json(json.dumps(state))
     ak = tpm.create_ak("ecc", seed=b"bench")
-    q = tpm.quote(ak, PcrSelection({H.SHA1: range(11), H.SHA256: range(11)}), NONCE)
-    q1 = tpm.quote(ak, PcrSelection({H.SHA1: range(11)}), NONCE)  # Keylime's one bank
-    files = {"ak.pem": ak.public_pem, "q.msg": q.attest, "q.sig": q.signature,
-             "q.pcrs": write_pcr_file(q.selection, [v for _, _, v in q.pcr_values]),
-             "q1.msg": q1.attest, "q1.sig": q1.signature,
-             "q1.pcrs": write_pcr_file(q1.selection, [v for _, _, v in q1.pcr_values])}
-    for name, data in files.items():
-        (tmp / name).write_bytes(data)
+    q = tpm.quote(ak, PcrSelection({a: range(11) for a in banks}), NONCE)
+    (tmp / f"{name}.ak.pem").write_bytes(ak.public_pem)
+    (tmp / f"{name}.msg").write_bytes(q.attest)
+    (tmp / f"{name}.sig").write_bytes(q.signature)
+    (tmp / f"{name}.pcrs").write_bytes(write_pcr_file(q.selection,
+                                                      [v for _, _, v in q.pcr_values]))
+    return tpm, q, [sys.executable, "-m", "imasim", "attest", "-u", str(tmp / f"{name}.ak.pem"),
+                    "-m", str(tmp / f"{name}.msg"), "-s", str(tmp / f"{name}.sig"), "-f",
+                    str(tmp / f"{name}.pcrs"), "-q", NONCE.hex(), "--list", str(lst),
+                    "--policy", str(tmp / "policy.json"), "--json"]
+
+
+def _ascii(lst: Path) -> Path:
+    out_path = lst.with_suffix(".ascii")
+    if not out_path.exists():
+        with lst.open("rb") as f, out_path.open("w", encoding="utf-8") as out:
+            for e in iter_measurement_list(f):
+                out.write(e.ascii_line() + "\n")
+    return out_path
+
+
+def main(quick: bool = False) -> None:
+    n = 20_000 if quick else 1_000_000
+    tmp = Path(tempfile.gettempdir()) / "imasim-bench-attest"
+    tmp.mkdir(exist_ok=True)
+    tpm0 = SoftTpm((H.SHA1, H.SHA256))
+    lst = tmp / f"attest-{n}.bin"
+    if not lst.exists():
+        lst.write_bytes(_list_with_boot_aggregate(n, tpm0))
+    distinct = tmp / f"distinct-{ALLOWED}.bin"
+    if not quick and not distinct.exists():
+        distinct.write_bytes(_distinct_list(tpm0))
     policy = RuntimePolicy({allowed_path(j).decode(): frozenset({allowed_digest(j).hex()})
                             for j in range(ALLOWED)})
     (tmp / "policy.json").write_text(policy.to_keylime_json())
+    tpm, q, imasim = _quoted(tpm0, lst, tmp, "q", (H.SHA1, H.SHA256))
+    _, _, imasim1 = _quoted(tpm0, lst, tmp, "q1", (H.SHA1,))  # Keylime's one bank
+    tpm_d, _, imasim_d = _quoted(tpm0, distinct, tmp, "qd", (H.SHA1,)) if not quick \
+        else (tpm, None, [])
+    ak_pem = (tmp / "q.ak.pem").read_bytes()
     for a in (H.SHA1, H.SHA256):
         (tmp / f"pcrs-{a.kernel_name}").write_text(
             "".join(f"PCR-{i:02d} {tpm.read(a, i).hex()}\n" for i in range(24)))
 
-    imasim = [sys.executable, "-m", "imasim", "attest", "-u", str(tmp / "ak.pem"), "-m",
-              str(tmp / "q.msg"), "-s", str(tmp / "q.sig"), "-f", str(tmp / "q.pcrs"), "-q",
-              NONCE.hex(), "--list", str(lst), "--policy", str(tmp / "policy.json"),
-              "--json"]
-    imasim1 = [*imasim]
-    for old, new in (("q.msg", "q1.msg"), ("q.sig", "q1.sig"), ("q.pcrs", "q1.pcrs")):
-        imasim1[imasim1.index(str(tmp / old))] = str(tmp / new)
     runs: dict[str, list[float]] = {"imasim attest": [], "imasim attest (sha1 bank)": []}
+    if imasim_d:
+        runs["imasim attest (sha1 bank, each record once)"] = []
     evmctl = shutil.which("evmctl")
     if evmctl:
         runs["evmctl ima_measurement"] = []
@@ -118,15 +165,18 @@ def main(quick: bool = False) -> None:
     keylime_py = os.environ.get("KEYLIME_PYTHON")
     if keylime_py:
         runs["Keylime process_measurement_list"] = []
-        ascii_path = tmp / f"attest-{n}.ascii"
-        if not ascii_path.exists():
-            with lst.open("rb") as f, ascii_path.open("w", encoding="utf-8") as out:
-                for e in iter_measurement_list(f):
-                    out.write(e.ascii_line() + "\n")
         script = tmp / "keylime_bench.py"
         script.write_text(_KEYLIME)
-        kl = [keylime_py, str(script), str(ascii_path), str(tmp / "policy.json"),
+        kl = [keylime_py, str(script), str(_ascii(lst)), str(tmp / "policy.json"),
               tpm.read(H.SHA1, 10).hex()]
+        if imasim_d:
+            runs["Keylime (each record once)"] = []
+            kl_d = [keylime_py, str(script), str(_ascii(distinct)), str(tmp / "policy.json"),
+                    tpm_d.read(H.SHA1, 10).hex()]
+    for cmd, size in ((imasim, n), (imasim1, n), (imasim_d, ALLOWED + 1)):
+        if cmd:  # each command verifies its quote and the whole list (then times it)
+            out = json.loads(subprocess.run(cmd, capture_output=True, check=False).stdout)
+            assert out["quote"]["valid"] and out["verified_entries"] == size, out["notes"]
     # the host's speed drifts (shared cores): each reference tool runs right beside the
     # imasim command it is compared with, and each ratio is the median of the rounds' own
     rss = 0.0
@@ -139,9 +189,15 @@ def main(quick: bool = False) -> None:
         runs["imasim attest (sha1 bank)"].append(child_usage(imasim1)[0])
         if keylime_py:
             runs["Keylime process_measurement_list"].append(child_usage(kl)[0])
+        if imasim_d:
+            runs["imasim attest (sha1 bank, each record once)"].append(
+                child_usage(imasim_d)[0])
+            if keylime_py:
+                runs["Keylime (each record once)"].append(child_usage(kl_d)[0])
     for k, v in runs.items():
         t = statistics.median(v)
-        print(f"{k}: {n / t:,.0f} entries/s ({t:.2f} s CPU, median of "
+        size = ALLOWED + 1 if "once" in k else n
+        print(f"{k}: {size / t:,.0f} entries/s ({t:.2f} s CPU, median of "
               f"{', '.join(f'{x:.2f}' for x in v)})")
     print(f"imasim attest peak RSS {rss:.1f} MB (the 100,000-path policy included)")
 
@@ -155,11 +211,38 @@ def main(quick: bool = False) -> None:
     if "Keylime process_measurement_list" in runs:  # both replay the sha1 bank
         print("imasim attest / Keylime (sha1 bank, same policy), median of rounds: "
               + ratio("Keylime process_measurement_list", "imasim attest (sha1 bank)"))
-    t0 = time.process_time()
-    with lst.open("rb") as f:
-        rep = attest_file(f, reference=policy, quote_attest=q.attest,
-                          quote_signature=q.signature, ak_public=ak.public_pem, nonce=NONCE,
-                          pcr_values=q.values_by_bank())
-    t_lib = time.process_time() - t0
-    print(f"library attest_file: {n / t_lib:,.0f} entries/s ({t_lib:.2f} s CPU); "
-          f"{rep.verified_entries} entries verified, {len(rep.failures)} failures")
+        if imasim_d:
+            print("the same on the list of each allowed record once: "
+                  + ratio("Keylime (each record once)",
+                          "imasim attest (sha1 bank, each record once)"))
+    # the library call, with the policy's record index (a fresh policy: built once the
+    # list has paid for it) and with every record hashed (the index refused)
+    from imasim.attest import _KnownRecords
+
+    def library(index: bool) -> tuple[float, Any]:
+        ref = RuntimePolicy.from_keylime_json((tmp / "policy.json").read_text())
+        real = _KnownRecords.index_after
+        if not index:
+            _KnownRecords.index_after = lambda *a: None  # type: ignore[method-assign]
+        try:
+            t0 = time.process_time()
+            with lst.open("rb") as f:
+                rep = attest_file(f, reference=ref, quote_attest=q.attest,
+                                  quote_signature=q.signature, ak_public=ak_pem,
+                                  nonce=NONCE, pcr_values=q.values_by_bank())
+            return time.process_time() - t0, rep
+        finally:
+            _KnownRecords.index_after = real  # type: ignore[method-assign]
+
+    lib: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(1 if quick else 3):
+        for index in (True, False):
+            t, rep = library(index)
+            lib[index].append(t)
+    for index in (True, False):
+        t = statistics.median(lib[index])
+        how = "with the record index" if index else "every record hashed"
+        print(f"library attest_file (sha1+sha256), {how}: "
+              f"{n / t:,.0f} entries/s ({t:.2f} s CPU, median of "
+              f"{', '.join(f'{x:.2f}' for x in lib[index])}); {rep.verified_entries} entries "
+              f"verified, {len(rep.failures)} failures")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from typing import Any, Final
 
 from .errors import LimitExceededError, ParseError
@@ -105,6 +104,8 @@ def load_toml_bounded(text: str | bytes, *, max_depth: int = MAX_DOCUMENT_DEPTH,
                       what: str = "TOML") -> dict[str, Any]:
     """``tomllib.loads`` after :func:`check_toml_depth`; any failure is a ParseError
     (TOML syntax errors carry the line)."""
+    import tomllib  # only TOML documents need it (10 ms of start-up otherwise)
+
     doc = _text(text, what)
     check_toml_depth(doc, max_depth, what=what)
     try:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from .._bounded import load_json_bounded
@@ -44,6 +44,7 @@ from .marshal import (
     Signature,
     SigScheme,
 )
+from .verify import _hash_cls
 
 __all__ = ["AttestationKey", "LocalityError", "Quote", "SoftTpm"]
 
@@ -76,15 +77,6 @@ def _check_startup_locality(locality: int) -> None:
         raise UsageError(f"locality {locality} out of range 0..4")
     if locality not in (0, 3):
         raise LocalityError(f"TPM2_Startup is refused from locality {locality} (only 0 or 3)")
-
-
-def _hash_cls(alg: HashAlgorithm) -> hashes.HashAlgorithm:
-    return {
-        HashAlgorithm.SHA1: hashes.SHA1(),
-        HashAlgorithm.SHA256: hashes.SHA256(),
-        HashAlgorithm.SHA384: hashes.SHA384(),
-        HashAlgorithm.SHA512: hashes.SHA512(),
-    }[alg]
 
 
 # -- keys -----------------------------------------------------------------------------

@@ -60,6 +60,7 @@ from .pcrs import PcrBanks, PcrSource
 if TYPE_CHECKING:  # cryptography is imported only where a key needs it (a cold start)
     from typing import TypeAlias
 
+    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
     PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
@@ -672,12 +673,23 @@ def _check_signature_fast(key: _pk.RsaKey | _pk.EcKey, sig: Signature | PlainSig
     return scheme
 
 
+def _hash_cls(alg: HashAlgorithm) -> hashes.HashAlgorithm:
+    """cryptography's class of a TPM hash algorithm (imported when a signature is made
+    or checked)."""
+    from cryptography.hazmat.primitives import hashes
+
+    return {
+        HashAlgorithm.SHA1: hashes.SHA1(),
+        HashAlgorithm.SHA256: hashes.SHA256(),
+        HashAlgorithm.SHA384: hashes.SHA384(),
+        HashAlgorithm.SHA512: hashes.SHA512(),
+    }[alg]
+
+
 def _check_signature(key: PublicKey | None, sig: Signature | PlainSignature, digest: bytes,
                      halg: HashAlgorithm) -> SigScheme:
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
-
-    from .soft_tpm import _hash_cls
 
     assert key is not None
     pre = utils.Prehashed(_hash_cls(halg))
