@@ -80,10 +80,10 @@ def main(quick: bool = False) -> None:
         t0, c0 = time.perf_counter(), time.process_time()
         verify_paths(sub, ref, challenges, require_eventlog=True)
         one_wall, one_cpu = time.perf_counter() - t0, time.process_time() - c0
-        # the shared host's speed drifts between runs: 1 and 2 workers alternate, three
+        # the shared host's speed drifts between runs: 1 and 2 workers alternate, five
         # rounds, and the speedup is the median of the rounds' own ratios
         rounds = []
-        for _ in range(1 if quick else 3):
+        for _ in range(1 if quick else 5):
             w1, _, _, cpu1 = _dask(sub, ref, challenges, 1)
             w2, _, client_cpu, worker_cpu = _dask(sub, ref, challenges, 2)
             rounds.append((w1, w2, cpu1, client_cpu, worker_cpu))
