@@ -288,10 +288,12 @@ class _KnownRecords:
     checked against the same policy reuses it).
 
     ``records`` holds, for every allowed (path, digest) pair, the template data of the
-    ima-ng record naming it. ``index`` maps such a record's template digest (in the
-    list's digest algorithm) to the record and its other template hashes: it costs one
-    hash per record and algorithm, so it is built only once the fast check has met as many
-    known-good records as it would index (``seen``), whose template hashes it saves."""
+    ima-ng record naming it. ``indexes`` hold the same records as a list stores them from
+    the template digest on (the digest in the list's algorithm, the template-name field,
+    the data length, the data), mapped to their template hashes in the other algorithms
+    the replay needs: an index costs one hash per record and algorithm, so it is built
+    only once the fast check has met as many known-good records (``seen``, counted across
+    lists) as it would hold, each of which it would have saved a hash."""
 
     __slots__ = ("indexes", "records", "seen")
 

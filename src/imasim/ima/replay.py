@@ -42,6 +42,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol
 
 from ..algorithms import HashAlgorithm
@@ -171,7 +172,7 @@ class _Appraiser(Protocol):
 
 
 #: the record index of a shape that has none (every lookup misses)
-_NO_INDEX: Mapping[bytes, Any] = {}
+_NO_INDEX: Mapping[bytes, Any] = MappingProxyType({})
 
 
 def _no_appraisal(index: int, pcr: int, stored: bytes, data: bytes) -> None:
@@ -690,7 +691,8 @@ class _Engine:
     def _take_index(self, k: tuple[bytes, int], name: bytes, n: int
                     ) -> AbstractSet[bytes] | Mapping[bytes, Any] | None:
         """The appraiser's record index for shape ``k`` after ``n`` more records, if it
-        has one; then the loop that uses it, from the next chunk on."""
+        has one; then the loop that uses it (the running loop stops at its next window
+        and feed_stream runs this one over the rest of the chunk)."""
         if self.appraiser is None or self.index_algs is None or self.offsets is not None:
             return None
         known = self.appraiser.record_index(k[0], k[1], name, self.index_algs, n)
