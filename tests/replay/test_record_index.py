@@ -13,6 +13,7 @@ index is built and that it is used.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,6 +38,7 @@ from imasim.ima import replay as replay_mod
 from imasim.ima.builders import boot_aggregate_entry, ima_ng_entry, violation_entry
 from imasim.ima.replay import boot_aggregate, replay
 
+from .test_interop_evmctl import evmctl_verdict
 from .test_replay_fused import REF, corrupted, entry, outcome, window
 
 KNOWN = [ima_ng_entry(p, H.SHA256.hash(c), H.SHA256)
@@ -220,3 +222,17 @@ def test_a_pickled_policy_leaves_its_index_behind() -> None:
     copy = pickle.loads(pickle.dumps(warm))
     assert copy == warm and copy.digests_bytes == warm.digests_bytes
     assert indexes(warm) and not copy.digests_bytes._derived
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("forgery", sorted(FORGERIES))
+def test_forged_lists_replay_verdict_with_the_index_is_evmctls(forgery: str,
+                                                               tmp_path: Path) -> None:
+    """With the index, whether the list replays to the quoted PCRs is what evmctl
+    ima_measurement says of the same list and values."""
+    honest = [AGGREGATE, *KNOWN, *KNOWN[::-1], *KNOWN]
+    forged = FORGERIES[forgery](list(honest))
+    raw = MeasurementList(forged).to_bytes()
+    quoted = _pcrs_of(forged if forgery in MEASURED else honest)
+    report = _attest(raw, warmed((H.SHA1, H.SHA256), (), H.SHA1), quoted)
+    assert report["replay"]["matched"] == evmctl_verdict(tmp_path, raw, quoted), forgery
