@@ -62,7 +62,7 @@ def warmed(banks: tuple[H, ...], padded: tuple[H, ...], digest_alg: H,
            ref: ReferenceValues = REF) -> ReferenceValues:
     """A fresh policy whose index for this configuration is built."""
     ref = fresh(ref)
-    lst = MeasurementList(KNOWN * 2)  # the fast path meets 7 known records, the index 4
+    lst = MeasurementList(KNOWN * 2)  # more known records than the index would hold
     raw = (lst.for_bank(H.SHA256) if digest_alg is H.SHA256 else lst).to_bytes()
     with window(1):
         replay_and_appraise_file(io.BytesIO(raw), ref, banks=banks, padded_banks=padded,
