@@ -889,6 +889,10 @@ def attest_file(
     one set lookup on their raw bytes), and only the verdicts of verified entries are
     kept. Gives what :func:`attest` gives for the same list, without signature keyrings
     (use :func:`attest` for those).
+
+    Keep one ``reference`` object for many lists: once they have held as many records it
+    allows as it allows, it keeps an index of those records with their template hashes,
+    and records found there are verified without hashing (the report is the same).
     """
     ev = _evidence(quote_attest, quote_signature, ak_public, nonce, pcr_values,
                    quote_hash_alg)
