@@ -17,8 +17,8 @@ the median of the rounds' own:
   (``python3 -m venv kl && kl/bin/pip install keylime pyyaml jsonschema ...``; skipped
   without it).
 
-Also the library call ``attest_file`` in this process (with the policy's record index,
-and with every record hashed), the peak RSS of the command, and the sha1-bank command
+Also the library call ``attest_file`` in a fresh interpreter (with the policy's record
+index, and with every record hashed), the peak RSS of the command, and the sha1-bank command
 against Keylime on a list of the shape a real kernel writes: each allowed record once
 (100,000 entries), where the record index never pays within one process.
 """
