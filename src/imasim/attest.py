@@ -317,16 +317,16 @@ class _KnownRecords:
             return None
         key, *others = (a.constructor() for a in algs)
         u32 = struct.Struct("<I").pack
+        records = list(self.records)
+        spans = [key(r).digest() + name + u32(len(r)) + r for r in records]
         if not others:
-            index = frozenset([key(r).digest() + name + u32(len(r)) + r
-                               for r in self.records])
+            index = frozenset(spans)
         elif len(others) == 1:
             (h,) = others
-            index = {key(r).digest() + name + u32(len(r)) + r: h(r).digest()
-                     for r in self.records}
+            index = dict(zip(spans, [h(r).digest() for r in records], strict=True))
         else:
-            index = {key(r).digest() + name + u32(len(r)) + r:
-                     tuple(h(r).digest() for h in others) for r in self.records}
+            index = dict(zip(spans, [tuple(h(r).digest() for h in others) for r in records],
+                             strict=True))
         self.indexes[(name, algs)] = index
         return index
 
