@@ -113,39 +113,24 @@ print(len(failure.events))
 """
 
 
-def _record(path: bytes, digest: bytes, stored: bytes | None = None) -> bytes:
-    pack = struct.Struct("<I").pack
-    f1 = b"sha256:\0" + digest
-    f2 = path + b"\0"
-    data = pack(len(f1)) + f1 + pack(len(f2)) + f2
-    return (pack(10) + (hashlib.sha1(data).digest() if stored is None else stored)
-            + pack(6) + b"ima-ng" + pack(len(data)) + data)
-
-
-def _list_with_boot_aggregate(n: int, tpm: SoftTpm) -> bytes:
-    """allowlist_list(n) with its first record made the boot_aggregate of ``tpm``."""
-    data = bytearray(allowlist_list(n))
+def _with_boot_aggregate(data: bytes, tpm: SoftTpm) -> bytes:
+    """A list of allowlist_list with its first record made the boot_aggregate of ``tpm``."""
     agg = boot_aggregate({a: dict(enumerate(tpm.pcr_values(a))) for a in tpm.banks}).digest
+    pack = struct.Struct("<I").pack
+    f1 = b"sha256:\0" + agg
+    f2 = b"boot_aggregate\0"
+    rec_data = pack(len(f1)) + f1 + pack(len(f2)) + f2
     old_len = struct.unpack_from("<I", data, 4 + 20 + 4 + 6)[0]
-    data[:4 + 20 + 4 + 6 + 4 + old_len] = _record(b"boot_aggregate", agg)
-    return bytes(data)
+    head = pack(10) + hashlib.sha1(rec_data).digest() + pack(6) + b"ima-ng" + pack(len(rec_data))
+    return head + rec_data + data[4 + 20 + 4 + 6 + 4 + old_len:]
 
 
 def _distinct_list(tpm: SoftTpm) -> bytes:
     """A list shaped as a real kernel writes it: the boot_aggregate, then each allowed
     record once in a random order (with allowlist_list's strays every 10,000 entries)."""
-    agg = boot_aggregate({a: dict(enumerate(tpm.pcr_values(a))) for a in tpm.banks}).digest
     order = list(range(ALLOWED))
     random.Random(5).shuffle(order)
-    out = [_record(b"boot_aggregate", agg)]
-    for i, j in enumerate(order, 1):
-        path, digest = allowed_path(j), allowed_digest(j)
-        if i % 10_000 == 1:
-            path = b"/tmp/unknown-%07d" % i
-        elif i % 10_000 == 2:
-            digest = hashlib.sha256(b"tampered %d" % i).digest()
-        out.append(_record(path, digest, bytes(20) if i % 100_000 == 3 else None))
-    return b"".join(out)
+    return _with_boot_aggregate(allowlist_list(ALLOWED + 1, picks=order), tpm)
 
 
 def _quoted(tpm: SoftTpm, lst: Path, tmp: Path, name: str,
@@ -187,7 +172,7 @@ def main(quick: bool = False) -> None:
     tpm0 = SoftTpm((H.SHA1, H.SHA256))
     lst = tmp / f"attest-{n}.bin"
     if not lst.exists():
-        lst.write_bytes(_list_with_boot_aggregate(n, tpm0))
+        lst.write_bytes(_with_boot_aggregate(allowlist_list(n), tpm0))
     distinct = tmp / f"distinct-{ALLOWED}.bin"
     if not quick and not distinct.exists():
         distinct.write_bytes(_distinct_list(tpm0))

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from _gen import cached_list, pcr_files, time_evmctl
@@ -56,8 +57,9 @@ def allowed_digest(j: int) -> bytes:
     return hashlib.sha256(j.to_bytes(8, "little")).digest()
 
 
-def allowlist_list(n: int) -> bytes:
-    """The realistic list (see the module docstring)."""
+def allowlist_list(n: int, picks: Sequence[int] | None = None) -> bytes:
+    """The realistic list (see the module docstring); with ``picks``, entry i > 0 names
+    allowed path ``picks[i - 1]`` instead of a random one (the same strays)."""
     out = bytearray()
     pack = struct.Struct("<I").pack
     head_name = pack(6) + b"ima-ng"
@@ -66,7 +68,7 @@ def allowlist_list(n: int) -> bytes:
         if i == 0:
             path, digest = b"boot_aggregate", hashlib.sha256(b"pcrs 0-9").digest()
         else:
-            j = rng.randrange(ALLOWED)
+            j = rng.randrange(ALLOWED) if picks is None else picks[i - 1]
             path, digest = allowed_path(j), allowed_digest(j)
             if i % 10_000 == 1:
                 path = b"/tmp/unknown-%07d" % i
